@@ -1,0 +1,87 @@
+package http
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+)
+
+// handlerFunc serves one route. It returns an error instead of writing failures itself, so that every failure goes
+// through Server.fail: one mapping to status and problem+json, one log line.
+type handlerFunc func(ctx *fasthttp.RequestCtx, p params) error
+
+// Route names a route for the authorisation hook and logs, e.g. "GET /v1/restaurants/{id}".
+type Route struct {
+	Method  string
+	Pattern string
+}
+
+func (r Route) String() string { return r.Method + " " + r.Pattern }
+
+type route struct {
+	Route
+	segments []string // the pattern split on "/"; "{name}" matches one non-empty segment
+	handle   handlerFunc
+}
+
+// params holds the values of a route's "{name}" segments.
+type params map[string]string
+
+// router matches a method and a path against a short route table. The table is small and fixed, so a linear scan
+// is both the simplest and fast enough; it also lets us tell 404 (no pattern matches) from 405 (a pattern matches,
+// not the method) and build the Allow header.
+type router struct {
+	routes []route
+}
+
+func (rt *router) add(method, pattern string, h handlerFunc) {
+	rt.routes = append(rt.routes, route{
+		Route:    Route{Method: method, Pattern: pattern},
+		segments: strings.Split(strings.TrimPrefix(pattern, "/"), "/"),
+		handle:   h,
+	})
+}
+
+// match returns the route for method and path with its parameters, or nil and the methods the path allows (empty
+// when no route has that path).
+func (rt *router) match(method, path string) (*route, params, []string) {
+	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	var allow []string
+	for i := range rt.routes {
+		r := &rt.routes[i]
+		p, ok := matchSegments(r.segments, segs)
+		if !ok {
+			continue
+		}
+		if r.Method == method {
+			return r, p, nil
+		}
+		allow = append(allow, r.Method)
+	}
+	sort.Strings(allow)
+	return nil, nil, allow
+}
+
+func matchSegments(pattern, path []string) (params, bool) {
+	if len(pattern) != len(path) {
+		return nil, false
+	}
+	var p params
+	for i, seg := range pattern {
+		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
+			if path[i] == "" {
+				return nil, false
+			}
+			if p == nil {
+				p = params{}
+			}
+			p[seg[1:len(seg)-1]] = path[i]
+			continue
+		}
+		if seg != path[i] {
+			return nil, false
+		}
+	}
+	return p, true
+}
