@@ -1,0 +1,152 @@
+package journal
+
+import (
+	"context"
+	"time"
+)
+
+// Journal stores the state of every actor identity as a stream of events, plus the indexes the workflow needs
+// around them: snapshots, one reminder per stream, and per-recipient feeds.
+//
+// Concurrency: a Journal is safe for concurrent use by any number of goroutines (one per actor activation, plus
+// reminder scanners and feed readers). Appends to one stream are serialised by the fence, not by the caller: when
+// two writers race with the same expected sequence, exactly one succeeds and the other gets ErrConflict. Reads see
+// only committed writes. Close waits for writes in flight; every call after Close returns ErrClosed.
+//
+// Durability: when Append, SaveSnapshot, SetReminder, DeleteReminder or AppendFeed return nil, the write is on
+// stable storage (fsync'd for bbolt, committed for SQL backends).
+type Journal interface {
+	// Load returns the newest snapshot of stream (zero Snapshot if none) and every event after it, oldest first.
+	// The stream's last sequence number is the last event's Seq, or the snapshot's Seq when no event follows it;
+	// a stream never written loads as (Snapshot{}, nil, nil).
+	Load(ctx context.Context, stream string) (Snapshot, []Event, error)
+
+	// Events returns up to limit events of stream with Seq > after, oldest first (for tools and invariant checks;
+	// actors use Load). limit <= 0 means no limit.
+	Events(ctx context.Context, stream string, after uint64, limit int) ([]Event, error)
+
+	// Append writes events to stream as Seq expectedSeq+1, expectedSeq+2, ... and returns the new last sequence
+	// number. It is fenced: if the stream's last sequence number is not expectedSeq, nothing is written and it
+	// returns ErrConflict, so a stale activation can never overwrite or interleave with a newer one. Events'
+	// Seq fields are ignored (assigned here). The options add writes committed atomically with the events
+	// (reminder, feed entries): all or nothing. An empty events slice only checks the fence and applies options.
+	Append(ctx context.Context, stream string, expectedSeq uint64, events []Event, opts ...AppendOption) (uint64, error)
+
+	// SaveSnapshot stores snap as the newest snapshot of stream. snap.Seq must not be beyond the stream's last
+	// sequence number (ErrInvalid). A snapshot older than the stored one is ignored, so a stale activation cannot
+	// move a stream back; snapshots need no fence because any activation's state at Seq n is derived from the
+	// same committed events 1..n. Events are kept after a snapshot (audit, invariant checks).
+	SaveSnapshot(ctx context.Context, stream string, snap Snapshot) error
+
+	// Streams lists up to limit stream names that start with prefix and sort after `after`, in byte order.
+	// limit <= 0 means no limit.
+	Streams(ctx context.Context, prefix, after string, limit int) ([]string, error)
+
+	// SetReminder sets (or moves) the one reminder of stream to due. The actor keeps its timers in its own state
+	// and stores here only the earliest due time, so that a reminder scanner can wake it after any restart.
+	// Prefer WithReminder on Append, which commits the reminder atomically with the events that set the timer.
+	SetReminder(ctx context.Context, stream string, due time.Time) error
+
+	// DeleteReminder removes the reminder of stream, if any.
+	DeleteReminder(ctx context.Context, stream string) error
+
+	// DueReminders returns up to limit reminders with Due <= now, ordered by Due then Stream. It does not remove
+	// them: the woken actor moves or deletes its reminder once it has handled its timers, so a reminder fires at
+	// least once even if the node dies while firing it. limit <= 0 means no limit.
+	DueReminders(ctx context.Context, now time.Time, limit int) ([]Reminder, error)
+
+	// AppendFeed appends entries to recipient's feed, assigning each the next cursor (1, 2, 3, ... per recipient,
+	// dense and never reused), and returns the last cursor assigned. Prefer WithFeed on Append when the entry
+	// results from an event, so that the entry and the event commit together.
+	AppendFeed(ctx context.Context, recipient string, entries []FeedEntry) (uint64, error)
+
+	// ReadFeed returns up to limit entries of recipient's feed with Cursor > after, oldest first.
+	// limit <= 0 means no limit.
+	ReadFeed(ctx context.Context, recipient string, after uint64, limit int) ([]FeedEntry, error)
+
+	// Close waits for writes in flight and releases the storage. Calling it again returns nil.
+	Close() error
+}
+
+// Event is one entry of a stream. The journal does not interpret Type or Data.
+type Event struct {
+	// Seq is the position in the stream, from 1, contiguous. Assigned by Append.
+	Seq uint64
+	// Type names the payload's type; actors store the protobuf full name (e.g. "platter.RestaurantCreated").
+	// Required.
+	Type string
+	// Data is the encoded payload.
+	Data []byte
+}
+
+// Snapshot is an actor's state after applying events 1..Seq of its stream. The zero value means "no snapshot".
+type Snapshot struct {
+	Seq  uint64
+	Type string
+	Data []byte
+}
+
+// Reminder says that the actor owning Stream has a timer due at Due.
+type Reminder struct {
+	Stream string
+	Due    time.Time
+}
+
+// FeedEntry is one notification in a recipient's feed. The journal does not interpret Type or Data.
+type FeedEntry struct {
+	// Cursor is the entry's position in the feed, from 1, contiguous. Assigned by the journal.
+	Cursor uint64
+	Type   string
+	Data   []byte
+}
+
+// AppendOption adds a write to an Append, committed in the same transaction as its events.
+type AppendOption func(*AppendOptions)
+
+// AppendOptions is the resolved set of extra writes of one Append; backends read it with ResolveOptions.
+type AppendOptions struct {
+	// Reminder, when non-nil, replaces the stream's reminder; a zero time deletes it.
+	Reminder *time.Time
+	// Feeds are entries appended to recipients' feeds (cursors assigned as by AppendFeed).
+	Feeds []FeedAppend
+}
+
+// FeedAppend is a batch of entries for one recipient's feed.
+type FeedAppend struct {
+	Recipient string
+	Entries   []FeedEntry
+}
+
+// WithReminder sets the appended stream's reminder to due together with the events.
+func WithReminder(due time.Time) AppendOption {
+	return func(o *AppendOptions) { o.Reminder = &due }
+}
+
+// WithoutReminder deletes the appended stream's reminder together with the events.
+func WithoutReminder() AppendOption {
+	return func(o *AppendOptions) { o.Reminder = &time.Time{} }
+}
+
+// WithFeed appends entries to recipient's feed together with the events.
+func WithFeed(recipient string, entries ...FeedEntry) AppendOption {
+	return func(o *AppendOptions) {
+		o.Feeds = append(o.Feeds, FeedAppend{Recipient: recipient, Entries: entries})
+	}
+}
+
+// ResolveOptions applies opts in order.
+func ResolveOptions(opts []AppendOption) AppendOptions {
+	var o AppendOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// LastSeq returns the last sequence number of a stream loaded as (snap, events).
+func LastSeq(snap Snapshot, events []Event) uint64 {
+	if len(events) > 0 {
+		return events[len(events)-1].Seq
+	}
+	return snap.Seq
+}
