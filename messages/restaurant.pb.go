@@ -9,6 +9,7 @@ package messages
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -21,6 +22,7 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Position is a WGS 84 point.
 type Position struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Lat           float64                `protobuf:"fixed64,1,opt,name=lat,proto3" json:"lat,omitempty"`
@@ -73,9 +75,88 @@ func (x *Position) GetLng() float64 {
 	return 0
 }
 
+// MenuItem is one dish on a restaurant's menu.
+type MenuItem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // unique within the menu
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Description   string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	PriceCents    int64                  `protobuf:"varint,4,opt,name=price_cents,json=priceCents,proto3" json:"price_cents,omitempty"` // > 0
+	Tags          []string               `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MenuItem) Reset() {
+	*x = MenuItem{}
+	mi := &file_restaurant_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MenuItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MenuItem) ProtoMessage() {}
+
+func (x *MenuItem) ProtoReflect() protoreflect.Message {
+	mi := &file_restaurant_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MenuItem.ProtoReflect.Descriptor instead.
+func (*MenuItem) Descriptor() ([]byte, []int) {
+	return file_restaurant_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MenuItem) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MenuItem) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MenuItem) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *MenuItem) GetPriceCents() int64 {
+	if x != nil {
+		return x.PriceCents
+	}
+	return 0
+}
+
+func (x *MenuItem) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+// CreateRestaurant creates the restaurant named by the grain identity. Refused with ALREADY_EXISTS when it exists
+// (unless command_id is the one that created it: then the first result is returned again).
 type CreateRestaurant struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	CommandId     string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	CommandId     string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"` // required; the actor de-duplicates retries by it
 	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	Position      *Position              `protobuf:"bytes,3,opt,name=position,proto3" json:"position,omitempty"`
 	Cuisine       string                 `protobuf:"bytes,4,opt,name=cuisine,proto3" json:"cuisine,omitempty"`
@@ -85,7 +166,7 @@ type CreateRestaurant struct {
 
 func (x *CreateRestaurant) Reset() {
 	*x = CreateRestaurant{}
-	mi := &file_restaurant_proto_msgTypes[1]
+	mi := &file_restaurant_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -97,7 +178,7 @@ func (x *CreateRestaurant) String() string {
 func (*CreateRestaurant) ProtoMessage() {}
 
 func (x *CreateRestaurant) ProtoReflect() protoreflect.Message {
-	mi := &file_restaurant_proto_msgTypes[1]
+	mi := &file_restaurant_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -110,7 +191,7 @@ func (x *CreateRestaurant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRestaurant.ProtoReflect.Descriptor instead.
 func (*CreateRestaurant) Descriptor() ([]byte, []int) {
-	return file_restaurant_proto_rawDescGZIP(), []int{1}
+	return file_restaurant_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreateRestaurant) GetCommandId() string {
@@ -141,6 +222,7 @@ func (x *CreateRestaurant) GetCuisine() string {
 	return ""
 }
 
+// GetRestaurant reads the restaurant; NOT_FOUND when it was never created (a Get never creates it).
 type GetRestaurant struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -149,7 +231,7 @@ type GetRestaurant struct {
 
 func (x *GetRestaurant) Reset() {
 	*x = GetRestaurant{}
-	mi := &file_restaurant_proto_msgTypes[2]
+	mi := &file_restaurant_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -161,7 +243,7 @@ func (x *GetRestaurant) String() string {
 func (*GetRestaurant) ProtoMessage() {}
 
 func (x *GetRestaurant) ProtoReflect() protoreflect.Message {
-	mi := &file_restaurant_proto_msgTypes[2]
+	mi := &file_restaurant_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -174,22 +256,78 @@ func (x *GetRestaurant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRestaurant.ProtoReflect.Descriptor instead.
 func (*GetRestaurant) Descriptor() ([]byte, []int) {
-	return file_restaurant_proto_rawDescGZIP(), []int{2}
+	return file_restaurant_proto_rawDescGZIP(), []int{3}
 }
 
+// UpdateMenu replaces the menu of an existing restaurant.
+type UpdateMenu struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CommandId     string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"` // required; the actor de-duplicates retries by it
+	Items         []*MenuItem            `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateMenu) Reset() {
+	*x = UpdateMenu{}
+	mi := &file_restaurant_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateMenu) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateMenu) ProtoMessage() {}
+
+func (x *UpdateMenu) ProtoReflect() protoreflect.Message {
+	mi := &file_restaurant_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateMenu.ProtoReflect.Descriptor instead.
+func (*UpdateMenu) Descriptor() ([]byte, []int) {
+	return file_restaurant_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *UpdateMenu) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *UpdateMenu) GetItems() []*MenuItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+// RestaurantView is what the Restaurant grain answers.
 type RestaurantView struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	Position      *Position              `protobuf:"bytes,3,opt,name=position,proto3" json:"position,omitempty"`
 	Cuisine       string                 `protobuf:"bytes,4,opt,name=cuisine,proto3" json:"cuisine,omitempty"`
+	Menu          []*MenuItem            `protobuf:"bytes,5,rep,name=menu,proto3" json:"menu,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RestaurantView) Reset() {
 	*x = RestaurantView{}
-	mi := &file_restaurant_proto_msgTypes[3]
+	mi := &file_restaurant_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -201,7 +339,7 @@ func (x *RestaurantView) String() string {
 func (*RestaurantView) ProtoMessage() {}
 
 func (x *RestaurantView) ProtoReflect() protoreflect.Message {
-	mi := &file_restaurant_proto_msgTypes[3]
+	mi := &file_restaurant_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -214,7 +352,7 @@ func (x *RestaurantView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestaurantView.ProtoReflect.Descriptor instead.
 func (*RestaurantView) Descriptor() ([]byte, []int) {
-	return file_restaurant_proto_rawDescGZIP(), []int{3}
+	return file_restaurant_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RestaurantView) GetId() string {
@@ -245,30 +383,286 @@ func (x *RestaurantView) GetCuisine() string {
 	return ""
 }
 
+func (x *RestaurantView) GetMenu() []*MenuItem {
+	if x != nil {
+		return x.Menu
+	}
+	return nil
+}
+
+func (x *RestaurantView) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// RestaurantCreated is the first event of every restaurant.
+type RestaurantCreated struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Position      *Position              `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
+	Cuisine       string                 `protobuf:"bytes,3,opt,name=cuisine,proto3" json:"cuisine,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestaurantCreated) Reset() {
+	*x = RestaurantCreated{}
+	mi := &file_restaurant_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestaurantCreated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestaurantCreated) ProtoMessage() {}
+
+func (x *RestaurantCreated) ProtoReflect() protoreflect.Message {
+	mi := &file_restaurant_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestaurantCreated.ProtoReflect.Descriptor instead.
+func (*RestaurantCreated) Descriptor() ([]byte, []int) {
+	return file_restaurant_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RestaurantCreated) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RestaurantCreated) GetPosition() *Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *RestaurantCreated) GetCuisine() string {
+	if x != nil {
+		return x.Cuisine
+	}
+	return ""
+}
+
+func (x *RestaurantCreated) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// MenuUpdated replaced the whole menu.
+type MenuUpdated struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*MenuItem            `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MenuUpdated) Reset() {
+	*x = MenuUpdated{}
+	mi := &file_restaurant_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MenuUpdated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MenuUpdated) ProtoMessage() {}
+
+func (x *MenuUpdated) ProtoReflect() protoreflect.Message {
+	mi := &file_restaurant_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MenuUpdated.ProtoReflect.Descriptor instead.
+func (*MenuUpdated) Descriptor() ([]byte, []int) {
+	return file_restaurant_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *MenuUpdated) GetItems() []*MenuItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *MenuUpdated) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// RestaurantState is the Restaurant actor's state, folded from its events.
+type RestaurantState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Created       bool                   `protobuf:"varint,1,opt,name=created,proto3" json:"created,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Position      *Position              `protobuf:"bytes,3,opt,name=position,proto3" json:"position,omitempty"`
+	Cuisine       string                 `protobuf:"bytes,4,opt,name=cuisine,proto3" json:"cuisine,omitempty"`
+	Menu          []*MenuItem            `protobuf:"bytes,5,rep,name=menu,proto3" json:"menu,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestaurantState) Reset() {
+	*x = RestaurantState{}
+	mi := &file_restaurant_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestaurantState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestaurantState) ProtoMessage() {}
+
+func (x *RestaurantState) ProtoReflect() protoreflect.Message {
+	mi := &file_restaurant_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestaurantState.ProtoReflect.Descriptor instead.
+func (*RestaurantState) Descriptor() ([]byte, []int) {
+	return file_restaurant_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RestaurantState) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+func (x *RestaurantState) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RestaurantState) GetPosition() *Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *RestaurantState) GetCuisine() string {
+	if x != nil {
+		return x.Cuisine
+	}
+	return ""
+}
+
+func (x *RestaurantState) GetMenu() []*MenuItem {
+	if x != nil {
+		return x.Menu
+	}
+	return nil
+}
+
+func (x *RestaurantState) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
 var File_restaurant_proto protoreflect.FileDescriptor
 
 const file_restaurant_proto_rawDesc = "" +
 	"\n" +
-	"\x10restaurant.proto\x12\aplatter\".\n" +
+	"\x10restaurant.proto\x12\aplatter\x1a\x1fgoogle/protobuf/timestamp.proto\".\n" +
 	"\bPosition\x12\x10\n" +
 	"\x03lat\x18\x01 \x01(\x01R\x03lat\x12\x10\n" +
-	"\x03lng\x18\x02 \x01(\x01R\x03lng\"\x8e\x01\n" +
+	"\x03lng\x18\x02 \x01(\x01R\x03lng\"\x85\x01\n" +
+	"\bMenuItem\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1f\n" +
+	"\vprice_cents\x18\x04 \x01(\x03R\n" +
+	"priceCents\x12\x12\n" +
+	"\x04tags\x18\x05 \x03(\tR\x04tags\"\x8e\x01\n" +
 	"\x10CreateRestaurant\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12-\n" +
 	"\bposition\x18\x03 \x01(\v2\x11.platter.PositionR\bposition\x12\x18\n" +
 	"\acuisine\x18\x04 \x01(\tR\acuisine\"\x0f\n" +
-	"\rGetRestaurant\"}\n" +
+	"\rGetRestaurant\"T\n" +
+	"\n" +
+	"UpdateMenu\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\x12'\n" +
+	"\x05items\x18\x02 \x03(\v2\x11.platter.MenuItemR\x05items\"\xdf\x01\n" +
 	"\x0eRestaurantView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12-\n" +
 	"\bposition\x18\x03 \x01(\v2\x11.platter.PositionR\bposition\x12\x18\n" +
-	"\acuisine\x18\x04 \x01(\tR\acuisine2\x82\x01\n" +
+	"\acuisine\x18\x04 \x01(\tR\acuisine\x12%\n" +
+	"\x04menu\x18\x05 \x03(\v2\x11.platter.MenuItemR\x04menu\x129\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xab\x01\n" +
+	"\x11RestaurantCreated\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
+	"\bposition\x18\x02 \x01(\v2\x11.platter.PositionR\bposition\x12\x18\n" +
+	"\acuisine\x18\x03 \x01(\tR\acuisine\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"q\n" +
+	"\vMenuUpdated\x12'\n" +
+	"\x05items\x18\x01 \x03(\v2\x11.platter.MenuItemR\x05items\x129\n" +
+	"\n" +
+	"updated_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xea\x01\n" +
+	"\x0fRestaurantState\x12\x18\n" +
+	"\acreated\x18\x01 \x01(\bR\acreated\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12-\n" +
+	"\bposition\x18\x03 \x01(\v2\x11.platter.PositionR\bposition\x12\x18\n" +
+	"\acuisine\x18\x04 \x01(\tR\acuisine\x12%\n" +
+	"\x04menu\x18\x05 \x03(\v2\x11.platter.MenuItemR\x04menu\x129\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt2\xbe\x01\n" +
 	"\n" +
 	"Restaurant\x12<\n" +
 	"\x06Create\x12\x19.platter.CreateRestaurant\x1a\x17.platter.RestaurantView\x126\n" +
-	"\x03Get\x12\x16.platter.GetRestaurant\x1a\x17.platter.RestaurantViewB'Z%github.com/platterhq/platter/messagesb\x06proto3"
+	"\x03Get\x12\x16.platter.GetRestaurant\x1a\x17.platter.RestaurantView\x12:\n" +
+	"\n" +
+	"UpdateMenu\x12\x13.platter.UpdateMenu\x1a\x17.platter.RestaurantViewB'Z%github.com/platterhq/platter/messagesb\x06proto3"
 
 var (
 	file_restaurant_proto_rawDescOnce sync.Once
@@ -282,25 +676,43 @@ func file_restaurant_proto_rawDescGZIP() []byte {
 	return file_restaurant_proto_rawDescData
 }
 
-var file_restaurant_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_restaurant_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_restaurant_proto_goTypes = []any{
-	(*Position)(nil),         // 0: platter.Position
-	(*CreateRestaurant)(nil), // 1: platter.CreateRestaurant
-	(*GetRestaurant)(nil),    // 2: platter.GetRestaurant
-	(*RestaurantView)(nil),   // 3: platter.RestaurantView
+	(*Position)(nil),              // 0: platter.Position
+	(*MenuItem)(nil),              // 1: platter.MenuItem
+	(*CreateRestaurant)(nil),      // 2: platter.CreateRestaurant
+	(*GetRestaurant)(nil),         // 3: platter.GetRestaurant
+	(*UpdateMenu)(nil),            // 4: platter.UpdateMenu
+	(*RestaurantView)(nil),        // 5: platter.RestaurantView
+	(*RestaurantCreated)(nil),     // 6: platter.RestaurantCreated
+	(*MenuUpdated)(nil),           // 7: platter.MenuUpdated
+	(*RestaurantState)(nil),       // 8: platter.RestaurantState
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_restaurant_proto_depIdxs = []int32{
-	0, // 0: platter.CreateRestaurant.position:type_name -> platter.Position
-	0, // 1: platter.RestaurantView.position:type_name -> platter.Position
-	1, // 2: platter.Restaurant.Create:input_type -> platter.CreateRestaurant
-	2, // 3: platter.Restaurant.Get:input_type -> platter.GetRestaurant
-	3, // 4: platter.Restaurant.Create:output_type -> platter.RestaurantView
-	3, // 5: platter.Restaurant.Get:output_type -> platter.RestaurantView
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	0,  // 0: platter.CreateRestaurant.position:type_name -> platter.Position
+	1,  // 1: platter.UpdateMenu.items:type_name -> platter.MenuItem
+	0,  // 2: platter.RestaurantView.position:type_name -> platter.Position
+	1,  // 3: platter.RestaurantView.menu:type_name -> platter.MenuItem
+	9,  // 4: platter.RestaurantView.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 5: platter.RestaurantCreated.position:type_name -> platter.Position
+	9,  // 6: platter.RestaurantCreated.created_at:type_name -> google.protobuf.Timestamp
+	1,  // 7: platter.MenuUpdated.items:type_name -> platter.MenuItem
+	9,  // 8: platter.MenuUpdated.updated_at:type_name -> google.protobuf.Timestamp
+	0,  // 9: platter.RestaurantState.position:type_name -> platter.Position
+	1,  // 10: platter.RestaurantState.menu:type_name -> platter.MenuItem
+	9,  // 11: platter.RestaurantState.created_at:type_name -> google.protobuf.Timestamp
+	2,  // 12: platter.Restaurant.Create:input_type -> platter.CreateRestaurant
+	3,  // 13: platter.Restaurant.Get:input_type -> platter.GetRestaurant
+	4,  // 14: platter.Restaurant.UpdateMenu:input_type -> platter.UpdateMenu
+	5,  // 15: platter.Restaurant.Create:output_type -> platter.RestaurantView
+	5,  // 16: platter.Restaurant.Get:output_type -> platter.RestaurantView
+	5,  // 17: platter.Restaurant.UpdateMenu:output_type -> platter.RestaurantView
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_restaurant_proto_init() }
@@ -314,7 +726,7 @@ func file_restaurant_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_restaurant_proto_rawDesc), len(file_restaurant_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

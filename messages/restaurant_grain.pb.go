@@ -63,6 +63,7 @@ type Restaurant interface {
 	ReceiveDefault(ctx cluster.GrainContext)
 	Create(req *CreateRestaurant, ctx cluster.GrainContext) (*RestaurantView, error)
 	Get(req *GetRestaurant, ctx cluster.GrainContext) (*RestaurantView, error)
+	UpdateMenu(req *UpdateMenu, ctx cluster.GrainContext) (*RestaurantView, error)
 }
 
 // RestaurantGrainClient holds the base data for the RestaurantGrain
@@ -108,6 +109,33 @@ func (g *RestaurantGrainClient) Get(r *GetRestaurant, opts ...cluster.GrainCallO
 		return nil, err
 	}
 	reqMsg := &cluster.GrainRequest{MethodIndex: 1, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Restaurant", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *RestaurantView:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// UpdateMenu requests the execution on to the cluster with CallOptions
+func (g *RestaurantGrainClient) UpdateMenu(r *UpdateMenu, opts ...cluster.GrainCallOption) (*RestaurantView, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Restaurant"), slog.String("method", "UpdateMenu"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 2, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Restaurant", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -187,6 +215,26 @@ func (a *RestaurantActor) Receive(ctx actor.Context) {
 			}
 
 			r0, err := a.inner.Get(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 2:
+			req := &UpdateMenu{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] UpdateMenu(UpdateMenu) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.UpdateMenu(req, a.ctx)
 			if err != nil {
 				resp := cluster.FromError(err)
 				ctx.Respond(resp)
