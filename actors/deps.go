@@ -1,0 +1,110 @@
+package actors
+
+import (
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/platterhq/platter/actors/journal"
+	"github.com/platterhq/platter/messages"
+)
+
+// Deps is what the actors of one node share: its journal, logger, clock and tuning. A zero field means its
+// default, except Journal, which is required.
+type Deps struct {
+	// Journal stores every actor's events. Required.
+	Journal journal.Journal
+
+	// Logger receives actor logs (attributes: kind, stream, command_id, ...). Default: discard.
+	Logger *slog.Logger
+
+	// Now is the clock decisions read. Default time.Now.
+	Now func() time.Time
+
+	// SnapshotEvery is how many events an actor appends between snapshots. Default 100.
+	SnapshotEvery int
+
+	// PassivateAfter is how long an activation may stay idle before it stops (its state is in the journal; the
+	// next request re-activates it). Default 10 min; negative means never.
+	PassivateAfter time.Duration
+
+	// RememberCommands is how many applied command ids each actor keeps to answer retried commands without a
+	// second effect (trap 4). Default 256.
+	RememberCommands int
+
+	// StoreTimeout bounds each journal call an actor makes. Default 10 s.
+	StoreTimeout time.Duration
+}
+
+// Defaults of Deps fields.
+const (
+	DefaultSnapshotEvery    = 100
+	DefaultPassivateAfter   = 10 * time.Minute
+	DefaultRememberCommands = 256
+	DefaultStoreTimeout     = 10 * time.Second
+)
+
+func (d Deps) withDefaults() Deps {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.SnapshotEvery <= 0 {
+		d.SnapshotEvery = DefaultSnapshotEvery
+	}
+	switch {
+	case d.PassivateAfter == 0:
+		d.PassivateAfter = DefaultPassivateAfter
+	case d.PassivateAfter < 0:
+		d.PassivateAfter = 0 // the generated grain actor sets no receive timeout for 0
+	}
+	if d.RememberCommands <= 0 {
+		d.RememberCommands = DefaultRememberCommands
+	}
+	if d.StoreTimeout <= 0 {
+		d.StoreTimeout = DefaultStoreTimeout
+	}
+	return d
+}
+
+// Kind names, as the generated grain clients use them.
+const (
+	KindRestaurant = "Restaurant"
+)
+
+// registerFactories installs the grain factories once per process. protoc-gen-go-grain keeps a kind's factory in
+// a package variable of messages; ours are stateless (they build an empty grain), so one registration serves every
+// node in the process, and no node's Deps ever sits in a global.
+var registerFactories = sync.Once{}
+
+// Kinds returns the actor kinds this node hosts, bound to deps. It may be called any number of times (the cluster
+// builds a new actor system after a self-fence and calls it again), for any number of nodes in one process.
+//
+// How an activation finds its node's Deps: each kind's props produce the generated grain actor wrapped in a small
+// struct that also carries deps (see hosted); the grain's Init reads them back through ctx.Actor(). Deps thus
+// travel with the kinds a node registered, so there is nothing to register per actor system and nothing to clean
+// up when a system stops. Kinds panics when deps.Journal is nil (a wiring bug).
+func Kinds(deps Deps) []*pcluster.Kind {
+	if deps.Journal == nil {
+		panic("actors.Kinds: Deps.Journal is nil")
+	}
+	d := deps.withDefaults()
+	registerFactories.Do(func() {
+		messages.RestaurantFactory(func() messages.Restaurant { return &Restaurant{} })
+	})
+	restaurant := actor.PropsFromProducer(func() actor.Actor {
+		return &restaurantActor{
+			RestaurantActor: messages.RestaurantActor{Timeout: d.PassivateAfter},
+			hosted:          hosted{deps: &d},
+		}
+	})
+	return []*pcluster.Kind{
+		pcluster.NewKind(KindRestaurant, restaurant),
+	}
+}

@@ -1,0 +1,37 @@
+// Package actors holds Platter's virtual actor kinds (one file each, transition table at the top) and the small
+// machinery they share. It never imports http/ or node/.
+//
+// # Wiring
+//
+// A node builds its kinds with Kinds(Deps{Journal: j, Logger: l}) and hands them to the protoactor cluster
+// (cluster.WithKinds). Deps travel with the kinds: each kind's props produce the generated grain actor wrapped
+// together with the Deps, and the grain's Init reads them through ctx.Actor(). Nothing is registered per actor
+// system, so several nodes in one process, and a node that rebuilds its actor system, each get their own Deps.
+// Callers use the generated clients (messages.GetRestaurantGrainClient) with the kind names here (KindRestaurant).
+//
+// # How an actor handles a command
+//
+// Handlers are short: validate → decide → append → apply → reply. Decisions (decide*) are pure functions of the
+// state, the command and the time, returning events or a refusal (*Error with a stable code); the fold (apply*)
+// turns events into state. The shared entity (entity.go) does the rest for every kind:
+//
+//   - On activation it loads the identity's journal stream ("<kind>/<identity>"): newest snapshot plus the events
+//     after it.
+//   - Every command that changes state must carry a command_id (trap 4: protoactor retries timed-out requests).
+//     The entity records messages.CommandApplied{command_id, fingerprint} before the command's events and keeps
+//     the last Deps.RememberCommands ids in its state and snapshots; a retried command is answered again without
+//     a second event, and a reused id with a different command is refused IDEMPOTENCY_KEY_REUSED. The journal
+//     needs no separate idempotency table.
+//   - Appends are fenced at the last sequence number the activation saw. If another activation of the same
+//     identity wrote first (duplicate activations happen during membership changes, trap 1), the append fails
+//     with journal.ErrConflict, the command is answered UNAVAILABLE (retry-safe: nothing was written), and the
+//     activation stops; the next one reloads the winner's events.
+//   - A snapshot is taken every Deps.SnapshotEvery events; an idle activation stops after Deps.PassivateAfter.
+//
+// # Errors
+//
+// Refusals carry a code from messages.ErrorReason. They travel back through the cluster as protoactor
+// GrainErrorResponse (Reason and Metadata["code"] set to the code); AsError and ErrorCode turn any error an actor
+// call returned into the code and client message the edge shows. Infrastructure failures are logged by the actor
+// and answered UNAVAILABLE, with no detail.
+package actors
