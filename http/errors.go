@@ -63,6 +63,7 @@ func StatusOf(code string) int {
 type Error struct {
 	Code   string
 	Detail string
+	Cause  error // optional: what went wrong inside, for the log; never shown to the client
 }
 
 // Errorf returns an *Error with a formatted detail.
@@ -70,7 +71,14 @@ func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Detail: fmt.Sprintf(format, args...)}
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Detail }
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return e.Code + ": " + e.Detail + ": " + e.Cause.Error()
+	}
+	return e.Code + ": " + e.Detail
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
 
 // ErrUnavailable is returned by backends when the cluster did not answer in time; it maps to 503 with Retry-After.
 var ErrUnavailable = &Error{Code: CodeUnavailable, Detail: "the cluster did not answer in time; retry later"}
@@ -78,14 +86,18 @@ var ErrUnavailable = &Error{Code: CodeUnavailable, Detail: "the cluster did not 
 // ErrNotReady is returned by backends when this node is not (or no longer) a serving cluster member.
 var ErrNotReady = &Error{Code: CodeNotReady, Detail: "this node is not a serving cluster member yet; retry later"}
 
-// asError returns the client-visible form of err and whether err was an expected (client-visible) failure. Unknown
-// codes are treated as internal so that a code the table does not know never reaches a client with a wrong status.
+// internalError is all a client learns of an internal failure.
+var internalError = &Error{Code: CodeInternal, Detail: "internal error"}
+
+// asError returns the client-visible form of err and whether err was an expected failure. INTERNAL errors and
+// errors without a known code are unexpected: they show only as internalError (a code the table does not know
+// never reaches a client with a wrong status).
 func asError(err error) (*Error, bool) {
 	var e *Error
-	if errors.As(err, &e) {
+	if errors.As(err, &e) && e.Code != CodeInternal {
 		if _, known := problems[e.Code]; known {
 			return e, true
 		}
 	}
-	return &Error{Code: CodeInternal, Detail: "internal error"}, false
+	return internalError, false
 }

@@ -61,7 +61,12 @@ func (s *Server) handleAdminCluster(ctx *fasthttp.RequestCtx, _ params) error {
 	if members == nil {
 		members = []Member{}
 	}
-	sort.Slice(members, func(i, j int) bool { return members[i].Name < members[j].Name })
+	sort.Slice(members, func(i, j int) bool {
+		if members[i].Address != members[j].Address {
+			return members[i].Address < members[j].Address
+		}
+		return members[i].ID < members[j].ID
+	})
 	for i := range members {
 		if members[i].Kinds == nil {
 			members[i].Kinds = []string{}

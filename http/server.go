@@ -191,7 +191,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 				slog.String("method", string(ctx.Method())), slog.String("path", string(ctx.Path())),
 				slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
 			ctx.Response.Reset()
-			s.writeProblem(ctx, &Error{Code: CodeInternal, Detail: "internal error"})
+			s.writeProblem(ctx, internalError)
 		}
 		s.log.Debug("http request",
 			slog.String("method", string(ctx.Method())), slog.String("path", string(ctx.Path())),
@@ -233,8 +233,8 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	s.writeProblem(ctx, Errorf(CodeInvalidArgument, "malformed HTTP request"))
 }
 
-// fail writes err as problem+json. Expected errors (an *Error with a known code) are shown as they are; anything
-// else is logged with its details and shown only as INTERNAL.
+// fail writes err as problem+json. Expected errors (an *Error with a known code other than INTERNAL) are shown
+// as they are; anything else is logged with its details and shown only as INTERNAL.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, err error) {
 	e, expected := asError(err)
 	if !expected {
