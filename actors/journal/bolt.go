@@ -499,15 +499,23 @@ func encodeFeeds(feeds []FeedAppend) []encodedFeed {
 
 // appendFeed appends records to recipient's feed and returns the last cursor (the current last if none).
 func appendFeed(tx *bolt.Tx, recipient []byte, records [][]byte) (uint64, error) {
-	fb, err := tx.Bucket(bucketFeeds).CreateBucketIfNotExists(recipient)
-	if err != nil {
-		return 0, err
+	fb := tx.Bucket(bucketFeeds).Bucket(recipient)
+	var last uint64
+	if fb != nil {
+		if k, _ := fb.Cursor().Last(); k != nil {
+			last = decodeUint(k)
+		}
+	}
+	if len(records) == 0 {
+		return last, nil
+	}
+	if fb == nil {
+		var err error
+		if fb, err = tx.Bucket(bucketFeeds).CreateBucket(recipient); err != nil {
+			return 0, err
+		}
 	}
 	fb.FillPercent = 1
-	var last uint64
-	if k, _ := fb.Cursor().Last(); k != nil {
-		last = decodeUint(k)
-	}
 	for _, rec := range records {
 		last++
 		if err := fb.Put(encodeUint(last), rec); err != nil {

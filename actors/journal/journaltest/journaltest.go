@@ -540,6 +540,13 @@ func testFeedCursors(t *testing.T, open Opener) {
 	if last := appendFeed("customer/1", "D", "E"); last != 5 {
 		t.Fatalf("last cursor = %d, want 5", last)
 	}
+	// Appending nothing reports the last cursor and changes nothing.
+	if last := appendFeed("customer/1"); last != 5 {
+		t.Fatalf("empty append reported cursor %d, want 5", last)
+	}
+	if last := appendFeed("customer/none"); last != 0 {
+		t.Fatalf("empty append to a new feed reported cursor %d, want 0", last)
+	}
 	read := func(after uint64, limit int) []journal.FeedEntry {
 		t.Helper()
 		entries, err := j.ReadFeed(ctx, "customer/1", after, limit)
