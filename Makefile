@@ -35,8 +35,13 @@ test: proto-check build
 test-short:
 	$(GO) test -short -count=1 $(TESTFLAGS) ./...
 
+# Grain code only for the files with a service or the ErrorReason enum (see messages/buf.grain.gen.yaml).
+GRAIN_PROTOS = $(shell grep -lE '^(service|enum ErrorReason) ' messages/proto/*.proto | sed 's|^messages/||')
+
 proto: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRAIN)
+	rm -f messages/*.pb.go
 	cd messages && PATH="$(TOOLS):$$PATH" $(BUF) generate
+	cd messages && PATH="$(TOOLS):$$PATH" $(BUF) generate --template buf.grain.gen.yaml $(addprefix --path ,$(GRAIN_PROTOS))
 
 # Regenerates the messages and fails when the committed generated code differs.
 proto-check: proto
