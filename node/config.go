@@ -1,0 +1,216 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is a node's configuration, from flags and PLATTER_* environment variables (a flag wins over its
+// variable). Every field has a default (see defaultConfig) and one flag.
+type Config struct {
+	DataDir         string        // --data-dir: the journal and other state live here; created if missing
+	HTTPAddr        string        // --http-addr: the HTTP edge's listen address
+	ClusterAddr     string        // --cluster-addr: memberlist bind address (TCP and UDP)
+	RemoteAddr      string        // --remote-addr: protoactor remote (gRPC) bind address
+	AdvertiseAddr   string        // --advertise-addr: host (or host:port) other nodes use to reach this one
+	Join            []string      // --join: seed memberlist addresses; empty starts a new cluster
+	ClusterName     string        // --cluster-name: nodes of different names never join each other
+	Profile         string        // --cluster-profile: "lan" (production timings) or "local" (fast, for tests)
+	JoinTimeout     time.Duration // --join-timeout: give up when no seed answers within this
+	ShutdownTimeout time.Duration // --shutdown-timeout: bound on draining HTTP and leaving the cluster
+	LogLevel        slog.Level    // --log-level: debug, info, warn, error
+	LogFormat       string        // --log-format: auto (text on a terminal, JSON otherwise), text, json
+}
+
+func defaultConfig() Config {
+	return Config{
+		DataDir:         "./data",
+		HTTPAddr:        "127.0.0.1:8080",
+		ClusterAddr:     "127.0.0.1:7946",
+		RemoteAddr:      "127.0.0.1:8090",
+		ClusterName:     "platter",
+		Profile:         "lan",
+		JoinTimeout:     30 * time.Second,
+		ShutdownTimeout: 30 * time.Second,
+		LogLevel:        slog.LevelInfo,
+		LogFormat:       "auto",
+	}
+}
+
+// envPrefix starts the environment variable of every flag: --data-dir is PLATTER_DATA_DIR.
+const envPrefix = "PLATTER_"
+
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// errUsage reports that the command line asked for help (usage already printed); main exits 0.
+var errUsage = errors.New("usage requested")
+
+// parseRunFlags parses the flags of `platter run` over defaults, then fills every flag not given on the command
+// line from its environment variable (parsed by the same code, so a bad value names its variable).
+func parseRunFlags(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("platter run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the journal and node state (created if missing)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP listen address host:port (port 0 picks one)")
+	fs.StringVar(&cfg.ClusterAddr, "cluster-addr", cfg.ClusterAddr, "memberlist bind address host:port, TCP and UDP")
+	fs.StringVar(&cfg.RemoteAddr, "remote-addr", cfg.RemoteAddr, "actor remote (gRPC) bind address host:port")
+	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", cfg.AdvertiseAddr, "host or host:port other nodes reach this one at (default: the bind host)")
+	fs.Func("join", "comma-separated memberlist addresses of nodes to join (empty: start a new cluster)", func(s string) error {
+		cfg.Join = nil
+		for _, seed := range strings.Split(s, ",") {
+			if seed = strings.TrimSpace(seed); seed != "" {
+				cfg.Join = append(cfg.Join, seed)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&cfg.ClusterName, "cluster-name", cfg.ClusterName, "cluster name; nodes with different names never join")
+	fs.StringVar(&cfg.Profile, "cluster-profile", cfg.Profile, "cluster timings: lan (production) or local (fast failure detection, for tests)")
+	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", cfg.JoinTimeout, "give up when no --join seed answers within this")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "bound on a graceful stop (drain HTTP, leave the cluster)")
+	fs.Func("log-level", "debug, info, warn or error (default info)", func(s string) error {
+		return cfg.LogLevel.UnmarshalText([]byte(s))
+	})
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "auto (text on a terminal, JSON otherwise), text or json")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printRunUsage(usage, fs)
+			return cfg, errUsage
+		}
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q (flags are --name=value)", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || envErr != nil {
+			return
+		}
+		if v, ok := lookupEnv(getenv, envName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("invalid %s %q: %v", envName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, envErr
+	}
+	return cfg, cfg.validate()
+}
+
+func lookupEnv(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+func printRunUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: platter run [flags]\n\nRuns a Platter node. Every flag can also be set by its environment variable\n(--data-dir is %s); a flag on the command line wins.\n\nFlags:\n", envName("data-dir"))
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// validate checks what can be checked without touching the network or the disk; the first problem is reported as
+// one line naming the flag.
+func (c Config) validate() error {
+	for _, a := range []struct{ flag, addr string }{
+		{"--http-addr", c.HTTPAddr}, {"--cluster-addr", c.ClusterAddr}, {"--remote-addr", c.RemoteAddr},
+	} {
+		if err := checkHostPort(a.addr); err != nil {
+			return fmt.Errorf("invalid %s %q: %v", a.flag, a.addr, err)
+		}
+	}
+	for _, seed := range c.Join {
+		if err := checkHostPort(seed); err != nil {
+			return fmt.Errorf("invalid --join seed %q: %v", seed, err)
+		}
+	}
+	if c.AdvertiseAddr != "" {
+		host := c.AdvertiseAddr
+		if h, p, err := net.SplitHostPort(c.AdvertiseAddr); err == nil {
+			host = h
+			if err := checkPort(p); err != nil {
+				return fmt.Errorf("invalid --advertise-addr %q: %v", c.AdvertiseAddr, err)
+			}
+		}
+		if net.ParseIP(host) == nil {
+			return fmt.Errorf("invalid --advertise-addr %q: want an IP address or IP:port", c.AdvertiseAddr)
+		}
+	}
+	if c.DataDir == "" {
+		return errors.New("invalid --data-dir: empty")
+	}
+	if c.Profile != "lan" && c.Profile != "local" {
+		return fmt.Errorf("invalid --cluster-profile %q: want lan or local", c.Profile)
+	}
+	if c.LogFormat != "auto" && c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("invalid --log-format %q: want auto, text or json", c.LogFormat)
+	}
+	if c.JoinTimeout <= 0 {
+		return fmt.Errorf("invalid --join-timeout %v: must be positive", c.JoinTimeout)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("invalid --shutdown-timeout %v: must be positive", c.ShutdownTimeout)
+	}
+	if c.ClusterName == "" {
+		return errors.New("invalid --cluster-name: empty")
+	}
+	return nil
+}
+
+// checkHostPort accepts host:port with a numeric port and a host that is an IP address or a plausible DNS name.
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port")
+	}
+	if err := checkPort(port); err != nil {
+		return err
+	}
+	if host == "" {
+		return errors.New("missing host (use 0.0.0.0 to listen on every interface)")
+	}
+	if net.ParseIP(host) == nil && !validHostname(host) {
+		return fmt.Errorf("bad host %q", host)
+	}
+	return nil
+}
+
+func checkPort(port string) error {
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
+}
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+				return false
+			}
+		}
+	}
+	return true
+}

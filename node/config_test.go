@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestParseRunFlags(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		env   []string
+		check func(t *testing.T, c Config)
+	}{
+		{"defaults", nil, nil, func(t *testing.T, c Config) {
+			if !reflect.DeepEqual(c, defaultConfig()) {
+				t.Fatalf("got %+v, want the defaults", c)
+			}
+		}},
+		{"flags", []string{"--data-dir", "/d", "--http-addr", "127.0.0.1:1", "--cluster-addr=127.0.0.2:2",
+			"--remote-addr", "127.0.0.3:3", "--join", "127.0.0.1:7946, 127.0.0.2:7946", "--advertise-addr", "10.0.0.1",
+			"--cluster-profile", "local", "--join-timeout", "2s", "--log-level", "debug", "--log-format", "json"}, nil,
+			func(t *testing.T, c Config) {
+				want := defaultConfig()
+				want.DataDir, want.HTTPAddr, want.ClusterAddr, want.RemoteAddr = "/d", "127.0.0.1:1", "127.0.0.2:2", "127.0.0.3:3"
+				want.Join = []string{"127.0.0.1:7946", "127.0.0.2:7946"}
+				want.AdvertiseAddr, want.Profile, want.JoinTimeout = "10.0.0.1", "local", 2*time.Second
+				want.LogLevel, want.LogFormat = slog.LevelDebug, "json"
+				if !reflect.DeepEqual(c, want) {
+					t.Fatalf("got %+v\nwant %+v", c, want)
+				}
+			}},
+		{"environment", nil, []string{"PLATTER_DATA_DIR", "/env", "PLATTER_JOIN", "127.0.0.9:1", "PLATTER_LOG_LEVEL", "warn",
+			"PLATTER_JOIN_TIMEOUT", "5s"}, func(t *testing.T, c Config) {
+			if c.DataDir != "/env" || len(c.Join) != 1 || c.Join[0] != "127.0.0.9:1" || c.LogLevel != slog.LevelWarn || c.JoinTimeout != 5*time.Second {
+				t.Fatalf("got %+v", c)
+			}
+		}},
+		{"flag wins over environment", []string{"--data-dir", "/flag"}, []string{"PLATTER_DATA_DIR", "/env", "PLATTER_HTTP_ADDR", "127.0.0.1:9"},
+			func(t *testing.T, c Config) {
+				if c.DataDir != "/flag" || c.HTTPAddr != "127.0.0.1:9" {
+					t.Fatalf("got %+v", c)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseRunFlags(tt.args, envOf(tt.env...), &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestParseRunFlagsErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"--http-addr", "8080"}, nil, `invalid --http-addr "8080": want host:port`},
+		{[]string{"--cluster-addr", "127.0.0.1:http"}, nil, `invalid --cluster-addr "127.0.0.1:http": bad port "http"`},
+		{[]string{"--remote-addr", "127.0.0.1:70000"}, nil, `invalid --remote-addr "127.0.0.1:70000": bad port "70000"`},
+		{[]string{"--http-addr", ":8080"}, nil, `invalid --http-addr ":8080": missing host`},
+		{[]string{"--join", "127.0.0.1"}, nil, `invalid --join seed "127.0.0.1": want host:port`},
+		{[]string{"--advertise-addr", "not an ip"}, nil, `invalid --advertise-addr "not an ip"`},
+		{[]string{"--cluster-profile", "wan"}, nil, `invalid --cluster-profile "wan": want lan or local`},
+		{[]string{"--log-format", "xml"}, nil, `invalid --log-format "xml"`},
+		{[]string{"--log-level", "loud"}, nil, `invalid value "loud" for flag -log-level`},
+		{[]string{"--join-timeout", "0s"}, nil, `invalid --join-timeout 0s`},
+		{[]string{"--nope"}, nil, `flag provided but not defined: -nope`},
+		{[]string{"extra"}, nil, `unexpected argument "extra"`},
+		{nil, []string{"PLATTER_JOIN_TIMEOUT", "soon"}, `invalid PLATTER_JOIN_TIMEOUT "soon"`},
+		{nil, []string{"PLATTER_HTTP_ADDR", "nowhere"}, `invalid --http-addr "nowhere"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			_, err := parseRunFlags(tt.args, envOf(tt.env...), &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error spans lines: %q", err)
+			}
+		})
+	}
+}
+
+func TestParseFlagsCommands(t *testing.T) {
+	for _, tt := range []struct {
+		args    []string
+		command string
+		out     string
+		err     error
+	}{
+		{[]string{"version"}, "version", "platter ", nil},
+		{[]string{"help"}, "help", "Usage: platter <command>", nil},
+		{[]string{"run", "-h"}, "run", "PLATTER_DATA_DIR", errUsage},
+	} {
+		var out bytes.Buffer
+		m := &Main{Stdout: &out, Getenv: envOf()}
+		err := m.ParseFlags(tt.args)
+		if !errors.Is(err, tt.err) || m.Command != tt.command || !strings.Contains(out.String(), tt.out) {
+			t.Fatalf("%v: command %q err %v output %q", tt.args, m.Command, err, out.String())
+		}
+	}
+	m := &Main{Stdout: &bytes.Buffer{}, Getenv: envOf()}
+	if err := m.ParseFlags([]string{"serve"}); err == nil || !strings.Contains(err.Error(), `unknown command "serve"`) {
+		t.Fatalf("unknown command: %v", err)
+	}
+}

@@ -1,0 +1,35 @@
+// Command platter runs one Platter node: a member of a protoactor cluster (membership over memberlist) that hosts
+// virtual actors persisted in an embedded bbolt journal, behind a fasthttp edge.
+//
+//	platter run [flags]   run a node until SIGINT or SIGTERM
+//	platter version       print the version
+//	platter help          print this help
+//
+// Every flag of `run` can also come from an environment variable: --data-dir is PLATTER_DATA_DIR, --http-addr
+// PLATTER_HTTP_ADDR, and so on; a flag on the command line wins. Defaults suit one node on a laptop:
+//
+//	--data-dir ./data  --http-addr 127.0.0.1:8080  --cluster-addr 127.0.0.1:7946  --remote-addr 127.0.0.1:8090
+//
+// A second node joins with --join pointing at the first node's --cluster-addr. `--cluster-profile local` shortens
+// failure detection to a few seconds (tests); the default "lan" profile uses memberlist's LAN timings.
+//
+// # Lifecycle
+//
+// Run opens the data directory (created if missing, checked writable), the journal (data-dir/journal.db), the HTTP
+// edge (so /healthz answers while joining; /readyz stays 503 until the node has joined), then starts the cluster
+// node and joins the seeds, giving up after --join-timeout. It then prints one line saying where it listens.
+//
+// The first SIGINT or SIGTERM stops gracefully: the edge stops accepting connections and drains requests in flight,
+// the node leaves the cluster (other members see it leave at once, not after failure detection), and the journal is
+// closed; the process exits 0. A second signal exits at once with status 1.
+//
+// A configuration that cannot work (an unparseable address, seeds that never answer, a data directory that cannot
+// be written, a port in use) exits non-zero with one line on stderr saying what is wrong. Logs go to stdout: text
+// on a terminal, JSON otherwise (--log-format).
+//
+// # Layout
+//
+// main.go only calls Main (ParseFlags, Run, Close); config.go holds flags and environment; platter.go wires the
+// packages. The tests run the real Main in process on port 0 (platter_test.go) and the built binary as several
+// processes on 127.0.0.1-3 (system_test.go).
+package main

@@ -1,0 +1,362 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/mattn/go-isatty"
+
+	"github.com/platterhq/platter/actors"
+	"github.com/platterhq/platter/actors/journal"
+	"github.com/platterhq/platter/cluster"
+	"github.com/platterhq/platter/http"
+)
+
+// version is set at link time (-ldflags "-X main.version=v1.2.3"); otherwise it comes from the build info.
+var version = ""
+
+// Main is the platter program: ParseFlags reads the command line, Run starts a node and returns once it serves,
+// Close stops it gracefully. Tests drive it in process exactly as main does.
+type Main struct {
+	Command string // "run", "version" or "help", set by ParseFlags
+	Config  Config // set by ParseFlags for "run"
+
+	Stdout io.Writer              // the listening line, help and version; default os.Stdout
+	Logs   io.Writer              // structured logs; default os.Stdout
+	Getenv func(string) string    // environment lookup; default os.Getenv
+	IsTTY  func(w io.Writer) bool // decides --log-format auto; default: is w a terminal
+
+	Logger *slog.Logger // set by Run
+
+	journal *journal.Bolt
+	node    *cluster.Node
+	http    *http.Server
+}
+
+// NewMain returns a Main that uses the process's stdout and environment.
+func NewMain() *Main {
+	return &Main{Stdout: os.Stdout, Logs: os.Stdout, Getenv: os.Getenv, IsTTY: isTerminal}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+const usage = `Usage: platter <command> [flags]
+
+Commands:
+  run       run a node until SIGINT or SIGTERM (platter run -h lists its flags)
+  version   print the version
+  help      print this help
+`
+
+// ParseFlags reads the command and its flags. For help and version it prints and sets Command; errUsage means
+// help was printed for `run -h`.
+func (m *Main) ParseFlags(args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(m.Stdout, usage)
+		return errors.New("missing command (run, version or help)")
+	}
+	m.Command = args[0]
+	switch m.Command {
+	case "help", "-h", "-help", "--help":
+		m.Command = "help"
+		fmt.Fprint(m.Stdout, usage)
+		return nil
+	case "version", "--version":
+		m.Command = "version"
+		fmt.Fprintf(m.Stdout, "platter %s\n", Version())
+		return nil
+	case "run":
+		cfg, err := parseRunFlags(args[1:], m.Getenv, m.Stdout)
+		m.Config = cfg
+		return err
+	default:
+		return fmt.Errorf("unknown command %q (run, version or help)", m.Command)
+	}
+}
+
+// Version is the program's version: the link-time version, else the module version and VCS revision.
+func Version() string {
+	if version != "" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v += " " + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				v += " (modified)"
+			}
+		}
+	}
+	return v
+}
+
+func (m *Main) newLogger() *slog.Logger {
+	opts := &slog.HandlerOptions{Level: m.Config.LogLevel}
+	format := m.Config.LogFormat
+	if format == "auto" {
+		format = "json"
+		if m.IsTTY != nil && m.IsTTY(m.Logs) {
+			format = "text"
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(m.Logs, opts))
+	}
+	return slog.New(slog.NewJSONHandler(m.Logs, opts))
+}
+
+// Run starts the node: data directory, journal, HTTP edge, cluster membership. It returns once the node has joined
+// and serves, or with one-line error saying what is wrong; on error the caller still calls Close.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := m.Config
+	m.Logger = m.newLogger()
+	log := m.Logger
+
+	if err := prepareDataDir(cfg.DataDir); err != nil {
+		return err
+	}
+	j, err := journal.OpenBolt(filepath.Join(cfg.DataDir, "journal.db"), journal.BoltOptions{})
+	if err != nil {
+		if errors.Is(err, journal.ErrLocked) {
+			return fmt.Errorf("data dir %s is in use by another platter process", cfg.DataDir)
+		}
+		return fmt.Errorf("open journal in data dir %s: %w", cfg.DataDir, err)
+	}
+	m.journal = j
+
+	ccfg, err := m.clusterConfig()
+	if err != nil {
+		return err
+	}
+	deps := actors.Deps{Journal: j, Logger: log, Now: time.Now}
+	node, err := cluster.NewNode(ccfg, func() []*pcluster.Kind { return actors.Kinds(deps) })
+	if err != nil {
+		return fmt.Errorf("configure cluster: %w", err)
+	}
+	m.node = node
+
+	// The edge opens before the join so that /healthz answers (and /readyz says 503) while the node joins.
+	hcfg := http.DefaultConfig(cfg.HTTPAddr)
+	hcfg.Logger = log
+	srv, err := http.NewServer(hcfg, http.NewClusterBackend(node, journalStore{j}))
+	if err != nil {
+		return err
+	}
+	if err := srv.Open(); err != nil {
+		return addrError("--http-addr", cfg.HTTPAddr, err)
+	}
+	m.http = srv
+
+	if err := m.startNode(ctx); err != nil {
+		return err
+	}
+	self := node.Self()
+	log.Info("node started",
+		slog.String("node", self.Name), slog.String("member_id", self.ID), slog.String("http", srv.URL()),
+		slog.String("cluster_addr", self.GossipAddr), slog.String("remote_addr", self.RemoteAddr),
+		slog.String("data_dir", cfg.DataDir))
+	fmt.Fprintf(m.Stdout, "platter: node %s serving %s (cluster %s, remote %s, data %s); "+
+		"no token needed yet: authentication arrives with the security issue, and /v1/admin/cluster is open\n",
+		self.Name, srv.URL(), self.GossipAddr, self.RemoteAddr, cfg.DataDir)
+	return nil
+}
+
+// startNode binds the cluster ports and joins the seeds, giving up after --join-timeout.
+func (m *Main) startNode(ctx context.Context) error {
+	cfg := m.Config
+	if err := checkBindable("--cluster-addr", cfg.ClusterAddr, true); err != nil {
+		return err
+	}
+	if err := checkBindable("--remote-addr", cfg.RemoteAddr, false); err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, cfg.JoinTimeout)
+	defer cancel()
+	err := m.node.Start(startCtx)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return errors.New("interrupted before the node joined the cluster")
+	case startCtx.Err() != nil && len(cfg.Join) > 0:
+		return fmt.Errorf("could not join the cluster: no --join seed of %v answered within %v", cfg.Join, cfg.JoinTimeout)
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("start cluster node: a port of --cluster-addr %s or --remote-addr %s is in use", cfg.ClusterAddr, cfg.RemoteAddr)
+	default:
+		return fmt.Errorf("start cluster node: %w", err)
+	}
+}
+
+func (m *Main) clusterConfig() (cluster.Config, error) {
+	cfg := m.Config
+	c := cluster.DefaultLANConfig()
+	if cfg.Profile == "local" {
+		c = cluster.DefaultLocalConfig()
+	}
+	c.ClusterName = cfg.ClusterName
+	c.BindAddr = cfg.ClusterAddr
+	c.RemoteAddr = cfg.RemoteAddr
+	c.Seeds = cfg.Join
+	c.Logger = m.Logger
+	if cfg.AdvertiseAddr != "" {
+		host, port, err := net.SplitHostPort(cfg.AdvertiseAddr)
+		if err != nil { // a bare host: advertise the bind ports
+			host = cfg.AdvertiseAddr
+			_, port, _ = net.SplitHostPort(cfg.ClusterAddr)
+		}
+		_, rport, _ := net.SplitHostPort(cfg.RemoteAddr)
+		c.AdvertiseAddr = net.JoinHostPort(host, port)
+		c.RemoteAdvertiseAddr = net.JoinHostPort(host, rport)
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("invalid cluster configuration: %w", err)
+	}
+	return c, nil
+}
+
+// Close stops the node gracefully, each step bounded by --shutdown-timeout: the edge stops accepting and drains
+// requests in flight, the node leaves the cluster, the journal closes. It is safe after a failed Run.
+func (m *Main) Close() error {
+	log := m.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	timeout := m.Config.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = defaultConfig().ShutdownTimeout
+	}
+	var errs []error
+	if m.http != nil || m.node != nil || m.journal != nil {
+		log.Info("stopping node")
+	}
+	if m.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		if err := m.http.Close(ctx); err != nil {
+			errs = append(errs, err)
+		} else {
+			log.Info("http edge stopped")
+		}
+		cancel()
+		m.http = nil
+	}
+	if m.node != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		if err := m.node.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("leave cluster: %w", err))
+		} else {
+			log.Info("left the cluster")
+		}
+		cancel()
+		m.node = nil
+	}
+	if m.journal != nil {
+		if err := m.journal.Close(); err != nil {
+			errs = append(errs, err)
+		} else {
+			log.Info("journal closed")
+		}
+		m.journal = nil
+	}
+	return errors.Join(errs...)
+}
+
+// URL is the base URL of the HTTP edge once Run has opened it.
+func (m *Main) URL() string {
+	if m.http == nil {
+		return ""
+	}
+	return m.http.URL()
+}
+
+// Self is this node as a cluster member, once Run has started it.
+func (m *Main) Self() cluster.Member { return m.node.Self() }
+
+// prepareDataDir creates the data directory if needed and proves it writable by writing a file in it.
+func prepareDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir %s cannot be created: %w", dir, unwrapPathError(err))
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("data dir %s is not writable: %w", dir, unwrapPathError(err))
+	}
+	name := f.Name()
+	_, werr := f.Write([]byte("ok"))
+	cerr := f.Close()
+	_ = os.Remove(name)
+	if err := errors.Join(werr, cerr); err != nil {
+		return fmt.Errorf("data dir %s is not writable: %w", dir, err)
+	}
+	return nil
+}
+
+// unwrapPathError drops the path and operation of a *PathError: the message around it names the directory.
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// addrError explains a failed listen on a flag's address in one line.
+func addrError(flag, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s %s is already in use by another process", flag, addr)
+	}
+	if errors.Is(err, syscall.EADDRNOTAVAIL) {
+		return fmt.Errorf("%s %s is not an address of this machine", flag, addr)
+	}
+	return fmt.Errorf("%s %s: %w", flag, addr, err)
+}
+
+// checkBindable fails with a clear message when addr (and, for memberlist, its UDP port) cannot be bound, before
+// the cluster packages try it and report it in their own words. A fixed port only: port 0 always binds.
+func checkBindable(flag, addr string, udp bool) error {
+	if _, port, _ := net.SplitHostPort(addr); port == "0" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return addrError(flag, addr, err)
+	}
+	ln.Close()
+	if udp {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return addrError(flag, addr, err)
+		}
+		pc.Close()
+	}
+	return nil
+}
+
+// journalStore reports the journal's health to /readyz.
+type journalStore struct{ j journal.Journal }
+
+func (s journalStore) Ping() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err := s.j.Streams(ctx, "", "", 1)
+	return err
+}
