@@ -57,3 +57,5 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20231002182017-d307bd883b97 // indirect
 )
+
+replace github.com/asynkron/protoactor-go => ./cluster/third_party/protoactor-go

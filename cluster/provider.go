@@ -1,0 +1,316 @@
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/hashicorp/memberlist"
+)
+
+// provider is the memberlist-backed protoactor ClusterProvider of one incarnation.
+//
+// Concurrency contract: memberlist calls the delegate methods from its own goroutines; they only record notices
+// and wake the topology loop. Exactly one goroutine, the topology loop, reads memberlist's member list, calls
+// MemberList.UpdateClusterTopology (protoactor's member list and block list are not safe for concurrent
+// updates), installs the new view and decides whether to fence. StartMember and Shutdown are called once each,
+// by the incarnation.
+type provider struct {
+	cfg   Config
+	log   *slog.Logger
+	inc   *incarnation // nil in unit tests
+	selfM *pcluster.Member
+	meta  []byte
+
+	// Set before the loop starts.
+	ml      *memberlist.Memberlist
+	members func() []*memberlist.Node                   // ml.Members in production
+	send    func(to *memberlist.Node, msg []byte) error // ml.SendBestEffort in production
+	topo    *pcluster.MemberList
+	blocked func(id string) bool
+	install func(v *view) // hands a new view to the incarnation
+	fence   func(string)  // asks the node to fence this incarnation, with the reason
+	now     func() time.Time
+
+	reinstall atomic.Bool // install the view again even if unchanged (set when the member has joined)
+
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+
+	noticeMu sync.Mutex
+	notices  map[string]time.Time // member id that declared us dead → when it last said so
+
+	// Loop-confined.
+	lastHash     uint64
+	installed    bool
+	blockedSince map[string]time.Time // live member ids we have blocked → since when
+}
+
+func newProvider(cfg Config, log *slog.Logger, self *pcluster.Member) (*provider, error) {
+	meta, err := encodeMeta(self)
+	if err != nil {
+		return nil, err
+	}
+	return &provider{
+		cfg:          cfg,
+		log:          log,
+		selfM:        self,
+		meta:         meta,
+		now:          time.Now,
+		wake:         make(chan struct{}, 1),
+		stop:         make(chan struct{}),
+		done:         make(chan struct{}),
+		notices:      map[string]time.Time{},
+		blockedSince: map[string]time.Time{},
+	}, nil
+}
+
+var _ pcluster.ClusterProvider = (*provider)(nil)
+
+// StartMember creates the memberlist of the incarnation (its transport is already bound) and starts the
+// topology loop. It does not join: the node joins its seeds with retries afterwards.
+func (p *provider) StartMember(c *pcluster.Cluster) error {
+	inc := p.inc
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = p.selfM.Id
+	mc.Transport = inc.transport
+	mc.BindAddr, mc.BindPort = inc.gossipHost, inc.gossipPort
+	mc.AdvertiseAddr, mc.AdvertisePort = inc.gossipAdvHost, inc.gossipAdvPort
+	mc.Label = p.cfg.ClusterName
+	mc.ProbeInterval = p.cfg.ProbeInterval
+	mc.ProbeTimeout = p.cfg.ProbeTimeout
+	mc.IndirectChecks = p.cfg.IndirectChecks
+	mc.SuspicionMult = p.cfg.SuspicionMult
+	mc.SuspicionMaxTimeoutMult = p.cfg.SuspicionMaxTimeoutMult
+	mc.GossipInterval = p.cfg.GossipInterval
+	mc.GossipNodes = p.cfg.GossipNodes
+	mc.GossipToTheDeadTime = p.cfg.GossipToTheDeadTime
+	mc.RetransmitMult = p.cfg.RetransmitMult
+	mc.PushPullInterval = p.cfg.PushPullInterval
+	mc.TCPTimeout = p.cfg.TCPTimeout
+	mc.AwarenessMaxMultiplier = p.cfg.AwarenessMaxMultiplier
+	if len(p.cfg.SecretKey) > 0 {
+		mc.SecretKey = append([]byte(nil), p.cfg.SecretKey...)
+	}
+	mc.Delegate = p
+	mc.Events = p
+	mc.Logger = newMemberlistLogger(p.log)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return err
+	}
+	p.ml = ml
+	p.members = ml.Members
+	p.send = ml.SendBestEffort
+	p.topo = c.MemberList
+	blockList := c.Remote.BlockList()
+	p.blocked = blockList.IsBlocked
+	go p.loop()
+	return nil
+}
+
+// StartClient is not supported: every Platter node is a member.
+func (p *provider) StartClient(*pcluster.Cluster) error {
+	return errors.New("cluster: client mode is not supported")
+}
+
+// Shutdown stops the topology loop, leaves the memberlist when graceful (waiting up to LeaveTimeout for the
+// broadcast) and shuts it down.
+func (p *provider) Shutdown(graceful bool) error {
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	if p.ml == nil {
+		return nil
+	}
+	<-p.done
+	var err error
+	if graceful {
+		if lerr := p.ml.Leave(p.cfg.LeaveTimeout); lerr != nil {
+			err = lerr
+		}
+	}
+	if serr := p.ml.Shutdown(); serr != nil && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// poke wakes the topology loop without blocking.
+func (p *provider) poke() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *provider) loop() {
+	defer close(p.done)
+	t := time.NewTicker(p.cfg.TopologyRefreshInterval)
+	defer t.Stop()
+	p.refresh()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.wake:
+		case <-t.C:
+		}
+		p.refresh()
+	}
+}
+
+// refresh is one turn of the topology loop: push memberlist's live members to protoactor, install the resulting
+// view, send block notices and decide whether to fence.
+func (p *provider) refresh() {
+	nodes := p.members()
+	members := topologyMembers(nodes, func(name string, err error) {
+		p.log.Warn("member with unreadable metadata ignored", slog.String("node", name), slog.Any("error", err))
+	})
+	p.topo.UpdateClusterTopology(members)
+	set := p.topo.Members()
+	if !p.installed || set.TopologyHash() != p.lastHash || p.reinstall.Swap(false) {
+		p.installed = true
+		p.lastHash = set.TopologyHash()
+		v := newView(set.TopologyHash(), set.Members(), p.now())
+		p.log.Info("topology changed", slog.Int("members", len(v.members)), slog.Uint64("hash", v.hash))
+		if p.install != nil {
+			p.install(v)
+		}
+	}
+	if reason := p.checkFence(nodes); reason != "" && p.fence != nil {
+		p.fence(reason)
+	}
+}
+
+// checkFence sends block notices to live members that this member has blocked, and returns a reason to fence
+// this incarnation, or "".
+//
+// protoactor blocks a member id forever once it left the topology. When a member M is declared dead by memberlist
+// and comes back (a pause, a partition), the members that saw it dead keep it out of their topology for good,
+// and M keeps its own view: the cluster is split. Whoever is blocked must restart under a fresh member id. This
+// member learns it is blocked from notices, and fences when
+//   - a majority of its live peers have declared it dead (the usual case: M was paused, everyone else agrees), or
+//   - a live member it has itself blocked has not fenced within FenceGrace (then it is this member whose view is
+//     the odd one: the other did not get a majority against it).
+func (p *provider) checkFence(nodes []*memberlist.Node) string {
+	now := p.now()
+	self := p.selfM.Id
+	live := map[string]bool{}
+	for _, n := range nodes {
+		if n.Name == self || (n.State != memberlist.StateAlive && n.State != memberlist.StateSuspect) {
+			continue
+		}
+		live[n.Name] = true
+		if !p.blocked(n.Name) {
+			delete(p.blockedSince, n.Name)
+			continue
+		}
+		if _, ok := p.blockedSince[n.Name]; !ok {
+			p.blockedSince[n.Name] = now
+			p.log.Warn("member declared dead is alive again", slog.String("member", n.Name))
+		}
+		if err := p.send(n, encodeNotice(self, n.Name)); err != nil {
+			p.log.Debug("block notice not sent", slog.String("member", n.Name), slog.Any("error", err))
+		}
+	}
+	for id := range p.blockedSince {
+		if !live[id] {
+			delete(p.blockedSince, id)
+		}
+	}
+
+	p.noticeMu.Lock()
+	against := 0
+	for id, at := range p.notices {
+		if now.Sub(at) > p.cfg.BlockNoticeTTL {
+			delete(p.notices, id)
+			continue
+		}
+		if live[id] {
+			against++
+		}
+	}
+	p.noticeMu.Unlock()
+
+	if len(live) > 0 && 2*against > len(live) {
+		return "declared dead by a majority of members"
+	}
+	for id, since := range p.blockedSince {
+		if now.Sub(since) >= p.cfg.FenceGrace {
+			return "member " + id + " stayed alive after this member declared it dead"
+		}
+	}
+	return ""
+}
+
+// Block notices are memberlist user messages: a magic prefix, the sender's id and the id it has blocked.
+var noticeMagic = []byte("platter/blocked\x00")
+
+func encodeNotice(from, to string) []byte {
+	b := append([]byte(nil), noticeMagic...)
+	b = append(b, from...)
+	b = append(b, 0)
+	return append(b, to...)
+}
+
+func decodeNotice(b []byte) (from, to string, ok bool) {
+	rest, found := bytes.CutPrefix(b, noticeMagic)
+	if !found {
+		return "", "", false
+	}
+	f, t, found := bytes.Cut(rest, []byte{0})
+	if !found || len(f) == 0 || len(t) == 0 {
+		return "", "", false
+	}
+	return string(f), string(t), true
+}
+
+// memberlist.Delegate (called from memberlist goroutines).
+
+func (p *provider) NodeMeta(int) []byte { return p.meta }
+
+func (p *provider) NotifyMsg(b []byte) {
+	from, to, ok := decodeNotice(b)
+	if !ok || to != p.selfM.Id {
+		return
+	}
+	p.noticeMu.Lock()
+	_, seen := p.notices[from]
+	p.notices[from] = p.now()
+	p.noticeMu.Unlock()
+	if !seen {
+		p.log.Warn("member says it declared this member dead", slog.String("from", from))
+	}
+	p.poke()
+}
+
+func (p *provider) GetBroadcasts(int, int) [][]byte { return nil }
+
+func (p *provider) LocalState(bool) []byte { return nil }
+
+func (p *provider) MergeRemoteState([]byte, bool) {}
+
+// memberlist.EventDelegate (called from memberlist goroutines).
+
+func (p *provider) NotifyJoin(n *memberlist.Node) {
+	p.log.Debug("memberlist join", slog.String("node", n.Name), slog.String("addr", n.Address()))
+	p.poke()
+}
+
+func (p *provider) NotifyLeave(n *memberlist.Node) {
+	p.log.Info("memberlist leave", slog.String("node", n.Name), slog.String("addr", n.Address()), slog.String("status", statusOf(n.State)))
+	p.poke()
+}
+
+func (p *provider) NotifyUpdate(n *memberlist.Node) {
+	p.log.Debug("memberlist update", slog.String("node", n.Name))
+	p.poke()
+}
