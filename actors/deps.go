@@ -38,6 +38,79 @@ type Deps struct {
 
 	// StoreTimeout bounds each journal call an actor makes. Default 10 s.
 	StoreTimeout time.Duration
+
+	// Workflow holds the timings and policies of the order workflow (docs/workflow.md). Zero fields mean their
+	// defaults.
+	Workflow WorkflowConfig
+}
+
+// WorkflowConfig is the tuning of the order workflow: messaging between actors, timers, feeds, and the business
+// timings and policies. Every field has a default (see withDefaults); tests shorten them. Each kind adds the fields
+// it reads here, with a comment and a default.
+type WorkflowConfig struct {
+	// OutboxRetryMin is the first delay before an unacknowledged outbox entry is sent again; the delay doubles per
+	// attempt up to OutboxRetryMax. Default 200 ms.
+	OutboxRetryMin time.Duration
+	// OutboxRetryMax caps the retry delay of an outbox entry. Default 30 s.
+	OutboxRetryMax time.Duration
+	// DeliverTimeout bounds one Deliver request to a receiving actor (including its activation). Default 5 s.
+	DeliverTimeout time.Duration
+
+	// ReminderScanInterval is how often each node scans the journal for due reminders and wakes their actors.
+	// Default 1 s.
+	ReminderScanInterval time.Duration
+	// ReminderScanBatch is the most reminders one scan wakes; the rest wait for the next scan. Default 1000.
+	ReminderScanBatch int
+	// WakeTimeout bounds one Wake request the scanner sends. Default 5 s.
+	WakeTimeout time.Duration
+
+	// FeedMaxWait caps how long a PollFeed may stay parked. Default 60 s.
+	FeedMaxWait time.Duration
+	// FeedPageLimit is the most entries one PollFeed answers (and the default when it asks for none). Default 100.
+	FeedPageLimit int
+}
+
+// Defaults of WorkflowConfig fields.
+const (
+	DefaultOutboxRetryMin       = 200 * time.Millisecond
+	DefaultOutboxRetryMax       = 30 * time.Second
+	DefaultDeliverTimeout       = 5 * time.Second
+	DefaultReminderScanInterval = time.Second
+	DefaultReminderScanBatch    = 1000
+	DefaultWakeTimeout          = 5 * time.Second
+	DefaultFeedMaxWait          = 60 * time.Second
+	DefaultFeedPageLimit        = 100
+)
+
+func (w WorkflowConfig) withDefaults() WorkflowConfig {
+	if w.OutboxRetryMin <= 0 {
+		w.OutboxRetryMin = DefaultOutboxRetryMin
+	}
+	if w.OutboxRetryMax <= 0 {
+		w.OutboxRetryMax = DefaultOutboxRetryMax
+	}
+	if w.OutboxRetryMax < w.OutboxRetryMin {
+		w.OutboxRetryMax = w.OutboxRetryMin
+	}
+	if w.DeliverTimeout <= 0 {
+		w.DeliverTimeout = DefaultDeliverTimeout
+	}
+	if w.ReminderScanInterval <= 0 {
+		w.ReminderScanInterval = DefaultReminderScanInterval
+	}
+	if w.ReminderScanBatch <= 0 {
+		w.ReminderScanBatch = DefaultReminderScanBatch
+	}
+	if w.WakeTimeout <= 0 {
+		w.WakeTimeout = DefaultWakeTimeout
+	}
+	if w.FeedMaxWait <= 0 {
+		w.FeedMaxWait = DefaultFeedMaxWait
+	}
+	if w.FeedPageLimit <= 0 {
+		w.FeedPageLimit = DefaultFeedPageLimit
+	}
+	return w
 }
 
 // Defaults of Deps fields.
@@ -70,6 +143,7 @@ func (d Deps) withDefaults() Deps {
 	if d.StoreTimeout <= 0 {
 		d.StoreTimeout = DefaultStoreTimeout
 	}
+	d.Workflow = d.Workflow.withDefaults()
 	return d
 }
 
