@@ -42,6 +42,12 @@ proto: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRAIN)
 	rm -f messages/*.pb.go
 	cd messages && PATH="$(TOOLS):$$PATH" $(BUF) generate
 	cd messages && PATH="$(TOOLS):$$PATH" $(BUF) generate --template buf.grain.gen.yaml $(addprefix --path ,$(GRAIN_PROTOS))
+	@# protoc-gen-go-grain writes the same package-level respond helper into every file with a service; keep the
+	@# first (alphabetical) and drop the copies, or the package does not compile.
+	@keep=1; for f in messages/*_grain.pb.go; do \
+		grep -q '^func respond\[' $$f || continue; \
+		if [ $$keep = 1 ]; then keep=0; else perl -0pi -e 's/\nfunc respond\[T proto\.Message\]\(ctx cluster\.GrainContext\) func\(T\) \{\n\treturn func\(resp T\) \{\n\t\tctx\.Respond\(resp\)\n\t\}\n\}\n//' $$f; fi; \
+	done
 
 # Regenerates the messages and fails when the committed generated code differs.
 proto-check: proto

@@ -44,6 +44,10 @@ const (
 	ErrorReason_UNAVAILABLE ErrorReason = 6
 	// A bug; details are only logged (500).
 	ErrorReason_INTERNAL ErrorReason = 7
+	// The dasher accepted an offer, but the order already has another dasher (409).
+	ErrorReason_OFFER_TAKEN ErrorReason = 8
+	// The offer's time to answer has passed, or the order no longer needs a dasher (409).
+	ErrorReason_OFFER_EXPIRED ErrorReason = 9
 )
 
 // Enum value maps for ErrorReason.
@@ -57,6 +61,8 @@ var (
 		5: "IDEMPOTENCY_KEY_REUSED",
 		6: "UNAVAILABLE",
 		7: "INTERNAL",
+		8: "OFFER_TAKEN",
+		9: "OFFER_EXPIRED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED": 0,
@@ -67,6 +73,8 @@ var (
 		"IDEMPOTENCY_KEY_REUSED":   5,
 		"UNAVAILABLE":              6,
 		"INTERNAL":                 7,
+		"OFFER_TAKEN":              8,
+		"OFFER_EXPIRED":            9,
 	}
 )
 
@@ -101,7 +109,7 @@ var File_errors_proto protoreflect.FileDescriptor
 
 const file_errors_proto_rawDesc = "" +
 	"\n" +
-	"\ferrors.proto\x12\aplatter*\xb8\x01\n" +
+	"\ferrors.proto\x12\aplatter*\xdc\x01\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10INVALID_ARGUMENT\x10\x01\x12\r\n" +
@@ -110,7 +118,9 @@ const file_errors_proto_rawDesc = "" +
 	"\x13FAILED_PRECONDITION\x10\x04\x12\x1a\n" +
 	"\x16IDEMPOTENCY_KEY_REUSED\x10\x05\x12\x0f\n" +
 	"\vUNAVAILABLE\x10\x06\x12\f\n" +
-	"\bINTERNAL\x10\aB'Z%github.com/platterhq/platter/messagesb\x06proto3"
+	"\bINTERNAL\x10\a\x12\x0f\n" +
+	"\vOFFER_TAKEN\x10\b\x12\x11\n" +
+	"\rOFFER_EXPIRED\x10\tB'Z%github.com/platterhq/platter/messagesb\x06proto3"
 
 var (
 	file_errors_proto_rawDescOnce sync.Once

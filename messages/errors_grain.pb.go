@@ -122,3 +122,31 @@ func IsInternal(err error) bool {
 	e := cluster.FromError(err)
 	return e.Reason == ErrorReason_INTERNAL.String()
 }
+
+// The dasher accepted an offer, but the order already has another dasher (409).
+func ErrOfferTaken(format string, args ...interface{}) *cluster.GrainErrorResponse {
+	return cluster.NewGrainErrorResponse(ErrorReason_OFFER_TAKEN.String(), fmt.Sprintf(format, args...))
+}
+
+// The dasher accepted an offer, but the order already has another dasher (409).
+func IsOfferTaken(err error) bool {
+	if err == nil {
+		return false
+	}
+	e := cluster.FromError(err)
+	return e.Reason == ErrorReason_OFFER_TAKEN.String()
+}
+
+// The offer's time to answer has passed, or the order no longer needs a dasher (409).
+func ErrOfferExpired(format string, args ...interface{}) *cluster.GrainErrorResponse {
+	return cluster.NewGrainErrorResponse(ErrorReason_OFFER_EXPIRED.String(), fmt.Sprintf(format, args...))
+}
+
+// The offer's time to answer has passed, or the order no longer needs a dasher (409).
+func IsOfferExpired(err error) bool {
+	if err == nil {
+		return false
+	}
+	e := cluster.FromError(err)
+	return e.Reason == ErrorReason_OFFER_EXPIRED.String()
+}
