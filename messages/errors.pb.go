@@ -48,21 +48,30 @@ const (
 	ErrorReason_OFFER_TAKEN ErrorReason = 8
 	// The offer's time to answer has passed, or the order no longer needs a dasher (409).
 	ErrorReason_OFFER_EXPIRED ErrorReason = 9
+	// The order can no longer be cancelled (it was picked up, delivered, or closed already) (409).
+	ErrorReason_ORDER_NOT_CANCELLABLE ErrorReason = 10
+	// The card was declined by the payment gateway (402).
+	ErrorReason_PAYMENT_DECLINED ErrorReason = 11
+	// The cart holds items of another restaurant; a cart holds items of one restaurant only (409).
+	ErrorReason_CART_CONFLICT ErrorReason = 12
 )
 
 // Enum value maps for ErrorReason.
 var (
 	ErrorReason_name = map[int32]string{
-		0: "ERROR_REASON_UNSPECIFIED",
-		1: "INVALID_ARGUMENT",
-		2: "NOT_FOUND",
-		3: "ALREADY_EXISTS",
-		4: "FAILED_PRECONDITION",
-		5: "IDEMPOTENCY_KEY_REUSED",
-		6: "UNAVAILABLE",
-		7: "INTERNAL",
-		8: "OFFER_TAKEN",
-		9: "OFFER_EXPIRED",
+		0:  "ERROR_REASON_UNSPECIFIED",
+		1:  "INVALID_ARGUMENT",
+		2:  "NOT_FOUND",
+		3:  "ALREADY_EXISTS",
+		4:  "FAILED_PRECONDITION",
+		5:  "IDEMPOTENCY_KEY_REUSED",
+		6:  "UNAVAILABLE",
+		7:  "INTERNAL",
+		8:  "OFFER_TAKEN",
+		9:  "OFFER_EXPIRED",
+		10: "ORDER_NOT_CANCELLABLE",
+		11: "PAYMENT_DECLINED",
+		12: "CART_CONFLICT",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED": 0,
@@ -75,6 +84,9 @@ var (
 		"INTERNAL":                 7,
 		"OFFER_TAKEN":              8,
 		"OFFER_EXPIRED":            9,
+		"ORDER_NOT_CANCELLABLE":    10,
+		"PAYMENT_DECLINED":         11,
+		"CART_CONFLICT":            12,
 	}
 )
 
@@ -109,7 +121,7 @@ var File_errors_proto protoreflect.FileDescriptor
 
 const file_errors_proto_rawDesc = "" +
 	"\n" +
-	"\ferrors.proto\x12\aplatter*\xdc\x01\n" +
+	"\ferrors.proto\x12\aplatter*\xa0\x02\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10INVALID_ARGUMENT\x10\x01\x12\r\n" +
@@ -120,7 +132,11 @@ const file_errors_proto_rawDesc = "" +
 	"\vUNAVAILABLE\x10\x06\x12\f\n" +
 	"\bINTERNAL\x10\a\x12\x0f\n" +
 	"\vOFFER_TAKEN\x10\b\x12\x11\n" +
-	"\rOFFER_EXPIRED\x10\tB'Z%github.com/platterhq/platter/messagesb\x06proto3"
+	"\rOFFER_EXPIRED\x10\t\x12\x19\n" +
+	"\x15ORDER_NOT_CANCELLABLE\x10\n" +
+	"\x12\x14\n" +
+	"\x10PAYMENT_DECLINED\x10\v\x12\x11\n" +
+	"\rCART_CONFLICT\x10\fB'Z%github.com/platterhq/platter/messagesb\x06proto3"
 
 var (
 	file_errors_proto_rawDescOnce sync.Once

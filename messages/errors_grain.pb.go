@@ -150,3 +150,45 @@ func IsOfferExpired(err error) bool {
 	e := cluster.FromError(err)
 	return e.Reason == ErrorReason_OFFER_EXPIRED.String()
 }
+
+// The order can no longer be cancelled (it was picked up, delivered, or closed already) (409).
+func ErrOrderNotCancellable(format string, args ...interface{}) *cluster.GrainErrorResponse {
+	return cluster.NewGrainErrorResponse(ErrorReason_ORDER_NOT_CANCELLABLE.String(), fmt.Sprintf(format, args...))
+}
+
+// The order can no longer be cancelled (it was picked up, delivered, or closed already) (409).
+func IsOrderNotCancellable(err error) bool {
+	if err == nil {
+		return false
+	}
+	e := cluster.FromError(err)
+	return e.Reason == ErrorReason_ORDER_NOT_CANCELLABLE.String()
+}
+
+// The card was declined by the payment gateway (402).
+func ErrPaymentDeclined(format string, args ...interface{}) *cluster.GrainErrorResponse {
+	return cluster.NewGrainErrorResponse(ErrorReason_PAYMENT_DECLINED.String(), fmt.Sprintf(format, args...))
+}
+
+// The card was declined by the payment gateway (402).
+func IsPaymentDeclined(err error) bool {
+	if err == nil {
+		return false
+	}
+	e := cluster.FromError(err)
+	return e.Reason == ErrorReason_PAYMENT_DECLINED.String()
+}
+
+// The cart holds items of another restaurant; a cart holds items of one restaurant only (409).
+func ErrCartConflict(format string, args ...interface{}) *cluster.GrainErrorResponse {
+	return cluster.NewGrainErrorResponse(ErrorReason_CART_CONFLICT.String(), fmt.Sprintf(format, args...))
+}
+
+// The cart holds items of another restaurant; a cart holds items of one restaurant only (409).
+func IsCartConflict(err error) bool {
+	if err == nil {
+		return false
+	}
+	e := cluster.FromError(err)
+	return e.Reason == ErrorReason_CART_CONFLICT.String()
+}
