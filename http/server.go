@@ -171,6 +171,9 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.closeOnce.Do(func() {
 		err := s.srv.ShutdownWithContext(ctx)
+		// Shutdown closes only the listeners Serve has registered; when Close follows Open closely, Serve may not
+		// have started yet and would then serve forever. Closing the listener ourselves ends it either way.
+		_ = s.ln.Close()
 		if serveErr := <-s.served; serveErr != nil && err == nil {
 			err = serveErr
 		}

@@ -528,3 +528,28 @@ func waitFor(t *testing.T, timeout, every time.Duration, what string, fn func() 
 		time.Sleep(every)
 	}
 }
+
+// TestCloseRightAfterOpen: Close must return even when the serving goroutine has not started yet.
+func TestCloseRightAfterOpen(t *testing.T) {
+	for range 200 {
+		srv, err := http.NewServer(http.DefaultConfig("127.0.0.1:0"), http.Backend{
+			Cluster: &fakeCluster{}, Store: &fakeStore{}, Restaurants: newFakeRestaurants(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Open(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- srv.Close(context.Background()) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("close: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close right after Open hangs")
+		}
+	}
+}
