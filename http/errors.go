@@ -17,6 +17,11 @@ const (
 	CodeAlreadyExists        = "ALREADY_EXISTS"         // the resource exists already
 	CodeFailedPrecondition   = "FAILED_PRECONDITION"    // the resource is not in a state that allows the request
 	CodeIdempotencyKeyInUse  = "IDEMPOTENCY_KEY_IN_USE" // a request with the same Idempotency-Key is in flight
+	CodeOfferTaken           = "OFFER_TAKEN"            // the order already has another dasher
+	CodeOfferExpired         = "OFFER_EXPIRED"          // the offer's time passed, or the order needs no dasher
+	CodeOrderNotCancellable  = "ORDER_NOT_CANCELLABLE"  // picked up, delivered or closed already
+	CodeCartConflict         = "CART_CONFLICT"          // the cart holds items of another restaurant
+	CodePaymentDeclined      = "PAYMENT_DECLINED"       // the payment gateway declined the card
 	CodePayloadTooLarge      = "PAYLOAD_TOO_LARGE"      // the body exceeds Config.MaxBodySize
 	CodeUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE" // the body is not application/json
 	CodeIdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED" // the Idempotency-Key was used with another body
@@ -41,6 +46,11 @@ var problems = map[string]problemKind{
 	CodeAlreadyExists:        {nethttp.StatusConflict, "Already exists"},
 	CodeFailedPrecondition:   {nethttp.StatusConflict, "Failed precondition"},
 	CodeIdempotencyKeyInUse:  {nethttp.StatusConflict, "Idempotency key in use"},
+	CodeOfferTaken:           {nethttp.StatusConflict, "Offer taken"},
+	CodeOfferExpired:         {nethttp.StatusConflict, "Offer expired"},
+	CodeOrderNotCancellable:  {nethttp.StatusConflict, "Order not cancellable"},
+	CodeCartConflict:         {nethttp.StatusConflict, "Cart conflict"},
+	CodePaymentDeclined:      {nethttp.StatusPaymentRequired, "Payment declined"},
 	CodePayloadTooLarge:      {nethttp.StatusRequestEntityTooLarge, "Payload too large"},
 	CodeUnsupportedMediaType: {nethttp.StatusUnsupportedMediaType, "Unsupported media type"},
 	CodeIdempotencyKeyReused: {nethttp.StatusUnprocessableEntity, "Idempotency key reused"},

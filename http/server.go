@@ -318,6 +318,12 @@ func errAttr(err error) slog.Attr { return slog.Any("error", err) }
 // fasthttpLogger routes fasthttp's own messages (accept errors and the like) to slog.
 type fasthttpLogger struct{ log *slog.Logger }
 
+// Errors serving one connection are the client's doing (a reset, an oversized body) and stay at debug; the rest
+// (accept failures) are warnings.
 func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Warn("fasthttp", slog.String("message", fmt.Sprintf(format, args...)))
+	level := slog.LevelWarn
+	if strings.HasPrefix(format, "error when serving connection") {
+		level = slog.LevelDebug
+	}
+	l.log.Log(context.Background(), level, "fasthttp", slog.String("message", fmt.Sprintf(format, args...)))
 }
