@@ -68,6 +68,18 @@ type WorkflowConfig struct {
 	FeedMaxWait time.Duration
 	// FeedPageLimit is the most entries one PollFeed answers (and the default when it asks for none). Default 100.
 	FeedPageLimit int
+
+	// OfferTTL is how long a dasher has to answer a delivery offer; when it passes with no acceptance the area
+	// offers the order to the next wave. Default 45 s.
+	OfferTTL time.Duration
+	// WaveSize is how many dashers one dispatch wave offers an order to at once. Default 3.
+	WaveSize int
+	// MaxConsecutiveExpiries is how many offers in a row a dasher may let expire before it is set offline.
+	// Default 3.
+	MaxConsecutiveExpiries int
+	// DasherReportDistanceM is how far (metres) a dasher moves within its cell before its areas hear the new
+	// position (a change of cell is always reported). Default 100.
+	DasherReportDistanceM float64
 }
 
 // Defaults of WorkflowConfig fields.
@@ -80,6 +92,11 @@ const (
 	DefaultWakeTimeout          = 5 * time.Second
 	DefaultFeedMaxWait          = 60 * time.Second
 	DefaultFeedPageLimit        = 100
+
+	DefaultOfferTTL               = 45 * time.Second
+	DefaultWaveSize               = 3
+	DefaultMaxConsecutiveExpiries = 3
+	DefaultDasherReportDistanceM  = 100
 )
 
 func (w WorkflowConfig) withDefaults() WorkflowConfig {
@@ -109,6 +126,18 @@ func (w WorkflowConfig) withDefaults() WorkflowConfig {
 	}
 	if w.FeedPageLimit <= 0 {
 		w.FeedPageLimit = DefaultFeedPageLimit
+	}
+	if w.OfferTTL <= 0 {
+		w.OfferTTL = DefaultOfferTTL
+	}
+	if w.WaveSize <= 0 {
+		w.WaveSize = DefaultWaveSize
+	}
+	if w.MaxConsecutiveExpiries <= 0 {
+		w.MaxConsecutiveExpiries = DefaultMaxConsecutiveExpiries
+	}
+	if w.DasherReportDistanceM <= 0 {
+		w.DasherReportDistanceM = DefaultDasherReportDistanceM
 	}
 	return w
 }
