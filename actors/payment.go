@@ -2,8 +2,22 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrPaymentUnavailable is the transient failure of a gateway call (the processor did not answer, or answered
+// "try again"): the same call with the same idempotency key may be retried.
+var ErrPaymentUnavailable = errors.New("payment gateway unavailable")
+
+// IsTransient reports whether a PaymentGateway error may be retried with the same idempotency key: every error
+// except a refusal (*Error, e.g. PAYMENT_DECLINED or INVALID_ARGUMENT), which is final. Gateways return
+// ErrPaymentUnavailable (possibly wrapped) for the transient failures they recognise; an unknown failure, such as
+// a timeout, is transient too, because the idempotency key makes a retry safe.
+func IsTransient(err error) bool {
+	var refusal *Error
+	return err != nil && !errors.As(err, &refusal)
+}
 
 // PaymentGateway is the card processor Platter talks to. The full card number and CVC are handed to Tokenize and
 // never stored, logged or returned by Platter: actors keep only the PaymentMethod (brand, last4, expiry, token).
