@@ -106,8 +106,16 @@ type Config struct {
 	// self-fence decision. LAN 5 s, local 1 s.
 	BlockNoticeTTL time.Duration
 	// FenceGrace is how long this member tolerates a live member that it has declared dead (and therefore
-	// blocked) before it concludes that it is itself the odd one out and fences itself. LAN 15 s, local 4 s.
+	// blocked) before it concludes that it is itself the odd one out and fences itself. It must cover the other
+	// member's own fence (notice, drain, leave). LAN 30 s, local 8 s.
 	FenceGrace time.Duration
+
+	// ReconnectInterval is how often this member tries to rejoin the addresses of members that departed (declared
+	// dead or left). memberlist never contacts dead members again, so without this two sides of a healed
+	// partition (or a paused member and the rest) would each go on alone. LAN 5 s, local 500 ms.
+	ReconnectInterval time.Duration
+	// ReconnectTimeout is how long a departed member's address is retried. LAN 30 min, local 30 s.
+	ReconnectTimeout time.Duration
 
 	// DrainTimeout bounds waiting for local activations to stop (graceful stop, self-fence). LAN 10 s, local 2 s.
 	DrainTimeout time.Duration
@@ -158,7 +166,9 @@ func DefaultLANConfig() Config {
 		TopologySettle:             2 * time.Second,
 		TopologyRefreshInterval:    time.Second,
 		BlockNoticeTTL:             5 * time.Second,
-		FenceGrace:                 15 * time.Second,
+		FenceGrace:                 30 * time.Second,
+		ReconnectInterval:          5 * time.Second,
+		ReconnectTimeout:           30 * time.Minute,
 		DrainTimeout:               10 * time.Second,
 		LeaveTimeout:               5 * time.Second,
 		RemoteConnectRetries:       2,
@@ -194,7 +204,9 @@ func DefaultLocalConfig() Config {
 	c.TopologySettle = 750 * time.Millisecond
 	c.TopologyRefreshInterval = 200 * time.Millisecond
 	c.BlockNoticeTTL = time.Second
-	c.FenceGrace = 4 * time.Second
+	c.FenceGrace = 8 * time.Second
+	c.ReconnectInterval = 500 * time.Millisecond
+	c.ReconnectTimeout = 30 * time.Second
 	c.DrainTimeout = 2 * time.Second
 	c.LeaveTimeout = time.Second
 	c.RemoteConnectRetries = 1
@@ -262,6 +274,8 @@ func (c Config) Validate() error {
 		{"TopologyRefreshInterval", c.TopologyRefreshInterval},
 		{"BlockNoticeTTL", c.BlockNoticeTTL},
 		{"FenceGrace", c.FenceGrace},
+		{"ReconnectInterval", c.ReconnectInterval},
+		{"ReconnectTimeout", c.ReconnectTimeout},
 		{"DrainTimeout", c.DrainTimeout},
 		{"LeaveTimeout", c.LeaveTimeout},
 		{"DeadLetterThrottleInterval", c.DeadLetterThrottleInterval},

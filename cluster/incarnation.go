@@ -343,7 +343,7 @@ func (inc *incarnation) peers() []string {
 		return nil
 	}
 	var out []string
-	for _, n := range inc.provider.ml.Members() {
+	for _, n := range inc.provider.liveNodes() {
 		if n.Name != inc.id {
 			out = append(out, n.Address())
 		}
@@ -405,8 +405,10 @@ func (inc *incarnation) closeTransports() {
 
 // self returns this member as memberlist sees it.
 func (inc *incarnation) self() Member {
-	if inc.provider != nil && inc.provider.ml != nil {
-		return memberOf(inc.provider.ml.LocalNode(), inc.id)
+	if inc.provider != nil {
+		if n, ok := inc.provider.localNode(); ok {
+			return memberOf(n, inc.id)
+		}
 	}
 	return Member{ID: inc.id, Name: inc.id, RemoteAddr: inc.remoteAddr, Self: true, Status: StatusDead}
 }

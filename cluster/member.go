@@ -62,20 +62,6 @@ func decodeMeta(name string, meta []byte) (*pcluster.Member, error) {
 	return &m, nil
 }
 
-// statusOf maps memberlist's node state to a Member status.
-func statusOf(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return StatusAlive
-	case memberlist.StateSuspect:
-		return StatusSuspect
-	case memberlist.StateLeft:
-		return StatusLeft
-	default:
-		return StatusDead
-	}
-}
-
 // memberOf builds the Member view of a memberlist node. Nodes whose metadata does not decode still show up, with
 // what memberlist knows.
 func memberOf(n *memberlist.Node, self string) Member {
@@ -83,8 +69,9 @@ func memberOf(n *memberlist.Node, self string) Member {
 		ID:         n.Name,
 		Name:       n.Name,
 		GossipAddr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))),
-		Status:     statusOf(n.State),
-		Self:       n.Name == self,
+		Status:     StatusAlive, // memberlist does not maintain Node.State in the copies it hands out
+
+		Self: n.Name == self,
 	}
 	if pm, err := decodeMeta(n.Name, n.Meta); err == nil {
 		m.RemoteAddr = pm.Address()

@@ -279,7 +279,7 @@ func (n *Node) Members() []Member {
 		}
 		return []Member{n.Self()}
 	}
-	nodes := inc.provider.ml.Members()
+	nodes := inc.provider.liveNodes()
 	out := make([]Member, 0, len(nodes))
 	for _, nd := range nodes {
 		out = append(out, memberOf(nd, inc.id))

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +44,17 @@ type provider struct {
 	stop chan struct{}
 	done chan struct{}
 
+	// memberlist hands out pointers to nodes it keeps mutating under its own lock (Members, LocalNode), so we
+	// keep copies taken in the event callbacks, which memberlist calls with that lock held.
+	tableMu sync.Mutex
+	table   map[string]memberlist.Node // live nodes by name
+
+	// Departed members by name, to rejoin (see Config.ReconnectInterval).
+	failedMu sync.Mutex
+	failed   map[string]failedNode
+
+	reconnectDone chan struct{}
+
 	noticeMu sync.Mutex
 	notices  map[string]time.Time // member id that declared us dead → when it last said so
 
@@ -57,16 +70,19 @@ func newProvider(cfg Config, log *slog.Logger, self *pcluster.Member) (*provider
 		return nil, err
 	}
 	return &provider{
-		cfg:          cfg,
-		log:          log,
-		selfM:        self,
-		meta:         meta,
-		now:          time.Now,
-		wake:         make(chan struct{}, 1),
-		stop:         make(chan struct{}),
-		done:         make(chan struct{}),
-		notices:      map[string]time.Time{},
-		blockedSince: map[string]time.Time{},
+		cfg:           cfg,
+		log:           log,
+		selfM:         self,
+		meta:          meta,
+		now:           time.Now,
+		wake:          make(chan struct{}, 1),
+		stop:          make(chan struct{}),
+		done:          make(chan struct{}),
+		notices:       map[string]time.Time{},
+		table:         map[string]memberlist.Node{},
+		failed:        map[string]failedNode{},
+		reconnectDone: make(chan struct{}),
+		blockedSince:  map[string]time.Time{},
 	}, nil
 }
 
@@ -105,13 +121,59 @@ func (p *provider) StartMember(c *pcluster.Cluster) error {
 		return err
 	}
 	p.ml = ml
-	p.members = ml.Members
+	p.members = p.liveNodes
 	p.send = ml.SendBestEffort
 	p.topo = c.MemberList
 	blockList := c.Remote.BlockList()
 	p.blocked = blockList.IsBlocked
 	go p.loop()
+	go p.reconnectLoop()
 	return nil
+}
+
+type failedNode struct {
+	addr  string
+	since time.Time
+}
+
+// reconnectLoop periodically joins the addresses of members declared dead, until they are alive again or
+// ReconnectTimeout passes. A joined push/pull makes both sides refute the other's death claims, after which the
+// block notices sort out who must fence.
+func (p *provider) reconnectLoop() {
+	defer close(p.reconnectDone)
+	t := time.NewTicker(p.cfg.ReconnectInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		live := map[string]bool{}
+		for _, n := range p.liveNodes() {
+			live[n.Address()] = true
+		}
+		now := p.now()
+		var addrs []string
+		p.failedMu.Lock()
+		for name, f := range p.failed {
+			switch {
+			case now.Sub(f.since) > p.cfg.ReconnectTimeout:
+				delete(p.failed, name)
+			case !live[f.addr] && !slices.Contains(addrs, f.addr):
+				addrs = append(addrs, f.addr)
+			}
+		}
+		p.failedMu.Unlock()
+		if len(addrs) == 0 {
+			continue
+		}
+		if n, err := p.ml.Join(addrs); n > 0 {
+			p.log.Info("reconnected to members declared dead", slog.Int("contacted", n))
+		} else {
+			p.log.Debug("reconnect failed", slog.Any("addrs", addrs), slog.Any("error", err))
+		}
+	}
 }
 
 // StartClient is not supported: every Platter node is a member.
@@ -131,6 +193,7 @@ func (p *provider) Shutdown(graceful bool) error {
 		return nil
 	}
 	<-p.done
+	<-p.reconnectDone
 	var err error
 	if graceful {
 		if lerr := p.ml.Leave(p.cfg.LeaveTimeout); lerr != nil {
@@ -301,16 +364,62 @@ func (p *provider) MergeRemoteState([]byte, bool) {}
 // memberlist.EventDelegate (called from memberlist goroutines).
 
 func (p *provider) NotifyJoin(n *memberlist.Node) {
+	p.record(n)
+	p.failedMu.Lock()
+	delete(p.failed, n.Name)
+	p.failedMu.Unlock()
 	p.log.Debug("memberlist join", slog.String("node", n.Name), slog.String("addr", n.Address()))
 	p.poke()
 }
 
 func (p *provider) NotifyLeave(n *memberlist.Node) {
-	p.log.Info("memberlist leave", slog.String("node", n.Name), slog.String("addr", n.Address()), slog.String("status", statusOf(n.State)))
+	p.tableMu.Lock()
+	delete(p.table, n.Name)
+	p.tableMu.Unlock()
+	// memberlist does not tell dead from left here (the Node copy's State is not maintained), so departed
+	// members of both kinds are retried; a member that left is simply not there any more.
+	if n.Name != p.selfM.Id {
+		p.failedMu.Lock()
+		p.failed[n.Name] = failedNode{addr: n.Address(), since: p.now()}
+		p.failedMu.Unlock()
+	}
+	p.log.Info("memberlist leave", slog.String("node", n.Name), slog.String("addr", n.Address()))
 	p.poke()
 }
 
 func (p *provider) NotifyUpdate(n *memberlist.Node) {
+	p.record(n)
 	p.log.Debug("memberlist update", slog.String("node", n.Name))
 	p.poke()
+}
+
+// record copies n into the table (memberlist holds its node lock while calling the event delegate).
+func (p *provider) record(n *memberlist.Node) {
+	c := *n
+	c.Addr = append(net.IP(nil), n.Addr...)
+	c.Meta = append([]byte(nil), n.Meta...)
+	p.tableMu.Lock()
+	p.table[n.Name] = c
+	p.tableMu.Unlock()
+}
+
+// liveNodes returns copies of the live nodes (self included), sorted by name.
+func (p *provider) liveNodes() []*memberlist.Node {
+	p.tableMu.Lock()
+	defer p.tableMu.Unlock()
+	out := make([]*memberlist.Node, 0, len(p.table))
+	for _, n := range p.table {
+		c := n
+		out = append(out, &c)
+	}
+	slices.SortFunc(out, func(a, b *memberlist.Node) int { return compareStrings(a.Name, b.Name) })
+	return out
+}
+
+// localNode returns a copy of this member's own node, if memberlist has announced it.
+func (p *provider) localNode() (*memberlist.Node, bool) {
+	p.tableMu.Lock()
+	defer p.tableMu.Unlock()
+	n, ok := p.table[p.selfM.Id]
+	return &n, ok
 }

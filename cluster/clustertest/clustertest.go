@@ -32,6 +32,7 @@ type Cluster struct {
 }
 
 type member struct {
+	index  int
 	node   *cluster.Node
 	cfg    cluster.Config
 	faults *cluster.Faults
@@ -139,7 +140,7 @@ func (c *Cluster) config(m *member, seeds []string) cluster.Config {
 	cfg.RemoteAddr = m.remote
 	cfg.Seeds = seeds
 	cfg.Faults = m.faults
-	cfg.Logger = c.logger.With(slog.String("test_member", m.gossip))
+	cfg.Logger = c.logger.With(slog.Int("test_member", m.index))
 	return cfg
 }
 
@@ -188,13 +189,12 @@ func (c *Cluster) start(m *member, seeds []string) {
 // others to see it (use WaitConverged).
 func (c *Cluster) Add() int {
 	c.t.Helper()
-	m := &member{faults: cluster.NewFaults(), gossip: "127.0.0.1:0", remote: "127.0.0.1:0"}
-	c.start(m, c.liveSeeds(-1))
 	c.mu.Lock()
+	m := &member{index: len(c.members), faults: cluster.NewFaults(), gossip: "127.0.0.1:0", remote: "127.0.0.1:0", down: true}
 	c.members = append(c.members, m)
-	i := len(c.members) - 1
 	c.mu.Unlock()
-	return i
+	c.start(m, c.liveSeeds(m.index))
+	return m.index
 }
 
 // Kill ends member i abruptly (no leave, no passivation), like kill -9 of its process; its activations stop
