@@ -39,6 +39,10 @@ type Deps struct {
 	// StoreTimeout bounds each journal call an actor makes. Default 10 s.
 	StoreTimeout time.Duration
 
+	// Payments is the card processor (tokenize, authorise at order, capture at delivery, void on cancel).
+	// Default: a PaymentSim with its default config and this Deps' clock.
+	Payments PaymentGateway
+
 	// Workflow holds the timings and policies of the order workflow (docs/workflow.md). Zero fields mean their
 	// defaults.
 	Workflow WorkflowConfig
@@ -80,6 +84,28 @@ type WorkflowConfig struct {
 	// DasherReportDistanceM is how far (metres) a dasher moves within its cell before its areas hear the new
 	// position (a change of cell is always reported). Default 100.
 	DasherReportDistanceM float64
+
+	// AcceptSLA is how long a restaurant has to accept a placed order; then the order is cancelled by the system
+	// with a full refund. Default 5 min.
+	AcceptSLA time.Duration
+	// DispatchSLA is how long an accepted order may wait for a dasher (from acceptance, or from the release of its
+	// dasher); then it is cancelled by the system with a full refund. Default 15 min.
+	DispatchSLA time.Duration
+	// CancelRefundShare is the share of the total refunded when the customer cancels after the restaurant accepted
+	// and before a dasher is assigned (the cancellation matrix in order.go). Default 0.5; a negative value means
+	// nothing is refunded, a value above 1 means everything.
+	CancelRefundShare float64
+	// PaymentAttempts is how many times the Order tries to authorise a payment, on transient gateway failures,
+	// while it handles one PlaceOrder, before it answers UNAVAILABLE (the caller retries). Default 3.
+	PaymentAttempts int
+	// PaymentRetryMin is the first delay between payment attempts: between authorisation attempts within a
+	// request, and before a capture or void that failed transiently is tried again; it doubles per attempt up to
+	// PaymentRetryMax. Default 100 ms.
+	PaymentRetryMin time.Duration
+	// PaymentRetryMax caps the delay between payment attempts. Default 5 min.
+	PaymentRetryMax time.Duration
+	// PaymentTimeout bounds one payment gateway call. Default 10 s.
+	PaymentTimeout time.Duration
 }
 
 // Defaults of WorkflowConfig fields.
@@ -97,6 +123,14 @@ const (
 	DefaultWaveSize               = 3
 	DefaultMaxConsecutiveExpiries = 3
 	DefaultDasherReportDistanceM  = 100
+
+	DefaultAcceptSLA         = 5 * time.Minute
+	DefaultDispatchSLA       = 15 * time.Minute
+	DefaultCancelRefundShare = 0.5
+	DefaultPaymentAttempts   = 3
+	DefaultPaymentRetryMin   = 100 * time.Millisecond
+	DefaultPaymentRetryMax   = 5 * time.Minute
+	DefaultPaymentTimeout    = 10 * time.Second
 )
 
 func (w WorkflowConfig) withDefaults() WorkflowConfig {
@@ -139,6 +173,35 @@ func (w WorkflowConfig) withDefaults() WorkflowConfig {
 	if w.DasherReportDistanceM <= 0 {
 		w.DasherReportDistanceM = DefaultDasherReportDistanceM
 	}
+	if w.AcceptSLA <= 0 {
+		w.AcceptSLA = DefaultAcceptSLA
+	}
+	if w.DispatchSLA <= 0 {
+		w.DispatchSLA = DefaultDispatchSLA
+	}
+	switch {
+	case w.CancelRefundShare == 0:
+		w.CancelRefundShare = DefaultCancelRefundShare
+	case w.CancelRefundShare < 0:
+		w.CancelRefundShare = 0
+	case w.CancelRefundShare > 1:
+		w.CancelRefundShare = 1
+	}
+	if w.PaymentAttempts <= 0 {
+		w.PaymentAttempts = DefaultPaymentAttempts
+	}
+	if w.PaymentRetryMin <= 0 {
+		w.PaymentRetryMin = DefaultPaymentRetryMin
+	}
+	if w.PaymentRetryMax <= 0 {
+		w.PaymentRetryMax = DefaultPaymentRetryMax
+	}
+	if w.PaymentRetryMax < w.PaymentRetryMin {
+		w.PaymentRetryMax = w.PaymentRetryMin
+	}
+	if w.PaymentTimeout <= 0 {
+		w.PaymentTimeout = DefaultPaymentTimeout
+	}
 	return w
 }
 
@@ -173,6 +236,9 @@ func (d Deps) withDefaults() Deps {
 		d.StoreTimeout = DefaultStoreTimeout
 	}
 	d.Workflow = d.Workflow.withDefaults()
+	if d.Payments == nil {
+		d.Payments = NewPaymentSim(PaymentSimConfig{Now: d.Now})
+	}
 	return d
 }
 
