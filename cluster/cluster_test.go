@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
 	"github.com/platterhq/platter/cluster"
 	"github.com/platterhq/platter/cluster/clustertest"
 )
@@ -43,6 +46,14 @@ func TestThreeMembers(t *testing.T) {
 	}
 	if n := reg.Live(id); n != 1 {
 		t.Fatalf("%s has %d live activations, want 1", id, n)
+	}
+	// The protoactor cluster's own Request (what generated grain clients call) goes through our context.
+	res, err := c.Node(1).Cluster().Request(id, clustertest.EchoKind, wrapperspb.String("ping"), pcluster.WithTimeout(3*time.Second))
+	if err != nil {
+		t.Fatalf("Cluster().Request: %v", err)
+	}
+	if got := res.(*wrapperspb.StringValue).GetValue(); got != host {
+		t.Fatalf("Cluster().Request reached %s, want %s", got, host)
 	}
 
 	h := c.IndexOf(host)

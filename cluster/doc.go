@@ -1,0 +1,53 @@
+// Package cluster runs one Platter node as a member of a protoactor-go cluster whose membership is
+// hashicorp/memberlist, and makes protoactor's virtual actors safe to build on.
+//
+// # Using it
+//
+//	cfg := cluster.DefaultLANConfig()          // or DefaultLocalConfig() in tests
+//	cfg.BindAddr, cfg.RemoteAddr = "10.0.0.5:7946", "10.0.0.5:8090"
+//	cfg.Seeds = []string{"10.0.0.4:7946"}      // empty: start a new cluster
+//	node, err := cluster.NewNode(cfg, func() []*pcluster.Kind { return []*pcluster.Kind{messages.GetRestaurantKind()} })
+//	err = node.Start(ctx)                      // binds, joins a seed (retrying until ctx ends), serves
+//	reply, err := node.Request(ctx, "r-42", "Restaurant", msg)
+//	view, err := messages.GetRestaurantGrainClient(node.Cluster(), "r-42").Get(&messages.GetRestaurant{})
+//	err = node.Stop(ctx)                       // passivate, leave, shut down
+//
+// Fetch node.Cluster() for every use: it changes when the node fences itself (below).
+//
+// # How it is built (one file per concern)
+//
+//   - provider.go: the memberlist ClusterProvider. Node metadata is protoactor's Member message (id, remote
+//     host/port, kinds); the memberlist node name is the actor system id, fresh for every start. One goroutine,
+//     the topology loop, pushes memberlist's live members to MemberList.UpdateClusterTopology, installs the
+//     resulting view and decides about fencing. Departed members' addresses are rejoined periodically, since
+//     memberlist never talks to a dead member again.
+//   - view.go, placement.go, request.go: our IdentityLookup. Owners are chosen by rendezvous hashing over remote
+//     addresses. The owner's placement actor activates an identity only if this member owns it in its own view
+//     and has owned it for Config.TopologySettle (so the previous owner has passivated it), passivates the
+//     activations it no longer owns whenever its view changes, and refuses everything while draining. Callers
+//     retry refused, dead-lettered and timed-out attempts with exponential back-off and jitter until the
+//     deadline; the same logic is installed as protoactor's cluster Context, so generated grain clients get it.
+//   - node.go, state.go, incarnation.go: the node's lifecycle (new → joining → serving ⇄ fencing → stopping →
+//     stopped, or killed) as an explicit transition table. An incarnation is one actor system + remote +
+//     memberlist under one member id.
+//   - faults.go: Faults pauses a node's transports in-process for tests (see clustertest).
+//   - log.go: protoactor and memberlist logs go to the configured slog logger at mapped levels.
+//
+// # Self-fencing
+//
+// protoactor blocks a member id for good once it left the topology. A member that was declared dead and comes
+// back (a long GC pause, SIGSTOP, a partition) is therefore never readmitted under that id, and it would keep
+// serving its own view: a split brain. Every member sends a "block notice" to each live member whose id it has
+// blocked. A member fences itself when a majority of its live peers sent it notices, or when a member it has
+// blocked stays alive for Config.FenceGrace (then it is the odd one out). Fencing stops serving, passivates,
+// leaves, and starts a new incarnation on the same addresses under a fresh member id, calling the KindsFunc
+// again. A node configured with seeds serves nothing until it has joined, so it never forms a cluster of its own.
+//
+// # What is deliberately not used from protoactor
+//
+// Cluster.StartMember and Cluster.Shutdown (protoactor gossip with heartbeat-expiry blocking, panics, fixed
+// sleeps), disthash (no owner check, fixed 5 s timeouts), DefaultContext (no real back-off, ignores deadlines),
+// and graceful remote shutdown (races, 10 s waits). protoactor itself is used from the patched copy in
+// third_party/protoactor-go (see its PATCHES.md): its upstream races under -race in any process with more than
+// one remote.
+package cluster

@@ -1,0 +1,78 @@
+package cluster
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/hashicorp/memberlist"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestMetaRoundTrip(t *testing.T) {
+	in := &pcluster.Member{Id: "m1", Host: "10.0.0.7", Port: 8090, Kinds: []string{"Restaurant", "Order"}}
+	b, err := encodeMeta(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := decodeMeta("m1", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(in, out) {
+		t.Fatalf("round trip: got %v, want %v", out, in)
+	}
+}
+
+func TestMetaErrors(t *testing.T) {
+	many := make([]string, 60)
+	for i := range many {
+		many[i] = fmt.Sprintf("SomeRatherLongKindName%02d", i)
+	}
+	if _, err := encodeMeta(&pcluster.Member{Id: "m", Host: "h", Port: 1, Kinds: many}); err == nil || !strings.Contains(err.Error(), "memberlist allows 512") {
+		t.Fatalf("oversized metadata: err = %v", err)
+	}
+	good, _ := encodeMeta(&pcluster.Member{Id: "m1", Host: "h", Port: 1})
+	noAddr, _ := encodeMeta(&pcluster.Member{Id: "m1"})
+	for _, tc := range []struct {
+		name, node string
+		meta       []byte
+		want       string
+	}{
+		{"empty", "m1", nil, "empty"},
+		{"garbage", "m1", []byte{0xff, 0xff, 0xff}, "decode member metadata"},
+		{"other id", "m2", good, `id "m1" differs from node name "m2"`},
+		{"no address", "m1", noAddr, "bad remote address"},
+	} {
+		if _, err := decodeMeta(tc.node, tc.meta); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func node(name string, m *pcluster.Member, state memberlist.NodeStateType) *memberlist.Node {
+	n := &memberlist.Node{Name: name, State: state}
+	if m != nil {
+		n.Meta, _ = encodeMeta(m)
+	}
+	return n
+}
+
+func TestTopologyMembers(t *testing.T) {
+	a := &pcluster.Member{Id: "a", Host: "127.0.0.1", Port: 1, Kinds: []string{"k"}}
+	b := &pcluster.Member{Id: "b", Host: "127.0.0.1", Port: 2, Kinds: []string{"k"}}
+	var bad []string
+	got := topologyMembers([]*memberlist.Node{
+		node("a", a, memberlist.StateAlive),
+		node("b", b, memberlist.StateSuspect),
+		node("c", nil, memberlist.StateAlive),                                          // no metadata
+		node("d", &pcluster.Member{Id: "d", Host: "h", Port: 3}, memberlist.StateDead), // dead
+	}, func(name string, err error) { bad = append(bad, name) })
+	if len(got) != 2 || got[0].Id != "a" || got[1].Id != "b" {
+		t.Fatalf("topology = %v, want a and b", got)
+	}
+	if len(bad) != 1 || bad[0] != "c" {
+		t.Fatalf("skipped = %v, want [c]", bad)
+	}
+}
