@@ -26,7 +26,10 @@ func main() {
 	ctx, cancel := signalContext()
 	defer cancel()
 	if err := m.Run(ctx); err != nil {
-		_ = m.Close()
+		closeErr := m.Close()
+		if errors.Is(err, errInterrupted) && closeErr == nil {
+			os.Exit(0) // a stop asked for while joining
+		}
 		fatal(err, 1)
 	}
 	<-ctx.Done()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -76,7 +77,7 @@ func (m *Main) ParseFlags(args []string) error {
 		return nil
 	case "version", "--version":
 		m.Command = "version"
-		fmt.Fprintf(m.Stdout, "platter %s\n", Version())
+		fmt.Fprintf(m.Stdout, "platter %s %s\n", Version(), runtime.Version())
 		return nil
 	case "run":
 		cfg, err := parseRunFlags(args[1:], m.Getenv, m.Stdout)
@@ -181,6 +182,9 @@ func (m *Main) Run(ctx context.Context) error {
 	return nil
 }
 
+// errInterrupted is Run's answer to a stop requested (a signal) before the node had joined: not a failure.
+var errInterrupted = errors.New("stopped before the node joined the cluster")
+
 // startNode binds the cluster ports and joins the seeds, giving up after --join-timeout.
 func (m *Main) startNode(ctx context.Context) error {
 	cfg := m.Config
@@ -197,7 +201,7 @@ func (m *Main) startNode(ctx context.Context) error {
 	case err == nil:
 		return nil
 	case ctx.Err() != nil:
-		return errors.New("interrupted before the node joined the cluster")
+		return errInterrupted
 	case startCtx.Err() != nil && len(cfg.Join) > 0:
 		return fmt.Errorf("could not join the cluster: no --join seed of %v answered within %v", cfg.Join, cfg.JoinTimeout)
 	case errors.Is(err, syscall.EADDRINUSE):
@@ -219,14 +223,13 @@ func (m *Main) clusterConfig() (cluster.Config, error) {
 	c.Seeds = cfg.Join
 	c.Logger = m.Logger
 	if cfg.AdvertiseAddr != "" {
+		// Port 0 advertises the bound port: a bare host keeps both ports, host:port sets the gossip port.
 		host, port, err := net.SplitHostPort(cfg.AdvertiseAddr)
-		if err != nil { // a bare host: advertise the bind ports
-			host = cfg.AdvertiseAddr
-			_, port, _ = net.SplitHostPort(cfg.ClusterAddr)
+		if err != nil {
+			host, port = cfg.AdvertiseAddr, "0"
 		}
-		_, rport, _ := net.SplitHostPort(cfg.RemoteAddr)
 		c.AdvertiseAddr = net.JoinHostPort(host, port)
-		c.RemoteAdvertiseAddr = net.JoinHostPort(host, rport)
+		c.RemoteAdvertiseAddr = net.JoinHostPort(host, "0")
 	}
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("invalid cluster configuration: %w", err)
@@ -287,9 +290,6 @@ func (m *Main) URL() string {
 	}
 	return m.http.URL()
 }
-
-// Self is this node as a cluster member, once Run has started it.
-func (m *Main) Self() cluster.Member { return m.node.Self() }
 
 // prepareDataDir creates the data directory if needed and proves it writable by writing a file in it.
 func prepareDataDir(dir string) error {

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	nethttp "net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer collects a Main's output safely across its goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// newTestMain parses `run` args for an in-process node: loopback, port 0 everywhere unless args say otherwise,
+// local cluster timings, no environment. Its output is printed if the test fails.
+func newTestMain(t *testing.T, dataDir string, args ...string) (*Main, *syncBuffer) {
+	t.Helper()
+	out := &syncBuffer{}
+	m := &Main{Stdout: out, Logs: out, Getenv: envOf()}
+	base := []string{"run", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0",
+		"--remote-addr", "127.0.0.1:0", "--cluster-profile", "local", "--log-level", "debug", "--shutdown-timeout", "10s"}
+	if err := m.ParseFlags(append(base, args...)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("output of node on %s:\n%s", dataDir, out.String())
+		}
+	})
+	return m, out
+}
+
+func runMain(t *testing.T, m *Main) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := m.Run(ctx); err != nil {
+		_ = m.Close()
+		t.Fatalf("run: %v", err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+}
+
+// call sends a JSON request and decodes a JSON answer into out (when non-nil); it returns the status.
+func call(t *testing.T, method, url, body string, out any) int {
+	t.Helper()
+	status, b, err := tryCall(method, url, body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: decode %q: %v", method, url, b, err)
+		}
+	}
+	return status
+}
+
+var client = &nethttp.Client{Timeout: 10 * time.Second}
+
+func tryCall(method, url, body string) (int, []byte, error) {
+	req, err := nethttp.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return res.StatusCode, b, err
+}
+
+type restaurantView struct {
+	ID       string             `json:"id"`
+	Name     string             `json:"name"`
+	Cuisine  string             `json:"cuisine"`
+	Position map[string]float64 `json:"position"`
+}
+
+type clusterView struct {
+	Ready   bool `json:"ready"`
+	Members []struct {
+		ID      string `json:"id"`
+		Address string `json:"address"`
+		Status  string `json:"status"`
+		Self    bool   `json:"self"`
+	} `json:"members"`
+	Activations map[string]int `json:"activations"`
+}
+
+func (v clusterView) alive() int {
+	n := 0
+	for _, m := range v.Members {
+		if m.Status == "alive" {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor polls fn every `every` until it returns true, failing the test after timeout.
+func waitFor(t *testing.T, timeout, every time.Duration, what string, fn func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !fn() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(every)
+	}
+}
+
+// TestRunCreateRestartRead runs the real Main: create a restaurant over HTTP, read it back, stop, start again on
+// the same data directory, and read it again (the write was durable).
+func TestRunCreateRestartRead(t *testing.T) {
+	dir := t.TempDir()
+	m, out := newTestMain(t, dir)
+	runMain(t, m)
+	if !strings.Contains(out.String(), "serving "+m.URL()) {
+		t.Fatalf("no listening line naming %s in:\n%s", m.URL(), out.String())
+	}
+	if status := call(t, "GET", m.URL()+"/readyz", "", nil); status != 200 {
+		t.Fatalf("readyz after Run: %d", status)
+	}
+
+	var created restaurantView
+	if status := call(t, "POST", m.URL()+"/v1/restaurants",
+		`{"name":"Thai Basil","position":{"lat":37.77,"lng":-122.41},"cuisine":"thai"}`, &created); status != 201 {
+		t.Fatalf("create: %d", status)
+	}
+	var got restaurantView
+	if status := call(t, "GET", m.URL()+"/v1/restaurants/"+created.ID, "", &got); status != 200 || got.Name != "Thai Basil" {
+		t.Fatalf("read back: %d %+v", status, got)
+	}
+	var cv clusterView
+	if call(t, "GET", m.URL()+"/v1/admin/cluster", "", &cv); cv.Activations["Restaurant"] != 1 || len(cv.Members) != 1 || !cv.Members[0].Self {
+		t.Fatalf("admin cluster after one restaurant: %+v", cv)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if !strings.Contains(out.String(), "left the cluster") || !strings.Contains(out.String(), "journal closed") {
+		t.Fatalf("graceful stop not logged:\n%s", out.String())
+	}
+
+	m2, _ := newTestMain(t, dir)
+	runMain(t, m2)
+	var again restaurantView
+	if status := call(t, "GET", m2.URL()+"/v1/restaurants/"+created.ID, "", &again); status != 200 ||
+		again.Name != "Thai Basil" || again.Cuisine != "thai" || again.Position["lat"] != 37.77 {
+		t.Fatalf("after restart: %d %+v", status, again)
+	}
+	var missing map[string]any
+	if status := call(t, "GET", m2.URL()+"/v1/restaurants/r_00000000-0000-0000-0000-000000000000", "", &missing); status != 404 || missing["code"] != "NOT_FOUND" {
+		t.Fatalf("unknown restaurant: %d %v", status, missing)
+	}
+}
+
+// freePort returns a port on ip that is free for TCP and UDP at the time of the call.
+func freePort(t *testing.T, ip string) int {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return port
+		}
+	}
+	t.Fatalf("no free TCP+UDP port on %s", ip)
+	return 0
+}
+
+// TestReadyWhileJoining starts a node whose seed is not up yet: its edge answers /healthz, /readyz says 503
+// NOT_READY and actor calls are refused; once the seed starts, the node joins and /readyz flips to 200.
+func TestReadyWhileJoining(t *testing.T) {
+	seedAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	url := "http://" + httpAddr
+
+	joiner, _ := newTestMain(t, t.TempDir(), "--http-addr", httpAddr, "--join", seedAddr, "--join-timeout", "60s")
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr, runDone := make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(runDone)
+		runErr <- joiner.Run(ctx)
+	}()
+	t.Cleanup(func() { // Close only once Run has returned
+		cancel()
+		<-runDone
+		_ = joiner.Close()
+	})
+
+	waitFor(t, 20*time.Second, 20*time.Millisecond, "the joining node's /healthz", func() bool {
+		status, _, err := tryCall("GET", url+"/healthz", "")
+		return err == nil && status == 200
+	})
+	var problem map[string]any
+	if status := call(t, "GET", url+"/readyz", "", &problem); status != 503 || problem["code"] != "NOT_READY" {
+		t.Fatalf("readyz while joining: %d %v", status, problem)
+	}
+	if status := call(t, "POST", url+"/v1/restaurants", `{"name":"Early","position":{"lat":1,"lng":2},"cuisine":"x"}`, &problem); status != 503 || problem["code"] != "NOT_READY" {
+		t.Fatalf("create while joining: %d %v", status, problem)
+	}
+
+	seed, _ := newTestMain(t, t.TempDir(), "--cluster-addr", seedAddr)
+	runMain(t, seed)
+	select {
+	case err := <-runErr:
+		if err != nil {
+			t.Fatalf("joiner run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the joiner did not finish joining within 30s of the seed starting")
+	}
+	if status := call(t, "GET", url+"/readyz", "", nil); status != 200 {
+		t.Fatalf("readyz after joining: %d", status)
+	}
+	var cv clusterView
+	waitFor(t, 10*time.Second, 50*time.Millisecond, "both nodes to list 2 alive members", func() bool {
+		call(t, "GET", url+"/v1/admin/cluster", "", &cv)
+		var sv clusterView
+		call(t, "GET", seed.URL()+"/v1/admin/cluster", "", &sv)
+		return cv.alive() == 2 && sv.alive() == 2
+	})
+}
