@@ -73,6 +73,11 @@ type WorkflowConfig struct {
 	// FeedPageLimit is the most entries one PollFeed answers (and the default when it asks for none). Default 100.
 	FeedPageLimit int
 
+	// InboxRetention is how long a receiver remembers the highest message applied from a sender after the last
+	// one arrived (duplicates older than this are not expected: senders retry every OutboxRetryMax at most).
+	// Default 7 days.
+	InboxRetention time.Duration
+
 	// OfferTTL is how long a dasher has to answer a delivery offer; when it passes with no acceptance the area
 	// offers the order to the next wave. Default 45 s.
 	OfferTTL time.Duration
@@ -118,6 +123,7 @@ const (
 	DefaultWakeTimeout          = 5 * time.Second
 	DefaultFeedMaxWait          = 60 * time.Second
 	DefaultFeedPageLimit        = 100
+	DefaultInboxRetention       = 7 * 24 * time.Hour
 
 	DefaultOfferTTL               = 45 * time.Second
 	DefaultWaveSize               = 3
@@ -160,6 +166,9 @@ func (w WorkflowConfig) withDefaults() WorkflowConfig {
 	}
 	if w.FeedPageLimit <= 0 {
 		w.FeedPageLimit = DefaultFeedPageLimit
+	}
+	if w.InboxRetention <= 0 {
+		w.InboxRetention = DefaultInboxRetention
 	}
 	if w.OfferTTL <= 0 {
 		w.OfferTTL = DefaultOfferTTL
@@ -270,7 +279,7 @@ func Kinds(deps Deps) []*pcluster.Kind {
 	restaurant := actor.PropsFromProducer(func() actor.Actor {
 		return &restaurantActor{
 			RestaurantActor: messages.RestaurantActor{Timeout: d.PassivateAfter},
-			hosted:          hosted{deps: &d},
+			hosted:          newHosted(&d, KindRestaurant),
 		}
 	})
 	return []*pcluster.Kind{

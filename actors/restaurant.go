@@ -13,12 +13,35 @@ package actors
 //	absent   Get          refuse NOT_FOUND (a read never creates)   -
 //	created  Get          answer the view                           -
 //
+//	absent   ListOrders   refuse NOT_FOUND                          -
+//	created  ListOrders   answer the open orders, oldest first      -
+//
 // A command retried with the command_id that was applied is answered again (current view) without a new event;
 // the same command_id with a different command is refused IDEMPOTENCY_KEY_REUSED (see entity).
+//
+// Workflow side: messages the Order sends (Deliver; docs/workflow.md). The restaurant keeps its open orders and its
+// feed; the Order stays the source of truth. A message about an order that is not open (closed already, or never
+// placed here) changes nothing. A restaurant that does not exist refuses every message (NOT_FOUND: logged, applied
+// without effect).
+//
+//	message          open order                                   feed entry
+//	---------------  -------------------------------------------  ----------------
+//	OrderPlaced      added, PENDING_ACCEPTANCE (once per order)   ORDER_PLACED
+//	OrderAccepted    status ACCEPTED                              -
+//	DasherAssigned   dasher set; status DASHER_ASSIGNED unless    DASHER_ASSIGNED
+//	                 it is READY_FOR_PICKUP already
+//	FoodReady        status READY_FOR_PICKUP                      -
+//	OrderPickedUp    status PICKED_UP                             -
+//	DasherReleased   dasher cleared                               -
+//	OrderDelivered   closed DELIVERED                             ORDER_DELIVERED
+//	OrderCancelled   closed CANCELLED                             ORDER_CANCELLED
+//	OrderRejected    closed REJECTED                              ORDER_REJECTED
+//	anything else    not handled: the sender retries (a bug)      -
 
 import (
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -51,18 +74,8 @@ var _ messages.Restaurant = (*Restaurant)(nil)
 
 // Init loads the restaurant's stream.
 func (r *Restaurant) Init(ctx pcluster.GrainContext) {
-	r.activate(ctx, KindRestaurant, &messages.RestaurantState{}, applyRestaurant)
+	r.activate(ctx, KindRestaurant, &messages.RestaurantState{}, applyRestaurant, withDeliver(decideDeliverRestaurant))
 }
-
-// Terminate runs when the activation stops (passivation, fence, shutdown); the state is already durable.
-func (r *Restaurant) Terminate(pcluster.GrainContext) {
-	if r.log != nil {
-		r.log.Debug("deactivated")
-	}
-}
-
-// ReceiveDefault ignores messages that are not grain requests.
-func (r *Restaurant) ReceiveDefault(pcluster.GrainContext) {}
 
 // Create creates the restaurant.
 func (r *Restaurant) Create(req *messages.CreateRestaurant, ctx pcluster.GrainContext) (*messages.RestaurantView, error) {
@@ -97,6 +110,18 @@ func (r *Restaurant) Get(_ *messages.GetRestaurant, ctx pcluster.GrainContext) (
 		return nil, grainError(err)
 	}
 	return restaurantView(ctx.Identity(), r.state()), nil
+}
+
+// ListOrders answers the open orders, oldest first.
+func (r *Restaurant) ListOrders(_ *messages.ListRestaurantOrders, ctx pcluster.GrainContext) (*messages.RestaurantOrders, error) {
+	if err := r.query(); err != nil {
+		return nil, err
+	}
+	if err := decideGetRestaurant(r.state()); err != nil {
+		r.stop(ctx)
+		return nil, grainError(err)
+	}
+	return restaurantOrders(r.state()), nil
 }
 
 // ---- Decisions: pure functions of state and command ----
@@ -225,6 +250,112 @@ func menuEqual(a, b []*messages.MenuItem) bool {
 	return true
 }
 
+// Order statuses, as the API names them (the restaurant's and the customer's copies of an order's status).
+const (
+	StatusPendingAcceptance = "PENDING_ACCEPTANCE"
+	StatusAccepted          = "ACCEPTED"
+	StatusDasherAssigned    = "DASHER_ASSIGNED"
+	StatusReadyForPickup    = "READY_FOR_PICKUP"
+	StatusPickedUp          = "PICKED_UP"
+	StatusDelivered         = "DELIVERED"
+	StatusCancelled         = "CANCELLED"
+	StatusRejected          = "REJECTED"
+)
+
+// decideDeliverRestaurant decides on a message the Order sent (see the workflow table at the top).
+func decideDeliverRestaurant(s *messages.RestaurantState, _ string, payload proto.Message, now time.Time) ([]proto.Message, error) {
+	if !s.GetCreated() {
+		return nil, refuse(messages.ErrorReason_NOT_FOUND, "the restaurant does not exist")
+	}
+	at := timestamppb.New(now)
+	var events []proto.Message
+	switch p := payload.(type) {
+	case *messages.OrderPlaced:
+		if s.GetOpenOrders()[p.GetOrderId()] != nil {
+			return nil, nil
+		}
+		events = append(events, &messages.OpenOrderAdded{Order: &messages.OpenOrder{
+			OrderId:    p.GetOrderId(),
+			CustomerId: p.GetCustomerId(),
+			Lines:      p.GetLines(),
+			TotalCents: p.GetTotalCents(),
+			Status:     StatusPendingAcceptance,
+			PlacedAt:   p.GetPlacedAt(),
+			AcceptBy:   p.GetAcceptBy(),
+			UpdatedAt:  at,
+		}})
+	case *messages.OrderAccepted:
+		return openOrderUpdate(s, p.GetOrderId(), StatusAccepted, nil, at), nil
+	case *messages.DasherAssigned:
+		o := s.GetOpenOrders()[p.GetOrderId()]
+		if o == nil {
+			return nil, nil
+		}
+		status := StatusDasherAssigned
+		if o.GetStatus() == StatusReadyForPickup || o.GetStatus() == StatusPickedUp {
+			status = o.GetStatus() // the kitchen's step is further along; the order keeps both facts
+		}
+		dasher := p.GetDasherId()
+		events = openOrderUpdate(s, p.GetOrderId(), status, &dasher, at)
+	case *messages.FoodReady:
+		return openOrderUpdate(s, p.GetOrderId(), StatusReadyForPickup, nil, at), nil
+	case *messages.OrderPickedUp:
+		return openOrderUpdate(s, p.GetOrderId(), StatusPickedUp, nil, at), nil
+	case *messages.DasherReleased:
+		o := s.GetOpenOrders()[p.GetOrderId()]
+		if o == nil || o.GetDasherId() != p.GetDasherId() {
+			return nil, nil
+		}
+		none := ""
+		status := o.GetStatus()
+		if status == StatusDasherAssigned {
+			status = StatusAccepted
+		}
+		return openOrderUpdate(s, p.GetOrderId(), status, &none, at), nil
+	case *messages.OrderDelivered:
+		events = openOrderClose(s, p.GetOrderId(), StatusDelivered, at)
+	case *messages.OrderCancelled:
+		events = openOrderClose(s, p.GetOrderId(), StatusCancelled, at)
+	case *messages.OrderRejected:
+		events = openOrderClose(s, p.GetOrderId(), StatusRejected, at)
+	default:
+		return nil, unexpectedPayload(KindRestaurant, payload)
+	}
+	if len(events) == 0 {
+		return nil, nil
+	}
+	item, err := notify(payload, now)
+	if err != nil {
+		return nil, err
+	}
+	return append(events, item), nil
+}
+
+// openOrderUpdate returns the event that moves an open order to status (and sets its dasher when dasher is not
+// nil), or nothing when the order is not open or nothing changes.
+func openOrderUpdate(s *messages.RestaurantState, orderID, status string, dasher *string, at *timestamppb.Timestamp) []proto.Message {
+	o := s.GetOpenOrders()[orderID]
+	if o == nil {
+		return nil
+	}
+	ev := &messages.OpenOrderUpdated{OrderId: orderID, Status: status, DasherId: o.GetDasherId(), At: at}
+	if dasher != nil {
+		ev.DasherId = *dasher
+	}
+	if ev.Status == o.GetStatus() && ev.DasherId == o.GetDasherId() {
+		return nil
+	}
+	return []proto.Message{ev}
+}
+
+// openOrderClose returns the event that closes an open order, or nothing when it is not open.
+func openOrderClose(s *messages.RestaurantState, orderID, status string, at *timestamppb.Timestamp) []proto.Message {
+	if s.GetOpenOrders()[orderID] == nil {
+		return nil
+	}
+	return []proto.Message{&messages.OpenOrderClosed{OrderId: orderID, Status: status, At: at}}
+}
+
 // ---- Fold ----
 
 // applyRestaurant folds one event into the state. It never fails for the kind's own events.
@@ -238,10 +369,39 @@ func applyRestaurant(s *messages.RestaurantState, event proto.Message) error {
 		s.CreatedAt = e.GetCreatedAt()
 	case *messages.MenuUpdated:
 		s.Menu = e.GetItems()
+	case *messages.OpenOrderAdded:
+		if s.OpenOrders == nil {
+			s.OpenOrders = make(map[string]*messages.OpenOrder)
+		}
+		s.OpenOrders[e.GetOrder().GetOrderId()] = e.GetOrder()
+	case *messages.OpenOrderUpdated:
+		if o := s.GetOpenOrders()[e.GetOrderId()]; o != nil {
+			o.Status = e.GetStatus()
+			o.DasherId = e.GetDasherId()
+			o.UpdatedAt = e.GetAt()
+		}
+	case *messages.OpenOrderClosed:
+		delete(s.OpenOrders, e.GetOrderId())
 	default:
 		return fmt.Errorf("restaurant: unexpected event %s", event.ProtoReflect().Descriptor().FullName())
 	}
 	return nil
+}
+
+// restaurantOrders answers a copy of the open orders, oldest first (then by id).
+func restaurantOrders(s *messages.RestaurantState) *messages.RestaurantOrders {
+	out := &messages.RestaurantOrders{}
+	for _, o := range s.GetOpenOrders() {
+		out.Orders = append(out.Orders, proto.Clone(o).(*messages.OpenOrder))
+	}
+	sort.Slice(out.Orders, func(i, j int) bool {
+		a, b := out.Orders[i], out.Orders[j]
+		if !a.GetPlacedAt().AsTime().Equal(b.GetPlacedAt().AsTime()) {
+			return a.GetPlacedAt().AsTime().Before(b.GetPlacedAt().AsTime())
+		}
+		return a.GetOrderId() < b.GetOrderId()
+	})
+	return out
 }
 
 // restaurantView answers a copy: in-process callers receive the message itself, and must not share the state.

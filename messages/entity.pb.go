@@ -138,12 +138,13 @@ func (x *AppliedCommand) GetFingerprint() []byte {
 	return nil
 }
 
-// EntitySnapshot is how every actor stores a snapshot: its kind-specific state and the commands it remembers
-// (oldest first, bounded).
+// EntitySnapshot is how every actor stores a snapshot: its kind-specific state, the commands it remembers
+// (oldest first, bounded) and its mailbox (outbox, inbox marks, timers).
 type EntitySnapshot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	State         *anypb.Any             `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
 	Applied       []*AppliedCommand      `protobuf:"bytes,2,rep,name=applied,proto3" json:"applied,omitempty"`
+	Mailbox       *EntityMailbox         `protobuf:"bytes,3,opt,name=mailbox,proto3" json:"mailbox,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -192,11 +193,18 @@ func (x *EntitySnapshot) GetApplied() []*AppliedCommand {
 	return nil
 }
 
+func (x *EntitySnapshot) GetMailbox() *EntityMailbox {
+	if x != nil {
+		return x.Mailbox
+	}
+	return nil
+}
+
 var File_entity_proto protoreflect.FileDescriptor
 
 const file_entity_proto_rawDesc = "" +
 	"\n" +
-	"\fentity.proto\x12\aplatter\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"}\n" +
+	"\fentity.proto\x12\aplatter\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x0eworkflow.proto\"}\n" +
 	"\x0eCommandApplied\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12 \n" +
@@ -205,10 +213,11 @@ const file_entity_proto_rawDesc = "" +
 	"\x0eAppliedCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12 \n" +
-	"\vfingerprint\x18\x02 \x01(\fR\vfingerprint\"o\n" +
+	"\vfingerprint\x18\x02 \x01(\fR\vfingerprint\"\xa1\x01\n" +
 	"\x0eEntitySnapshot\x12*\n" +
 	"\x05state\x18\x01 \x01(\v2\x14.google.protobuf.AnyR\x05state\x121\n" +
-	"\aapplied\x18\x02 \x03(\v2\x17.platter.AppliedCommandR\aappliedB'Z%github.com/platterhq/platter/messagesb\x06proto3"
+	"\aapplied\x18\x02 \x03(\v2\x17.platter.AppliedCommandR\aapplied\x120\n" +
+	"\amailbox\x18\x03 \x01(\v2\x16.platter.EntityMailboxR\amailboxB'Z%github.com/platterhq/platter/messagesb\x06proto3"
 
 var (
 	file_entity_proto_rawDescOnce sync.Once
@@ -229,16 +238,18 @@ var file_entity_proto_goTypes = []any{
 	(*EntitySnapshot)(nil),        // 2: platter.EntitySnapshot
 	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
 	(*anypb.Any)(nil),             // 4: google.protobuf.Any
+	(*EntityMailbox)(nil),         // 5: platter.EntityMailbox
 }
 var file_entity_proto_depIdxs = []int32{
 	3, // 0: platter.CommandApplied.at:type_name -> google.protobuf.Timestamp
 	4, // 1: platter.EntitySnapshot.state:type_name -> google.protobuf.Any
 	1, // 2: platter.EntitySnapshot.applied:type_name -> platter.AppliedCommand
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 3: platter.EntitySnapshot.mailbox:type_name -> platter.EntityMailbox
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_entity_proto_init() }
@@ -246,6 +257,7 @@ func file_entity_proto_init() {
 	if File_entity_proto != nil {
 		return
 	}
+	file_workflow_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

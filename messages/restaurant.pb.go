@@ -22,59 +22,6 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Position is a WGS 84 point.
-type Position struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Lat           float64                `protobuf:"fixed64,1,opt,name=lat,proto3" json:"lat,omitempty"`
-	Lng           float64                `protobuf:"fixed64,2,opt,name=lng,proto3" json:"lng,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Position) Reset() {
-	*x = Position{}
-	mi := &file_restaurant_proto_msgTypes[0]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Position) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Position) ProtoMessage() {}
-
-func (x *Position) ProtoReflect() protoreflect.Message {
-	mi := &file_restaurant_proto_msgTypes[0]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Position.ProtoReflect.Descriptor instead.
-func (*Position) Descriptor() ([]byte, []int) {
-	return file_restaurant_proto_rawDescGZIP(), []int{0}
-}
-
-func (x *Position) GetLat() float64 {
-	if x != nil {
-		return x.Lat
-	}
-	return 0
-}
-
-func (x *Position) GetLng() float64 {
-	if x != nil {
-		return x.Lng
-	}
-	return 0
-}
-
 // MenuItem is one dish on a restaurant's menu.
 type MenuItem struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -89,7 +36,7 @@ type MenuItem struct {
 
 func (x *MenuItem) Reset() {
 	*x = MenuItem{}
-	mi := &file_restaurant_proto_msgTypes[1]
+	mi := &file_restaurant_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -101,7 +48,7 @@ func (x *MenuItem) String() string {
 func (*MenuItem) ProtoMessage() {}
 
 func (x *MenuItem) ProtoReflect() protoreflect.Message {
-	mi := &file_restaurant_proto_msgTypes[1]
+	mi := &file_restaurant_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -114,7 +61,7 @@ func (x *MenuItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MenuItem.ProtoReflect.Descriptor instead.
 func (*MenuItem) Descriptor() ([]byte, []int) {
-	return file_restaurant_proto_rawDescGZIP(), []int{1}
+	return file_restaurant_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *MenuItem) GetId() string {
@@ -166,7 +113,7 @@ type CreateRestaurant struct {
 
 func (x *CreateRestaurant) Reset() {
 	*x = CreateRestaurant{}
-	mi := &file_restaurant_proto_msgTypes[2]
+	mi := &file_restaurant_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -178,7 +125,7 @@ func (x *CreateRestaurant) String() string {
 func (*CreateRestaurant) ProtoMessage() {}
 
 func (x *CreateRestaurant) ProtoReflect() protoreflect.Message {
-	mi := &file_restaurant_proto_msgTypes[2]
+	mi := &file_restaurant_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -191,7 +138,7 @@ func (x *CreateRestaurant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRestaurant.ProtoReflect.Descriptor instead.
 func (*CreateRestaurant) Descriptor() ([]byte, []int) {
-	return file_restaurant_proto_rawDescGZIP(), []int{2}
+	return file_restaurant_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *CreateRestaurant) GetCommandId() string {
@@ -231,7 +178,7 @@ type GetRestaurant struct {
 
 func (x *GetRestaurant) Reset() {
 	*x = GetRestaurant{}
-	mi := &file_restaurant_proto_msgTypes[3]
+	mi := &file_restaurant_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -243,7 +190,7 @@ func (x *GetRestaurant) String() string {
 func (*GetRestaurant) ProtoMessage() {}
 
 func (x *GetRestaurant) ProtoReflect() protoreflect.Message {
-	mi := &file_restaurant_proto_msgTypes[3]
+	mi := &file_restaurant_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -256,7 +203,7 @@ func (x *GetRestaurant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRestaurant.ProtoReflect.Descriptor instead.
 func (*GetRestaurant) Descriptor() ([]byte, []int) {
-	return file_restaurant_proto_rawDescGZIP(), []int{3}
+	return file_restaurant_proto_rawDescGZIP(), []int{2}
 }
 
 // UpdateMenu replaces the menu of an existing restaurant.
@@ -270,7 +217,7 @@ type UpdateMenu struct {
 
 func (x *UpdateMenu) Reset() {
 	*x = UpdateMenu{}
-	mi := &file_restaurant_proto_msgTypes[4]
+	mi := &file_restaurant_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -282,7 +229,7 @@ func (x *UpdateMenu) String() string {
 func (*UpdateMenu) ProtoMessage() {}
 
 func (x *UpdateMenu) ProtoReflect() protoreflect.Message {
-	mi := &file_restaurant_proto_msgTypes[4]
+	mi := &file_restaurant_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -295,7 +242,7 @@ func (x *UpdateMenu) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMenu.ProtoReflect.Descriptor instead.
 func (*UpdateMenu) Descriptor() ([]byte, []int) {
-	return file_restaurant_proto_rawDescGZIP(), []int{4}
+	return file_restaurant_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *UpdateMenu) GetCommandId() string {
@@ -308,6 +255,199 @@ func (x *UpdateMenu) GetCommandId() string {
 func (x *UpdateMenu) GetItems() []*MenuItem {
 	if x != nil {
 		return x.Items
+	}
+	return nil
+}
+
+// ListRestaurantOrders lists the restaurant's open orders (placed and not yet delivered, cancelled or rejected),
+// oldest first; NOT_FOUND when the restaurant was never created.
+type ListRestaurantOrders struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRestaurantOrders) Reset() {
+	*x = ListRestaurantOrders{}
+	mi := &file_restaurant_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRestaurantOrders) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRestaurantOrders) ProtoMessage() {}
+
+func (x *ListRestaurantOrders) ProtoReflect() protoreflect.Message {
+	mi := &file_restaurant_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRestaurantOrders.ProtoReflect.Descriptor instead.
+func (*ListRestaurantOrders) Descriptor() ([]byte, []int) {
+	return file_restaurant_proto_rawDescGZIP(), []int{4}
+}
+
+// RestaurantOrders answers ListRestaurantOrders.
+type RestaurantOrders struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Orders        []*OpenOrder           `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestaurantOrders) Reset() {
+	*x = RestaurantOrders{}
+	mi := &file_restaurant_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestaurantOrders) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestaurantOrders) ProtoMessage() {}
+
+func (x *RestaurantOrders) ProtoReflect() protoreflect.Message {
+	mi := &file_restaurant_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestaurantOrders.ProtoReflect.Descriptor instead.
+func (*RestaurantOrders) Descriptor() ([]byte, []int) {
+	return file_restaurant_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RestaurantOrders) GetOrders() []*OpenOrder {
+	if x != nil {
+		return x.Orders
+	}
+	return nil
+}
+
+// OpenOrder is an order of the restaurant as the restaurant has heard of it from the Order (the Order is the
+// source of truth; this is the restaurant's working list).
+type OpenOrder struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	CustomerId    string                 `protobuf:"bytes,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	Lines         []*OrderLine           `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`
+	TotalCents    int64                  `protobuf:"varint,4,opt,name=total_cents,json=totalCents,proto3" json:"total_cents,omitempty"`
+	Status        string                 `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"` // the API's order status names: PENDING_ACCEPTANCE, ACCEPTED, DASHER_ASSIGNED, ...
+	DasherId      string                 `protobuf:"bytes,6,opt,name=dasher_id,json=dasherId,proto3" json:"dasher_id,omitempty"`
+	PlacedAt      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=placed_at,json=placedAt,proto3" json:"placed_at,omitempty"`
+	AcceptBy      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=accept_by,json=acceptBy,proto3" json:"accept_by,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenOrder) Reset() {
+	*x = OpenOrder{}
+	mi := &file_restaurant_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenOrder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenOrder) ProtoMessage() {}
+
+func (x *OpenOrder) ProtoReflect() protoreflect.Message {
+	mi := &file_restaurant_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenOrder.ProtoReflect.Descriptor instead.
+func (*OpenOrder) Descriptor() ([]byte, []int) {
+	return file_restaurant_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *OpenOrder) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *OpenOrder) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *OpenOrder) GetLines() []*OrderLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *OpenOrder) GetTotalCents() int64 {
+	if x != nil {
+		return x.TotalCents
+	}
+	return 0
+}
+
+func (x *OpenOrder) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *OpenOrder) GetDasherId() string {
+	if x != nil {
+		return x.DasherId
+	}
+	return ""
+}
+
+func (x *OpenOrder) GetPlacedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PlacedAt
+	}
+	return nil
+}
+
+func (x *OpenOrder) GetAcceptBy() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcceptBy
+	}
+	return nil
+}
+
+func (x *OpenOrder) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
 	}
 	return nil
 }
@@ -327,7 +467,7 @@ type RestaurantView struct {
 
 func (x *RestaurantView) Reset() {
 	*x = RestaurantView{}
-	mi := &file_restaurant_proto_msgTypes[5]
+	mi := &file_restaurant_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +479,7 @@ func (x *RestaurantView) String() string {
 func (*RestaurantView) ProtoMessage() {}
 
 func (x *RestaurantView) ProtoReflect() protoreflect.Message {
-	mi := &file_restaurant_proto_msgTypes[5]
+	mi := &file_restaurant_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +492,7 @@ func (x *RestaurantView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestaurantView.ProtoReflect.Descriptor instead.
 func (*RestaurantView) Descriptor() ([]byte, []int) {
-	return file_restaurant_proto_rawDescGZIP(), []int{5}
+	return file_restaurant_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RestaurantView) GetId() string {
@@ -410,7 +550,7 @@ type RestaurantCreated struct {
 
 func (x *RestaurantCreated) Reset() {
 	*x = RestaurantCreated{}
-	mi := &file_restaurant_proto_msgTypes[6]
+	mi := &file_restaurant_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -422,7 +562,7 @@ func (x *RestaurantCreated) String() string {
 func (*RestaurantCreated) ProtoMessage() {}
 
 func (x *RestaurantCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_restaurant_proto_msgTypes[6]
+	mi := &file_restaurant_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -435,7 +575,7 @@ func (x *RestaurantCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestaurantCreated.ProtoReflect.Descriptor instead.
 func (*RestaurantCreated) Descriptor() ([]byte, []int) {
-	return file_restaurant_proto_rawDescGZIP(), []int{6}
+	return file_restaurant_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RestaurantCreated) GetName() string {
@@ -477,7 +617,7 @@ type MenuUpdated struct {
 
 func (x *MenuUpdated) Reset() {
 	*x = MenuUpdated{}
-	mi := &file_restaurant_proto_msgTypes[7]
+	mi := &file_restaurant_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +629,7 @@ func (x *MenuUpdated) String() string {
 func (*MenuUpdated) ProtoMessage() {}
 
 func (x *MenuUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_restaurant_proto_msgTypes[7]
+	mi := &file_restaurant_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +642,7 @@ func (x *MenuUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MenuUpdated.ProtoReflect.Descriptor instead.
 func (*MenuUpdated) Descriptor() ([]byte, []int) {
-	return file_restaurant_proto_rawDescGZIP(), []int{7}
+	return file_restaurant_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MenuUpdated) GetItems() []*MenuItem {
@@ -519,6 +659,181 @@ func (x *MenuUpdated) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// OpenOrderAdded: the Order told the restaurant of a new order (OrderPlaced).
+type OpenOrderAdded struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Order         *OpenOrder             `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenOrderAdded) Reset() {
+	*x = OpenOrderAdded{}
+	mi := &file_restaurant_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenOrderAdded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenOrderAdded) ProtoMessage() {}
+
+func (x *OpenOrderAdded) ProtoReflect() protoreflect.Message {
+	mi := &file_restaurant_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenOrderAdded.ProtoReflect.Descriptor instead.
+func (*OpenOrderAdded) Descriptor() ([]byte, []int) {
+	return file_restaurant_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *OpenOrderAdded) GetOrder() *OpenOrder {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
+// OpenOrderUpdated: the Order told the restaurant of a step of an open order.
+type OpenOrderUpdated struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	DasherId      string                 `protobuf:"bytes,3,opt,name=dasher_id,json=dasherId,proto3" json:"dasher_id,omitempty"` // set when a dasher was assigned; cleared with status unchanged when one was released
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenOrderUpdated) Reset() {
+	*x = OpenOrderUpdated{}
+	mi := &file_restaurant_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenOrderUpdated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenOrderUpdated) ProtoMessage() {}
+
+func (x *OpenOrderUpdated) ProtoReflect() protoreflect.Message {
+	mi := &file_restaurant_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenOrderUpdated.ProtoReflect.Descriptor instead.
+func (*OpenOrderUpdated) Descriptor() ([]byte, []int) {
+	return file_restaurant_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *OpenOrderUpdated) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *OpenOrderUpdated) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *OpenOrderUpdated) GetDasherId() string {
+	if x != nil {
+		return x.DasherId
+	}
+	return ""
+}
+
+func (x *OpenOrderUpdated) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// OpenOrderClosed: the order was delivered, cancelled or rejected; it leaves the open orders.
+type OpenOrderClosed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenOrderClosed) Reset() {
+	*x = OpenOrderClosed{}
+	mi := &file_restaurant_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenOrderClosed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenOrderClosed) ProtoMessage() {}
+
+func (x *OpenOrderClosed) ProtoReflect() protoreflect.Message {
+	mi := &file_restaurant_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenOrderClosed.ProtoReflect.Descriptor instead.
+func (*OpenOrderClosed) Descriptor() ([]byte, []int) {
+	return file_restaurant_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *OpenOrderClosed) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *OpenOrderClosed) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *OpenOrderClosed) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 // RestaurantState is the Restaurant actor's state, folded from its events.
 type RestaurantState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -528,13 +843,14 @@ type RestaurantState struct {
 	Cuisine       string                 `protobuf:"bytes,4,opt,name=cuisine,proto3" json:"cuisine,omitempty"`
 	Menu          []*MenuItem            `protobuf:"bytes,5,rep,name=menu,proto3" json:"menu,omitempty"`
 	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	OpenOrders    map[string]*OpenOrder  `protobuf:"bytes,7,rep,name=open_orders,json=openOrders,proto3" json:"open_orders,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // by order id
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RestaurantState) Reset() {
 	*x = RestaurantState{}
-	mi := &file_restaurant_proto_msgTypes[8]
+	mi := &file_restaurant_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +862,7 @@ func (x *RestaurantState) String() string {
 func (*RestaurantState) ProtoMessage() {}
 
 func (x *RestaurantState) ProtoReflect() protoreflect.Message {
-	mi := &file_restaurant_proto_msgTypes[8]
+	mi := &file_restaurant_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +875,7 @@ func (x *RestaurantState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestaurantState.ProtoReflect.Descriptor instead.
 func (*RestaurantState) Descriptor() ([]byte, []int) {
-	return file_restaurant_proto_rawDescGZIP(), []int{8}
+	return file_restaurant_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RestaurantState) GetCreated() bool {
@@ -604,14 +920,18 @@ func (x *RestaurantState) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RestaurantState) GetOpenOrders() map[string]*OpenOrder {
+	if x != nil {
+		return x.OpenOrders
+	}
+	return nil
+}
+
 var File_restaurant_proto protoreflect.FileDescriptor
 
 const file_restaurant_proto_rawDesc = "" +
 	"\n" +
-	"\x10restaurant.proto\x12\aplatter\x1a\x1fgoogle/protobuf/timestamp.proto\".\n" +
-	"\bPosition\x12\x10\n" +
-	"\x03lat\x18\x01 \x01(\x01R\x03lat\x12\x10\n" +
-	"\x03lng\x18\x02 \x01(\x01R\x03lng\"\x85\x01\n" +
+	"\x10restaurant.proto\x12\aplatter\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x0eworkflow.proto\"\x85\x01\n" +
 	"\bMenuItem\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -630,7 +950,23 @@ const file_restaurant_proto_rawDesc = "" +
 	"UpdateMenu\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12'\n" +
-	"\x05items\x18\x02 \x03(\v2\x11.platter.MenuItemR\x05items\"\xdf\x01\n" +
+	"\x05items\x18\x02 \x03(\v2\x11.platter.MenuItemR\x05items\"\x16\n" +
+	"\x14ListRestaurantOrders\">\n" +
+	"\x10RestaurantOrders\x12*\n" +
+	"\x06orders\x18\x01 \x03(\v2\x12.platter.OpenOrderR\x06orders\"\xf4\x02\n" +
+	"\tOpenOrder\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
+	"\vcustomer_id\x18\x02 \x01(\tR\n" +
+	"customerId\x12(\n" +
+	"\x05lines\x18\x03 \x03(\v2\x12.platter.OrderLineR\x05lines\x12\x1f\n" +
+	"\vtotal_cents\x18\x04 \x01(\x03R\n" +
+	"totalCents\x12\x16\n" +
+	"\x06status\x18\x05 \x01(\tR\x06status\x12\x1b\n" +
+	"\tdasher_id\x18\x06 \x01(\tR\bdasherId\x127\n" +
+	"\tplaced_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bplacedAt\x127\n" +
+	"\taccept_by\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bacceptBy\x129\n" +
+	"\n" +
+	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xdf\x01\n" +
 	"\x0eRestaurantView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12-\n" +
@@ -648,7 +984,18 @@ const file_restaurant_proto_rawDesc = "" +
 	"\vMenuUpdated\x12'\n" +
 	"\x05items\x18\x01 \x03(\v2\x11.platter.MenuItemR\x05items\x129\n" +
 	"\n" +
-	"updated_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xea\x01\n" +
+	"updated_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\":\n" +
+	"\x0eOpenOrderAdded\x12(\n" +
+	"\x05order\x18\x01 \x01(\v2\x12.platter.OpenOrderR\x05order\"\x8e\x01\n" +
+	"\x10OpenOrderUpdated\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1b\n" +
+	"\tdasher_id\x18\x03 \x01(\tR\bdasherId\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"p\n" +
+	"\x0fOpenOrderClosed\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x88\x03\n" +
 	"\x0fRestaurantState\x12\x18\n" +
 	"\acreated\x18\x01 \x01(\bR\acreated\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12-\n" +
@@ -656,13 +1003,23 @@ const file_restaurant_proto_rawDesc = "" +
 	"\acuisine\x18\x04 \x01(\tR\acuisine\x12%\n" +
 	"\x04menu\x18\x05 \x03(\v2\x11.platter.MenuItemR\x04menu\x129\n" +
 	"\n" +
-	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt2\xbe\x01\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12I\n" +
+	"\vopen_orders\x18\a \x03(\v2(.platter.RestaurantState.OpenOrdersEntryR\n" +
+	"openOrders\x1aQ\n" +
+	"\x0fOpenOrdersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.platter.OpenOrderR\x05value:\x028\x012\x89\x03\n" +
 	"\n" +
 	"Restaurant\x12<\n" +
 	"\x06Create\x12\x19.platter.CreateRestaurant\x1a\x17.platter.RestaurantView\x126\n" +
 	"\x03Get\x12\x16.platter.GetRestaurant\x1a\x17.platter.RestaurantView\x12:\n" +
 	"\n" +
-	"UpdateMenu\x12\x13.platter.UpdateMenu\x1a\x17.platter.RestaurantViewB'Z%github.com/platterhq/platter/messagesb\x06proto3"
+	"UpdateMenu\x12\x13.platter.UpdateMenu\x1a\x17.platter.RestaurantView\x12*\n" +
+	"\aDeliver\x12\x11.platter.Envelope\x1a\f.platter.Ack\x12#\n" +
+	"\x04Wake\x12\r.platter.Wake\x1a\f.platter.Ack\x120\n" +
+	"\bPollFeed\x12\x11.platter.PollFeed\x1a\x11.platter.FeedPage\x12F\n" +
+	"\n" +
+	"ListOrders\x12\x1d.platter.ListRestaurantOrders\x1a\x19.platter.RestaurantOrdersB'Z%github.com/platterhq/platter/messagesb\x06proto3"
 
 var (
 	file_restaurant_proto_rawDescOnce sync.Once
@@ -676,43 +1033,74 @@ func file_restaurant_proto_rawDescGZIP() []byte {
 	return file_restaurant_proto_rawDescData
 }
 
-var file_restaurant_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_restaurant_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_restaurant_proto_goTypes = []any{
-	(*Position)(nil),              // 0: platter.Position
-	(*MenuItem)(nil),              // 1: platter.MenuItem
-	(*CreateRestaurant)(nil),      // 2: platter.CreateRestaurant
-	(*GetRestaurant)(nil),         // 3: platter.GetRestaurant
-	(*UpdateMenu)(nil),            // 4: platter.UpdateMenu
-	(*RestaurantView)(nil),        // 5: platter.RestaurantView
-	(*RestaurantCreated)(nil),     // 6: platter.RestaurantCreated
-	(*MenuUpdated)(nil),           // 7: platter.MenuUpdated
-	(*RestaurantState)(nil),       // 8: platter.RestaurantState
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*MenuItem)(nil),              // 0: platter.MenuItem
+	(*CreateRestaurant)(nil),      // 1: platter.CreateRestaurant
+	(*GetRestaurant)(nil),         // 2: platter.GetRestaurant
+	(*UpdateMenu)(nil),            // 3: platter.UpdateMenu
+	(*ListRestaurantOrders)(nil),  // 4: platter.ListRestaurantOrders
+	(*RestaurantOrders)(nil),      // 5: platter.RestaurantOrders
+	(*OpenOrder)(nil),             // 6: platter.OpenOrder
+	(*RestaurantView)(nil),        // 7: platter.RestaurantView
+	(*RestaurantCreated)(nil),     // 8: platter.RestaurantCreated
+	(*MenuUpdated)(nil),           // 9: platter.MenuUpdated
+	(*OpenOrderAdded)(nil),        // 10: platter.OpenOrderAdded
+	(*OpenOrderUpdated)(nil),      // 11: platter.OpenOrderUpdated
+	(*OpenOrderClosed)(nil),       // 12: platter.OpenOrderClosed
+	(*RestaurantState)(nil),       // 13: platter.RestaurantState
+	nil,                           // 14: platter.RestaurantState.OpenOrdersEntry
+	(*Position)(nil),              // 15: platter.Position
+	(*OrderLine)(nil),             // 16: platter.OrderLine
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*Envelope)(nil),              // 18: platter.Envelope
+	(*Wake)(nil),                  // 19: platter.Wake
+	(*PollFeed)(nil),              // 20: platter.PollFeed
+	(*Ack)(nil),                   // 21: platter.Ack
+	(*FeedPage)(nil),              // 22: platter.FeedPage
 }
 var file_restaurant_proto_depIdxs = []int32{
-	0,  // 0: platter.CreateRestaurant.position:type_name -> platter.Position
-	1,  // 1: platter.UpdateMenu.items:type_name -> platter.MenuItem
-	0,  // 2: platter.RestaurantView.position:type_name -> platter.Position
-	1,  // 3: platter.RestaurantView.menu:type_name -> platter.MenuItem
-	9,  // 4: platter.RestaurantView.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 5: platter.RestaurantCreated.position:type_name -> platter.Position
-	9,  // 6: platter.RestaurantCreated.created_at:type_name -> google.protobuf.Timestamp
-	1,  // 7: platter.MenuUpdated.items:type_name -> platter.MenuItem
-	9,  // 8: platter.MenuUpdated.updated_at:type_name -> google.protobuf.Timestamp
-	0,  // 9: platter.RestaurantState.position:type_name -> platter.Position
-	1,  // 10: platter.RestaurantState.menu:type_name -> platter.MenuItem
-	9,  // 11: platter.RestaurantState.created_at:type_name -> google.protobuf.Timestamp
-	2,  // 12: platter.Restaurant.Create:input_type -> platter.CreateRestaurant
-	3,  // 13: platter.Restaurant.Get:input_type -> platter.GetRestaurant
-	4,  // 14: platter.Restaurant.UpdateMenu:input_type -> platter.UpdateMenu
-	5,  // 15: platter.Restaurant.Create:output_type -> platter.RestaurantView
-	5,  // 16: platter.Restaurant.Get:output_type -> platter.RestaurantView
-	5,  // 17: platter.Restaurant.UpdateMenu:output_type -> platter.RestaurantView
-	15, // [15:18] is the sub-list for method output_type
-	12, // [12:15] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	15, // 0: platter.CreateRestaurant.position:type_name -> platter.Position
+	0,  // 1: platter.UpdateMenu.items:type_name -> platter.MenuItem
+	6,  // 2: platter.RestaurantOrders.orders:type_name -> platter.OpenOrder
+	16, // 3: platter.OpenOrder.lines:type_name -> platter.OrderLine
+	17, // 4: platter.OpenOrder.placed_at:type_name -> google.protobuf.Timestamp
+	17, // 5: platter.OpenOrder.accept_by:type_name -> google.protobuf.Timestamp
+	17, // 6: platter.OpenOrder.updated_at:type_name -> google.protobuf.Timestamp
+	15, // 7: platter.RestaurantView.position:type_name -> platter.Position
+	0,  // 8: platter.RestaurantView.menu:type_name -> platter.MenuItem
+	17, // 9: platter.RestaurantView.created_at:type_name -> google.protobuf.Timestamp
+	15, // 10: platter.RestaurantCreated.position:type_name -> platter.Position
+	17, // 11: platter.RestaurantCreated.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 12: platter.MenuUpdated.items:type_name -> platter.MenuItem
+	17, // 13: platter.MenuUpdated.updated_at:type_name -> google.protobuf.Timestamp
+	6,  // 14: platter.OpenOrderAdded.order:type_name -> platter.OpenOrder
+	17, // 15: platter.OpenOrderUpdated.at:type_name -> google.protobuf.Timestamp
+	17, // 16: platter.OpenOrderClosed.at:type_name -> google.protobuf.Timestamp
+	15, // 17: platter.RestaurantState.position:type_name -> platter.Position
+	0,  // 18: platter.RestaurantState.menu:type_name -> platter.MenuItem
+	17, // 19: platter.RestaurantState.created_at:type_name -> google.protobuf.Timestamp
+	14, // 20: platter.RestaurantState.open_orders:type_name -> platter.RestaurantState.OpenOrdersEntry
+	6,  // 21: platter.RestaurantState.OpenOrdersEntry.value:type_name -> platter.OpenOrder
+	1,  // 22: platter.Restaurant.Create:input_type -> platter.CreateRestaurant
+	2,  // 23: platter.Restaurant.Get:input_type -> platter.GetRestaurant
+	3,  // 24: platter.Restaurant.UpdateMenu:input_type -> platter.UpdateMenu
+	18, // 25: platter.Restaurant.Deliver:input_type -> platter.Envelope
+	19, // 26: platter.Restaurant.Wake:input_type -> platter.Wake
+	20, // 27: platter.Restaurant.PollFeed:input_type -> platter.PollFeed
+	4,  // 28: platter.Restaurant.ListOrders:input_type -> platter.ListRestaurantOrders
+	7,  // 29: platter.Restaurant.Create:output_type -> platter.RestaurantView
+	7,  // 30: platter.Restaurant.Get:output_type -> platter.RestaurantView
+	7,  // 31: platter.Restaurant.UpdateMenu:output_type -> platter.RestaurantView
+	21, // 32: platter.Restaurant.Deliver:output_type -> platter.Ack
+	21, // 33: platter.Restaurant.Wake:output_type -> platter.Ack
+	22, // 34: platter.Restaurant.PollFeed:output_type -> platter.FeedPage
+	5,  // 35: platter.Restaurant.ListOrders:output_type -> platter.RestaurantOrders
+	29, // [29:36] is the sub-list for method output_type
+	22, // [22:29] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_restaurant_proto_init() }
@@ -720,13 +1108,14 @@ func file_restaurant_proto_init() {
 	if File_restaurant_proto != nil {
 		return
 	}
+	file_workflow_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_restaurant_proto_rawDesc), len(file_restaurant_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

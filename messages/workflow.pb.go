@@ -76,6 +76,60 @@ func (CancelledBy) EnumDescriptor() ([]byte, []int) {
 	return file_workflow_proto_rawDescGZIP(), []int{0}
 }
 
+// Position is a WGS 84 point. (It lives here, not in restaurant.proto, because every kind's service imports this
+// file for Envelope/Ack/Wake/PollFeed, and restaurant.proto is one of them.)
+type Position struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lat           float64                `protobuf:"fixed64,1,opt,name=lat,proto3" json:"lat,omitempty"`
+	Lng           float64                `protobuf:"fixed64,2,opt,name=lng,proto3" json:"lng,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Position) Reset() {
+	*x = Position{}
+	mi := &file_workflow_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Position) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Position) ProtoMessage() {}
+
+func (x *Position) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Position.ProtoReflect.Descriptor instead.
+func (*Position) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Position) GetLat() float64 {
+	if x != nil {
+		return x.Lat
+	}
+	return 0
+}
+
+func (x *Position) GetLng() float64 {
+	if x != nil {
+		return x.Lng
+	}
+	return 0
+}
+
 // OutboxAdded is an event a decision emits to send payload to another actor. Its sequence number in the sender's
 // stream is its out_seq: unique and increasing per sender. The sender delivers it (in out_seq order per
 // destination) until acknowledged.
@@ -90,7 +144,7 @@ type OutboxAdded struct {
 
 func (x *OutboxAdded) Reset() {
 	*x = OutboxAdded{}
-	mi := &file_workflow_proto_msgTypes[0]
+	mi := &file_workflow_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -102,7 +156,7 @@ func (x *OutboxAdded) String() string {
 func (*OutboxAdded) ProtoMessage() {}
 
 func (x *OutboxAdded) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[0]
+	mi := &file_workflow_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -115,7 +169,7 @@ func (x *OutboxAdded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxAdded.ProtoReflect.Descriptor instead.
 func (*OutboxAdded) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{0}
+	return file_workflow_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *OutboxAdded) GetToKind() string {
@@ -149,7 +203,7 @@ type OutboxAcked struct {
 
 func (x *OutboxAcked) Reset() {
 	*x = OutboxAcked{}
-	mi := &file_workflow_proto_msgTypes[1]
+	mi := &file_workflow_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -161,7 +215,7 @@ func (x *OutboxAcked) String() string {
 func (*OutboxAcked) ProtoMessage() {}
 
 func (x *OutboxAcked) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[1]
+	mi := &file_workflow_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -174,7 +228,7 @@ func (x *OutboxAcked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxAcked.ProtoReflect.Descriptor instead.
 func (*OutboxAcked) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{1}
+	return file_workflow_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *OutboxAcked) GetOutSeqs() []uint64 {
@@ -190,13 +244,14 @@ type InboxAdvanced struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FromStream    string                 `protobuf:"bytes,1,opt,name=from_stream,json=fromStream,proto3" json:"from_stream,omitempty"`
 	OutSeq        uint64                 `protobuf:"varint,2,opt,name=out_seq,json=outSeq,proto3" json:"out_seq,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"` // when applied: marks older than Deps.Workflow.InboxRetention are forgotten
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InboxAdvanced) Reset() {
 	*x = InboxAdvanced{}
-	mi := &file_workflow_proto_msgTypes[2]
+	mi := &file_workflow_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -208,7 +263,7 @@ func (x *InboxAdvanced) String() string {
 func (*InboxAdvanced) ProtoMessage() {}
 
 func (x *InboxAdvanced) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[2]
+	mi := &file_workflow_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -221,7 +276,7 @@ func (x *InboxAdvanced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboxAdvanced.ProtoReflect.Descriptor instead.
 func (*InboxAdvanced) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{2}
+	return file_workflow_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *InboxAdvanced) GetFromStream() string {
@@ -238,6 +293,13 @@ func (x *InboxAdvanced) GetOutSeq() uint64 {
 	return 0
 }
 
+func (x *InboxAdvanced) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 // Envelope carries one outbox entry to its receiver's Deliver rpc.
 type Envelope struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -250,7 +312,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_workflow_proto_msgTypes[3]
+	mi := &file_workflow_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +324,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[3]
+	mi := &file_workflow_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +337,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{3}
+	return file_workflow_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Envelope) GetFromStream() string {
@@ -308,7 +370,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_workflow_proto_msgTypes[4]
+	mi := &file_workflow_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +382,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[4]
+	mi := &file_workflow_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +395,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{4}
+	return file_workflow_proto_rawDescGZIP(), []int{5}
 }
 
 // Wake asks an actor to fire its due timers and redeliver its outbox (sent by the reminder scanner).
@@ -345,7 +407,7 @@ type Wake struct {
 
 func (x *Wake) Reset() {
 	*x = Wake{}
-	mi := &file_workflow_proto_msgTypes[5]
+	mi := &file_workflow_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +419,7 @@ func (x *Wake) String() string {
 func (*Wake) ProtoMessage() {}
 
 func (x *Wake) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[5]
+	mi := &file_workflow_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +432,336 @@ func (x *Wake) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Wake.ProtoReflect.Descriptor instead.
 func (*Wake) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{5}
+	return file_workflow_proto_rawDescGZIP(), []int{6}
+}
+
+// TimerSet is an event a decision emits to set (or move) the actor's timer `name` to fire at `due`. The actor keeps
+// its timers in its state; the journal holds only the earliest due time of the stream (its reminder).
+type TimerSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Due           *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=due,proto3" json:"due,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimerSet) Reset() {
+	*x = TimerSet{}
+	mi := &file_workflow_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimerSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimerSet) ProtoMessage() {}
+
+func (x *TimerSet) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimerSet.ProtoReflect.Descriptor instead.
+func (*TimerSet) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TimerSet) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TimerSet) GetDue() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Due
+	}
+	return nil
+}
+
+// TimerCleared is an event a decision emits to remove the timer `name` (no effect when it is not set).
+type TimerCleared struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimerCleared) Reset() {
+	*x = TimerCleared{}
+	mi := &file_workflow_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimerCleared) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimerCleared) ProtoMessage() {}
+
+func (x *TimerCleared) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimerCleared.ProtoReflect.Descriptor instead.
+func (*TimerCleared) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TimerCleared) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// TimerFired is recorded when a due timer fired, before the events its firing caused; it removes the timer, so a
+// firing is applied once even though the reminder that triggers it is delivered at least once.
+type TimerFired struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Due           *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=due,proto3" json:"due,omitempty"`
+	FiredAt       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=fired_at,json=firedAt,proto3" json:"fired_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimerFired) Reset() {
+	*x = TimerFired{}
+	mi := &file_workflow_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimerFired) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimerFired) ProtoMessage() {}
+
+func (x *TimerFired) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimerFired.ProtoReflect.Descriptor instead.
+func (*TimerFired) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TimerFired) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TimerFired) GetDue() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Due
+	}
+	return nil
+}
+
+func (x *TimerFired) GetFiredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FiredAt
+	}
+	return nil
+}
+
+// OutboxEntry is a pending outbox entry in an EntityMailbox.
+type OutboxEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OutSeq        uint64                 `protobuf:"varint,1,opt,name=out_seq,json=outSeq,proto3" json:"out_seq,omitempty"`
+	Added         *OutboxAdded           `protobuf:"bytes,2,opt,name=added,proto3" json:"added,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutboxEntry) Reset() {
+	*x = OutboxEntry{}
+	mi := &file_workflow_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutboxEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutboxEntry) ProtoMessage() {}
+
+func (x *OutboxEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutboxEntry.ProtoReflect.Descriptor instead.
+func (*OutboxEntry) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *OutboxEntry) GetOutSeq() uint64 {
+	if x != nil {
+		return x.OutSeq
+	}
+	return 0
+}
+
+func (x *OutboxEntry) GetAdded() *OutboxAdded {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
+// InboxMark is the highest out_seq applied from one sender stream, and when.
+type InboxMark struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OutSeq        uint64                 `protobuf:"varint,1,opt,name=out_seq,json=outSeq,proto3" json:"out_seq,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InboxMark) Reset() {
+	*x = InboxMark{}
+	mi := &file_workflow_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboxMark) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboxMark) ProtoMessage() {}
+
+func (x *InboxMark) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboxMark.ProtoReflect.Descriptor instead.
+func (*InboxMark) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *InboxMark) GetOutSeq() uint64 {
+	if x != nil {
+		return x.OutSeq
+	}
+	return 0
+}
+
+func (x *InboxMark) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// EntityMailbox is the messaging state every actor keeps next to its kind state (in its snapshots): unacknowledged
+// outbox entries, inbox high-water marks per sender stream, and timers.
+type EntityMailbox struct {
+	state         protoimpl.MessageState            `protogen:"open.v1"`
+	Outbox        []*OutboxEntry                    `protobuf:"bytes,1,rep,name=outbox,proto3" json:"outbox,omitempty"`
+	Inbox         map[string]*InboxMark             `protobuf:"bytes,2,rep,name=inbox,proto3" json:"inbox,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Timers        map[string]*timestamppb.Timestamp `protobuf:"bytes,3,rep,name=timers,proto3" json:"timers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EntityMailbox) Reset() {
+	*x = EntityMailbox{}
+	mi := &file_workflow_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EntityMailbox) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EntityMailbox) ProtoMessage() {}
+
+func (x *EntityMailbox) ProtoReflect() protoreflect.Message {
+	mi := &file_workflow_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EntityMailbox.ProtoReflect.Descriptor instead.
+func (*EntityMailbox) Descriptor() ([]byte, []int) {
+	return file_workflow_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *EntityMailbox) GetOutbox() []*OutboxEntry {
+	if x != nil {
+		return x.Outbox
+	}
+	return nil
+}
+
+func (x *EntityMailbox) GetInbox() map[string]*InboxMark {
+	if x != nil {
+		return x.Inbox
+	}
+	return nil
+}
+
+func (x *EntityMailbox) GetTimers() map[string]*timestamppb.Timestamp {
+	if x != nil {
+		return x.Timers
+	}
+	return nil
 }
 
 // FeedItem is what a feed entry holds (journal.FeedEntry.Data): the notification type as the API names it
@@ -389,7 +780,7 @@ type FeedItem struct {
 
 func (x *FeedItem) Reset() {
 	*x = FeedItem{}
-	mi := &file_workflow_proto_msgTypes[6]
+	mi := &file_workflow_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -401,7 +792,7 @@ func (x *FeedItem) String() string {
 func (*FeedItem) ProtoMessage() {}
 
 func (x *FeedItem) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[6]
+	mi := &file_workflow_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -414,7 +805,7 @@ func (x *FeedItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedItem.ProtoReflect.Descriptor instead.
 func (*FeedItem) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{6}
+	return file_workflow_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FeedItem) GetCursor() uint64 {
@@ -465,7 +856,7 @@ type PollFeed struct {
 
 func (x *PollFeed) Reset() {
 	*x = PollFeed{}
-	mi := &file_workflow_proto_msgTypes[7]
+	mi := &file_workflow_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +868,7 @@ func (x *PollFeed) String() string {
 func (*PollFeed) ProtoMessage() {}
 
 func (x *PollFeed) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[7]
+	mi := &file_workflow_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +881,7 @@ func (x *PollFeed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollFeed.ProtoReflect.Descriptor instead.
 func (*PollFeed) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{7}
+	return file_workflow_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PollFeed) GetAfter() uint64 {
@@ -525,7 +916,7 @@ type FeedPage struct {
 
 func (x *FeedPage) Reset() {
 	*x = FeedPage{}
-	mi := &file_workflow_proto_msgTypes[8]
+	mi := &file_workflow_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -537,7 +928,7 @@ func (x *FeedPage) String() string {
 func (*FeedPage) ProtoMessage() {}
 
 func (x *FeedPage) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[8]
+	mi := &file_workflow_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -550,7 +941,7 @@ func (x *FeedPage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedPage.ProtoReflect.Descriptor instead.
 func (*FeedPage) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{8}
+	return file_workflow_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FeedPage) GetEntries() []*FeedItem {
@@ -579,7 +970,7 @@ type OrderLine struct {
 
 func (x *OrderLine) Reset() {
 	*x = OrderLine{}
-	mi := &file_workflow_proto_msgTypes[9]
+	mi := &file_workflow_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -591,7 +982,7 @@ func (x *OrderLine) String() string {
 func (*OrderLine) ProtoMessage() {}
 
 func (x *OrderLine) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[9]
+	mi := &file_workflow_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -604,7 +995,7 @@ func (x *OrderLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderLine.ProtoReflect.Descriptor instead.
 func (*OrderLine) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{9}
+	return file_workflow_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *OrderLine) GetMenuItemId() string {
@@ -653,7 +1044,7 @@ type OrderPlaced struct {
 
 func (x *OrderPlaced) Reset() {
 	*x = OrderPlaced{}
-	mi := &file_workflow_proto_msgTypes[10]
+	mi := &file_workflow_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +1056,7 @@ func (x *OrderPlaced) String() string {
 func (*OrderPlaced) ProtoMessage() {}
 
 func (x *OrderPlaced) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[10]
+	mi := &file_workflow_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +1069,7 @@ func (x *OrderPlaced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderPlaced.ProtoReflect.Descriptor instead.
 func (*OrderPlaced) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{10}
+	return file_workflow_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *OrderPlaced) GetOrderId() string {
@@ -760,7 +1151,7 @@ type OrderAccepted struct {
 
 func (x *OrderAccepted) Reset() {
 	*x = OrderAccepted{}
-	mi := &file_workflow_proto_msgTypes[11]
+	mi := &file_workflow_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +1163,7 @@ func (x *OrderAccepted) String() string {
 func (*OrderAccepted) ProtoMessage() {}
 
 func (x *OrderAccepted) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[11]
+	mi := &file_workflow_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +1176,7 @@ func (x *OrderAccepted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderAccepted.ProtoReflect.Descriptor instead.
 func (*OrderAccepted) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{11}
+	return file_workflow_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *OrderAccepted) GetOrderId() string {
@@ -855,7 +1246,7 @@ type DeliveryOffered struct {
 
 func (x *DeliveryOffered) Reset() {
 	*x = DeliveryOffered{}
-	mi := &file_workflow_proto_msgTypes[12]
+	mi := &file_workflow_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +1258,7 @@ func (x *DeliveryOffered) String() string {
 func (*DeliveryOffered) ProtoMessage() {}
 
 func (x *DeliveryOffered) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[12]
+	mi := &file_workflow_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +1271,7 @@ func (x *DeliveryOffered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryOffered.ProtoReflect.Descriptor instead.
 func (*DeliveryOffered) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{12}
+	return file_workflow_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeliveryOffered) GetOrderId() string {
@@ -958,7 +1349,7 @@ type DasherAssigned struct {
 
 func (x *DasherAssigned) Reset() {
 	*x = DasherAssigned{}
-	mi := &file_workflow_proto_msgTypes[13]
+	mi := &file_workflow_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1361,7 @@ func (x *DasherAssigned) String() string {
 func (*DasherAssigned) ProtoMessage() {}
 
 func (x *DasherAssigned) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[13]
+	mi := &file_workflow_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1374,7 @@ func (x *DasherAssigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DasherAssigned.ProtoReflect.Descriptor instead.
 func (*DasherAssigned) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{13}
+	return file_workflow_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DasherAssigned) GetOrderId() string {
@@ -1018,7 +1409,7 @@ type FoodReady struct {
 
 func (x *FoodReady) Reset() {
 	*x = FoodReady{}
-	mi := &file_workflow_proto_msgTypes[14]
+	mi := &file_workflow_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1421,7 @@ func (x *FoodReady) String() string {
 func (*FoodReady) ProtoMessage() {}
 
 func (x *FoodReady) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[14]
+	mi := &file_workflow_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1434,7 @@ func (x *FoodReady) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FoodReady.ProtoReflect.Descriptor instead.
 func (*FoodReady) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{14}
+	return file_workflow_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FoodReady) GetOrderId() string {
@@ -1072,7 +1463,7 @@ type OrderPickedUp struct {
 
 func (x *OrderPickedUp) Reset() {
 	*x = OrderPickedUp{}
-	mi := &file_workflow_proto_msgTypes[15]
+	mi := &file_workflow_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1475,7 @@ func (x *OrderPickedUp) String() string {
 func (*OrderPickedUp) ProtoMessage() {}
 
 func (x *OrderPickedUp) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[15]
+	mi := &file_workflow_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1488,7 @@ func (x *OrderPickedUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderPickedUp.ProtoReflect.Descriptor instead.
 func (*OrderPickedUp) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{15}
+	return file_workflow_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OrderPickedUp) GetOrderId() string {
@@ -1134,7 +1525,7 @@ type OrderDelivered struct {
 
 func (x *OrderDelivered) Reset() {
 	*x = OrderDelivered{}
-	mi := &file_workflow_proto_msgTypes[16]
+	mi := &file_workflow_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1537,7 @@ func (x *OrderDelivered) String() string {
 func (*OrderDelivered) ProtoMessage() {}
 
 func (x *OrderDelivered) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[16]
+	mi := &file_workflow_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1550,7 @@ func (x *OrderDelivered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderDelivered.ProtoReflect.Descriptor instead.
 func (*OrderDelivered) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{16}
+	return file_workflow_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *OrderDelivered) GetOrderId() string {
@@ -1203,7 +1594,7 @@ type OrderRejected struct {
 
 func (x *OrderRejected) Reset() {
 	*x = OrderRejected{}
-	mi := &file_workflow_proto_msgTypes[17]
+	mi := &file_workflow_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1215,7 +1606,7 @@ func (x *OrderRejected) String() string {
 func (*OrderRejected) ProtoMessage() {}
 
 func (x *OrderRejected) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[17]
+	mi := &file_workflow_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1228,7 +1619,7 @@ func (x *OrderRejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderRejected.ProtoReflect.Descriptor instead.
 func (*OrderRejected) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{17}
+	return file_workflow_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *OrderRejected) GetOrderId() string {
@@ -1273,7 +1664,7 @@ type OrderCancelled struct {
 
 func (x *OrderCancelled) Reset() {
 	*x = OrderCancelled{}
-	mi := &file_workflow_proto_msgTypes[18]
+	mi := &file_workflow_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1676,7 @@ func (x *OrderCancelled) String() string {
 func (*OrderCancelled) ProtoMessage() {}
 
 func (x *OrderCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[18]
+	mi := &file_workflow_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1689,7 @@ func (x *OrderCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderCancelled.ProtoReflect.Descriptor instead.
 func (*OrderCancelled) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{18}
+	return file_workflow_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OrderCancelled) GetOrderId() string {
@@ -1348,7 +1739,7 @@ type OfferExpired struct {
 
 func (x *OfferExpired) Reset() {
 	*x = OfferExpired{}
-	mi := &file_workflow_proto_msgTypes[19]
+	mi := &file_workflow_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1751,7 @@ func (x *OfferExpired) String() string {
 func (*OfferExpired) ProtoMessage() {}
 
 func (x *OfferExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[19]
+	mi := &file_workflow_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1764,7 @@ func (x *OfferExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferExpired.ProtoReflect.Descriptor instead.
 func (*OfferExpired) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{19}
+	return file_workflow_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *OfferExpired) GetOrderId() string {
@@ -1409,7 +1800,7 @@ type OfferWithdrawn struct {
 
 func (x *OfferWithdrawn) Reset() {
 	*x = OfferWithdrawn{}
-	mi := &file_workflow_proto_msgTypes[20]
+	mi := &file_workflow_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1812,7 @@ func (x *OfferWithdrawn) String() string {
 func (*OfferWithdrawn) ProtoMessage() {}
 
 func (x *OfferWithdrawn) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[20]
+	mi := &file_workflow_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1825,7 @@ func (x *OfferWithdrawn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferWithdrawn.ProtoReflect.Descriptor instead.
 func (*OfferWithdrawn) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{20}
+	return file_workflow_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *OfferWithdrawn) GetOrderId() string {
@@ -1470,7 +1861,7 @@ type DasherReleased struct {
 
 func (x *DasherReleased) Reset() {
 	*x = DasherReleased{}
-	mi := &file_workflow_proto_msgTypes[21]
+	mi := &file_workflow_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1873,7 @@ func (x *DasherReleased) String() string {
 func (*DasherReleased) ProtoMessage() {}
 
 func (x *DasherReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_workflow_proto_msgTypes[21]
+	mi := &file_workflow_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1886,7 @@ func (x *DasherReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DasherReleased.ProtoReflect.Descriptor instead.
 func (*DasherReleased) Descriptor() ([]byte, []int) {
-	return file_workflow_proto_rawDescGZIP(), []int{21}
+	return file_workflow_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DasherReleased) GetOrderId() string {
@@ -1523,25 +1914,56 @@ var File_workflow_proto protoreflect.FileDescriptor
 
 const file_workflow_proto_rawDesc = "" +
 	"\n" +
-	"\x0eworkflow.proto\x12\aplatter\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x10restaurant.proto\"w\n" +
+	"\x0eworkflow.proto\x12\aplatter\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\".\n" +
+	"\bPosition\x12\x10\n" +
+	"\x03lat\x18\x01 \x01(\x01R\x03lat\x12\x10\n" +
+	"\x03lng\x18\x02 \x01(\x01R\x03lng\"w\n" +
 	"\vOutboxAdded\x12\x17\n" +
 	"\ato_kind\x18\x01 \x01(\tR\x06toKind\x12\x1f\n" +
 	"\vto_identity\x18\x02 \x01(\tR\n" +
 	"toIdentity\x12.\n" +
 	"\apayload\x18\x03 \x01(\v2\x14.google.protobuf.AnyR\apayload\"(\n" +
 	"\vOutboxAcked\x12\x19\n" +
-	"\bout_seqs\x18\x01 \x03(\x04R\aoutSeqs\"I\n" +
+	"\bout_seqs\x18\x01 \x03(\x04R\aoutSeqs\"u\n" +
 	"\rInboxAdvanced\x12\x1f\n" +
 	"\vfrom_stream\x18\x01 \x01(\tR\n" +
 	"fromStream\x12\x17\n" +
-	"\aout_seq\x18\x02 \x01(\x04R\x06outSeq\"t\n" +
+	"\aout_seq\x18\x02 \x01(\x04R\x06outSeq\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"t\n" +
 	"\bEnvelope\x12\x1f\n" +
 	"\vfrom_stream\x18\x01 \x01(\tR\n" +
 	"fromStream\x12\x17\n" +
 	"\aout_seq\x18\x02 \x01(\x04R\x06outSeq\x12.\n" +
 	"\apayload\x18\x03 \x01(\v2\x14.google.protobuf.AnyR\apayload\"\x05\n" +
 	"\x03Ack\"\x06\n" +
-	"\x04Wake\"\xa7\x01\n" +
+	"\x04Wake\"L\n" +
+	"\bTimerSet\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
+	"\x03due\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03due\"\"\n" +
+	"\fTimerCleared\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x85\x01\n" +
+	"\n" +
+	"TimerFired\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
+	"\x03due\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03due\x125\n" +
+	"\bfired_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\afiredAt\"R\n" +
+	"\vOutboxEntry\x12\x17\n" +
+	"\aout_seq\x18\x01 \x01(\x04R\x06outSeq\x12*\n" +
+	"\x05added\x18\x02 \x01(\v2\x14.platter.OutboxAddedR\x05added\"P\n" +
+	"\tInboxMark\x12\x17\n" +
+	"\aout_seq\x18\x01 \x01(\x04R\x06outSeq\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xd7\x02\n" +
+	"\rEntityMailbox\x12,\n" +
+	"\x06outbox\x18\x01 \x03(\v2\x14.platter.OutboxEntryR\x06outbox\x127\n" +
+	"\x05inbox\x18\x02 \x03(\v2!.platter.EntityMailbox.InboxEntryR\x05inbox\x12:\n" +
+	"\x06timers\x18\x03 \x03(\v2\".platter.EntityMailbox.TimersEntryR\x06timers\x1aL\n" +
+	"\n" +
+	"InboxEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.platter.InboxMarkR\x05value:\x028\x01\x1aU\n" +
+	"\vTimersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05value:\x028\x01\"\xa7\x01\n" +
 	"\bFeedItem\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x19\n" +
@@ -1659,65 +2081,84 @@ func file_workflow_proto_rawDescGZIP() []byte {
 }
 
 var file_workflow_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_workflow_proto_goTypes = []any{
 	(CancelledBy)(0),              // 0: platter.CancelledBy
-	(*OutboxAdded)(nil),           // 1: platter.OutboxAdded
-	(*OutboxAcked)(nil),           // 2: platter.OutboxAcked
-	(*InboxAdvanced)(nil),         // 3: platter.InboxAdvanced
-	(*Envelope)(nil),              // 4: platter.Envelope
-	(*Ack)(nil),                   // 5: platter.Ack
-	(*Wake)(nil),                  // 6: platter.Wake
-	(*FeedItem)(nil),              // 7: platter.FeedItem
-	(*PollFeed)(nil),              // 8: platter.PollFeed
-	(*FeedPage)(nil),              // 9: platter.FeedPage
-	(*OrderLine)(nil),             // 10: platter.OrderLine
-	(*OrderPlaced)(nil),           // 11: platter.OrderPlaced
-	(*OrderAccepted)(nil),         // 12: platter.OrderAccepted
-	(*DeliveryOffered)(nil),       // 13: platter.DeliveryOffered
-	(*DasherAssigned)(nil),        // 14: platter.DasherAssigned
-	(*FoodReady)(nil),             // 15: platter.FoodReady
-	(*OrderPickedUp)(nil),         // 16: platter.OrderPickedUp
-	(*OrderDelivered)(nil),        // 17: platter.OrderDelivered
-	(*OrderRejected)(nil),         // 18: platter.OrderRejected
-	(*OrderCancelled)(nil),        // 19: platter.OrderCancelled
-	(*OfferExpired)(nil),          // 20: platter.OfferExpired
-	(*OfferWithdrawn)(nil),        // 21: platter.OfferWithdrawn
-	(*DasherReleased)(nil),        // 22: platter.DasherReleased
-	(*anypb.Any)(nil),             // 23: google.protobuf.Any
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
-	(*Position)(nil),              // 25: platter.Position
+	(*Position)(nil),              // 1: platter.Position
+	(*OutboxAdded)(nil),           // 2: platter.OutboxAdded
+	(*OutboxAcked)(nil),           // 3: platter.OutboxAcked
+	(*InboxAdvanced)(nil),         // 4: platter.InboxAdvanced
+	(*Envelope)(nil),              // 5: platter.Envelope
+	(*Ack)(nil),                   // 6: platter.Ack
+	(*Wake)(nil),                  // 7: platter.Wake
+	(*TimerSet)(nil),              // 8: platter.TimerSet
+	(*TimerCleared)(nil),          // 9: platter.TimerCleared
+	(*TimerFired)(nil),            // 10: platter.TimerFired
+	(*OutboxEntry)(nil),           // 11: platter.OutboxEntry
+	(*InboxMark)(nil),             // 12: platter.InboxMark
+	(*EntityMailbox)(nil),         // 13: platter.EntityMailbox
+	(*FeedItem)(nil),              // 14: platter.FeedItem
+	(*PollFeed)(nil),              // 15: platter.PollFeed
+	(*FeedPage)(nil),              // 16: platter.FeedPage
+	(*OrderLine)(nil),             // 17: platter.OrderLine
+	(*OrderPlaced)(nil),           // 18: platter.OrderPlaced
+	(*OrderAccepted)(nil),         // 19: platter.OrderAccepted
+	(*DeliveryOffered)(nil),       // 20: platter.DeliveryOffered
+	(*DasherAssigned)(nil),        // 21: platter.DasherAssigned
+	(*FoodReady)(nil),             // 22: platter.FoodReady
+	(*OrderPickedUp)(nil),         // 23: platter.OrderPickedUp
+	(*OrderDelivered)(nil),        // 24: platter.OrderDelivered
+	(*OrderRejected)(nil),         // 25: platter.OrderRejected
+	(*OrderCancelled)(nil),        // 26: platter.OrderCancelled
+	(*OfferExpired)(nil),          // 27: platter.OfferExpired
+	(*OfferWithdrawn)(nil),        // 28: platter.OfferWithdrawn
+	(*DasherReleased)(nil),        // 29: platter.DasherReleased
+	nil,                           // 30: platter.EntityMailbox.InboxEntry
+	nil,                           // 31: platter.EntityMailbox.TimersEntry
+	(*anypb.Any)(nil),             // 32: google.protobuf.Any
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
 }
 var file_workflow_proto_depIdxs = []int32{
-	23, // 0: platter.OutboxAdded.payload:type_name -> google.protobuf.Any
-	23, // 1: platter.Envelope.payload:type_name -> google.protobuf.Any
-	24, // 2: platter.FeedItem.at:type_name -> google.protobuf.Timestamp
-	23, // 3: platter.FeedItem.data:type_name -> google.protobuf.Any
-	7,  // 4: platter.FeedPage.entries:type_name -> platter.FeedItem
-	10, // 5: platter.OrderPlaced.lines:type_name -> platter.OrderLine
-	25, // 6: platter.OrderPlaced.pickup:type_name -> platter.Position
-	25, // 7: platter.OrderPlaced.dropoff:type_name -> platter.Position
-	24, // 8: platter.OrderPlaced.placed_at:type_name -> google.protobuf.Timestamp
-	24, // 9: platter.OrderPlaced.accept_by:type_name -> google.protobuf.Timestamp
-	25, // 10: platter.OrderAccepted.pickup:type_name -> platter.Position
-	25, // 11: platter.OrderAccepted.dropoff:type_name -> platter.Position
-	24, // 12: platter.OrderAccepted.accepted_at:type_name -> google.protobuf.Timestamp
-	25, // 13: platter.DeliveryOffered.pickup:type_name -> platter.Position
-	25, // 14: platter.DeliveryOffered.dropoff:type_name -> platter.Position
-	24, // 15: platter.DeliveryOffered.expires_at:type_name -> google.protobuf.Timestamp
-	24, // 16: platter.DasherAssigned.assigned_at:type_name -> google.protobuf.Timestamp
-	24, // 17: platter.FoodReady.ready_at:type_name -> google.protobuf.Timestamp
-	24, // 18: platter.OrderPickedUp.picked_up_at:type_name -> google.protobuf.Timestamp
-	24, // 19: platter.OrderDelivered.delivered_at:type_name -> google.protobuf.Timestamp
-	24, // 20: platter.OrderRejected.rejected_at:type_name -> google.protobuf.Timestamp
-	0,  // 21: platter.OrderCancelled.by:type_name -> platter.CancelledBy
-	24, // 22: platter.OrderCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
-	24, // 23: platter.OfferExpired.expired_at:type_name -> google.protobuf.Timestamp
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	32, // 0: platter.OutboxAdded.payload:type_name -> google.protobuf.Any
+	33, // 1: platter.InboxAdvanced.at:type_name -> google.protobuf.Timestamp
+	32, // 2: platter.Envelope.payload:type_name -> google.protobuf.Any
+	33, // 3: platter.TimerSet.due:type_name -> google.protobuf.Timestamp
+	33, // 4: platter.TimerFired.due:type_name -> google.protobuf.Timestamp
+	33, // 5: platter.TimerFired.fired_at:type_name -> google.protobuf.Timestamp
+	2,  // 6: platter.OutboxEntry.added:type_name -> platter.OutboxAdded
+	33, // 7: platter.InboxMark.at:type_name -> google.protobuf.Timestamp
+	11, // 8: platter.EntityMailbox.outbox:type_name -> platter.OutboxEntry
+	30, // 9: platter.EntityMailbox.inbox:type_name -> platter.EntityMailbox.InboxEntry
+	31, // 10: platter.EntityMailbox.timers:type_name -> platter.EntityMailbox.TimersEntry
+	33, // 11: platter.FeedItem.at:type_name -> google.protobuf.Timestamp
+	32, // 12: platter.FeedItem.data:type_name -> google.protobuf.Any
+	14, // 13: platter.FeedPage.entries:type_name -> platter.FeedItem
+	17, // 14: platter.OrderPlaced.lines:type_name -> platter.OrderLine
+	1,  // 15: platter.OrderPlaced.pickup:type_name -> platter.Position
+	1,  // 16: platter.OrderPlaced.dropoff:type_name -> platter.Position
+	33, // 17: platter.OrderPlaced.placed_at:type_name -> google.protobuf.Timestamp
+	33, // 18: platter.OrderPlaced.accept_by:type_name -> google.protobuf.Timestamp
+	1,  // 19: platter.OrderAccepted.pickup:type_name -> platter.Position
+	1,  // 20: platter.OrderAccepted.dropoff:type_name -> platter.Position
+	33, // 21: platter.OrderAccepted.accepted_at:type_name -> google.protobuf.Timestamp
+	1,  // 22: platter.DeliveryOffered.pickup:type_name -> platter.Position
+	1,  // 23: platter.DeliveryOffered.dropoff:type_name -> platter.Position
+	33, // 24: platter.DeliveryOffered.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 25: platter.DasherAssigned.assigned_at:type_name -> google.protobuf.Timestamp
+	33, // 26: platter.FoodReady.ready_at:type_name -> google.protobuf.Timestamp
+	33, // 27: platter.OrderPickedUp.picked_up_at:type_name -> google.protobuf.Timestamp
+	33, // 28: platter.OrderDelivered.delivered_at:type_name -> google.protobuf.Timestamp
+	33, // 29: platter.OrderRejected.rejected_at:type_name -> google.protobuf.Timestamp
+	0,  // 30: platter.OrderCancelled.by:type_name -> platter.CancelledBy
+	33, // 31: platter.OrderCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	33, // 32: platter.OfferExpired.expired_at:type_name -> google.protobuf.Timestamp
+	12, // 33: platter.EntityMailbox.InboxEntry.value:type_name -> platter.InboxMark
+	33, // 34: platter.EntityMailbox.TimersEntry.value:type_name -> google.protobuf.Timestamp
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_workflow_proto_init() }
@@ -1725,14 +2166,13 @@ func file_workflow_proto_init() {
 	if File_workflow_proto != nil {
 		return
 	}
-	file_restaurant_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_workflow_proto_rawDesc), len(file_workflow_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
