@@ -39,18 +39,18 @@ const (
 
 // feedTypes names the feed entry of each workflow message.
 var feedTypes = map[string]string{
-	"platter.OrderPlaced":     FeedOrderPlaced,
-	"platter.OrderAccepted":   FeedOrderAccepted,
-	"platter.DeliveryOffered": FeedDeliveryOffered,
-	"platter.DasherAssigned":  FeedDasherAssigned,
-	"platter.FoodReady":       FeedFoodReady,
-	"platter.OrderPickedUp":   FeedOrderPickedUp,
-	"platter.OrderDelivered":  FeedOrderDelivered,
-	"platter.OrderCancelled":  FeedOrderCancelled,
-	"platter.OrderRejected":   FeedOrderRejected,
-	"platter.OfferExpired":    FeedOfferExpired,
-	"platter.OfferWithdrawn":  FeedOfferWithdrawn,
-	"platter.DasherReleased":  FeedDasherReleased,
+	"platter.OrderPlaced":     "ORDER_PLACED",
+	"platter.OrderAccepted":   "ORDER_ACCEPTED",
+	"platter.DeliveryOffered": "DELIVERY_OFFERED",
+	"platter.DasherAssigned":  "DASHER_ASSIGNED",
+	"platter.FoodReady":       "FOOD_READY",
+	"platter.OrderPickedUp":   "ORDER_PICKED_UP",
+	"platter.OrderDelivered":  "ORDER_DELIVERED",
+	"platter.OrderCancelled":  "ORDER_CANCELLED",
+	"platter.OrderRejected":   "ORDER_REJECTED",
+	"platter.OfferExpired":    "OFFER_EXPIRED",
+	"platter.OfferWithdrawn":  "OFFER_WITHDRAWN",
+	"platter.DasherReleased":  "DASHER_RELEASED",
 }
 
 // FeedTypeOf returns the feed entry type of a workflow message (e.g. ORDER_PLACED for *messages.OrderPlaced), or
