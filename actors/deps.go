@@ -254,6 +254,8 @@ func (d Deps) withDefaults() Deps {
 // Kind names, as the generated grain clients use them.
 const (
 	KindRestaurant = "Restaurant"
+	KindCustomer   = "Customer"
+	KindOrder      = "Order"
 )
 
 // registerFactories installs the grain factories once per process. protoc-gen-go-grain keeps a kind's factory in
@@ -275,6 +277,7 @@ func Kinds(deps Deps) []*pcluster.Kind {
 	d := deps.withDefaults()
 	registerFactories.Do(func() {
 		messages.RestaurantFactory(func() messages.Restaurant { return &Restaurant{} })
+		messages.CustomerFactory(func() messages.Customer { return &Customer{} })
 	})
 	restaurant := actor.PropsFromProducer(func() actor.Actor {
 		return &restaurantActor{
@@ -282,7 +285,11 @@ func Kinds(deps Deps) []*pcluster.Kind {
 			hosted:          newHosted(&d, KindRestaurant),
 		}
 	})
+	customer := actor.PropsFromProducer(func() actor.Actor {
+		return &customerActor{CustomerActor: messages.CustomerActor{Timeout: d.PassivateAfter}, hosted: newHosted(&d, KindCustomer)}
+	})
 	return []*pcluster.Kind{
 		pcluster.NewKind(KindRestaurant, restaurant),
+		pcluster.NewKind(KindCustomer, customer),
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -473,6 +474,11 @@ func (e *entity[S]) restore(snap journal.Snapshot) error {
 	e.box.restore(s.GetMailbox())
 	e.seq = snap.Seq
 	return nil
+}
+
+// unexpectedEvent is the error a kind's fold returns for an event it does not know.
+func unexpectedEvent(kind string, event proto.Message) error {
+	return fmt.Errorf("%s: unexpected event %s", strings.ToLower(kind), event.ProtoReflect().Descriptor().FullName())
 }
 
 // encodeEvent stores a protobuf event as its full name and bytes.

@@ -2,165 +2,16 @@ package actors_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-	pcluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
-	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
-	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/platterhq/platter/actors"
 	"github.com/platterhq/platter/actors/journal"
 	"github.com/platterhq/platter/messages"
 )
-
-var clock = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-
-// logRecorder is a slog handler that keeps (message, identity) pairs, for tests that wait on actor lifecycle.
-type logRecorder struct {
-	mu      sync.Mutex
-	records []logRecord
-}
-
-type logRecord struct{ msg, identity string }
-
-type recorderHandler struct {
-	rec   *logRecorder
-	attrs []slog.Attr
-}
-
-func (h recorderHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h recorderHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return recorderHandler{rec: h.rec, attrs: append(append([]slog.Attr(nil), h.attrs...), attrs...)}
-}
-func (h recorderHandler) WithGroup(string) slog.Handler { return h }
-func (h recorderHandler) Handle(_ context.Context, r slog.Record) error {
-	var identity string
-	for _, a := range h.attrs {
-		if a.Key == "identity" {
-			identity = a.Value.String()
-		}
-	}
-	h.rec.mu.Lock()
-	h.rec.records = append(h.rec.records, logRecord{r.Message, identity})
-	h.rec.mu.Unlock()
-	return nil
-}
-
-func (r *logRecorder) count(msg, identity string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, rec := range r.records {
-		if rec.msg == msg && rec.identity == identity {
-			n++
-		}
-	}
-	return n
-}
-
-// node is a one-member protoactor cluster (in-memory provider, disthash) hosting actors.Kinds over a bbolt file.
-type node struct {
-	cluster *pcluster.Cluster
-	left    bool // cluster shut down
-	journal *journal.Bolt
-	logs    *logRecorder
-}
-
-type nodeOptions struct {
-	passivateAfter time.Duration
-}
-
-// nodeDeps opens the journal at path and returns Deps over it with a log recorder.
-func nodeDeps(t *testing.T, path string, opts nodeOptions) (actors.Deps, *journal.Bolt, *logRecorder) {
-	t.Helper()
-	j, err := journal.OpenBolt(path, journal.BoltOptions{})
-	if err != nil {
-		t.Fatalf("open journal: %v", err)
-	}
-	logs := &logRecorder{}
-	return actors.Deps{
-		Journal:        j,
-		Logger:         slog.New(recorderHandler{rec: logs}),
-		Now:            func() time.Time { return clock },
-		PassivateAfter: opts.passivateAfter,
-	}, j, logs
-}
-
-func startNode(t *testing.T, path string, opts nodeOptions) *node {
-	t.Helper()
-	deps, j, logs := nodeDeps(t, path, opts)
-	return startMember(t, actors.Kinds(deps), j, logs)
-}
-
-// startMember starts a one-member cluster hosting kinds. Only one member runs at a time in these tests: two
-// protoactor remotes in one process race on grpc's global logger (remote.Start calls grpclog.SetLoggerV2).
-func startMember(t *testing.T, kinds []*pcluster.Kind, j *journal.Bolt, logs *logRecorder) *node {
-	t.Helper()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
-	config := pcluster.Configure("actors-test", test.NewTestProvider(test.NewInMemAgent()), disthash.New(),
-		remote.Configure("127.0.0.1", 0), pcluster.WithKinds(kinds...), pcluster.WithRequestTimeout(5*time.Second))
-	c := pcluster.New(system, config)
-	c.StartMember()
-	n := &node{cluster: c, journal: j, logs: logs}
-	t.Cleanup(n.stop)
-	return n
-}
-
-// stop shuts the member down without the graceful path's fixed 2 s sleep (PROTOACTOR-NOTES.md trap 6) and closes
-// the journal. Safe to call twice.
-func (n *node) stop() {
-	n.leave()
-	_ = n.journal.Close()
-}
-
-// leave shuts the member down and keeps the journal open.
-func (n *node) leave() {
-	if !n.left {
-		n.left = true
-		n.cluster.Shutdown(false)
-	}
-}
-
-func (n *node) restaurant(id string) *messages.RestaurantGrainClient {
-	return messages.GetRestaurantGrainClient(n.cluster, id)
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, total time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", total, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func wantCode(t *testing.T, what string, err error, code messages.ErrorReason) {
-	t.Helper()
-	if got := actors.ErrorCode(err); got != code.String() {
-		t.Fatalf("%s: code %q (err %v), want %s", what, got, err, code)
-	}
-}
-
-func streamLen(t *testing.T, j journal.Journal, stream string) int {
-	t.Helper()
-	events, err := j.Events(context.Background(), stream, 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(events)
-}
 
 func createCommand() *messages.CreateRestaurant {
 	return &messages.CreateRestaurant{CommandId: "create-1", Name: "Thai Corner", Cuisine: "thai",
@@ -183,7 +34,7 @@ func TestRestaurantInCluster(t *testing.T) {
 	// A read never creates.
 	_, err := r.Get(&messages.GetRestaurant{})
 	wantCode(t, "get before create", err, messages.ErrorReason_NOT_FOUND)
-	if got := streamLen(t, n.journal, "restaurant/"+id); got != 0 {
+	if got := domainLen(t, n.journal, "restaurant/"+id); got != 0 {
 		t.Fatalf("get wrote %d events", got)
 	}
 
@@ -206,7 +57,7 @@ func TestRestaurantInCluster(t *testing.T) {
 	if err != nil || again.GetName() != "Thai Corner" {
 		t.Fatalf("retried create: %v, %v", again, err)
 	}
-	if got := streamLen(t, n.journal, "restaurant/"+id); got != 2 {
+	if got := domainLen(t, n.journal, "restaurant/"+id); got != 2 {
 		t.Fatalf("stream has %d events after a retried create, want 2 (CommandApplied, RestaurantCreated)", got)
 	}
 	other := createCommand()
@@ -234,7 +85,7 @@ func TestRestaurantInCluster(t *testing.T) {
 	if err != nil || len(got.GetMenu()) != 2 || got.GetName() != "Thai Corner" {
 		t.Fatalf("get: %v, %v", got, err)
 	}
-	if n := streamLen(t, n.journal, "restaurant/"+id); n != 4 {
+	if n := domainLen(t, n.journal, "restaurant/"+id); n != 4 {
 		t.Fatalf("stream has %d events, want 4", n)
 	}
 	// Menu update of a restaurant never created.
@@ -256,7 +107,7 @@ func TestRestaurantInCluster(t *testing.T) {
 	if _, err := r2.Create(createCommand()); err != nil {
 		t.Fatalf("create retried after restart: %v", err)
 	}
-	if n := streamLen(t, n2.journal, "restaurant/"+id); n != 4 {
+	if n := domainLen(t, n2.journal, "restaurant/"+id); n != 4 {
 		t.Fatalf("stream has %d events after restart and retry, want 4", n)
 	}
 }
@@ -271,10 +122,12 @@ func TestRestaurantLosingTheWriteRaceStopsTheActivation(t *testing.T) {
 	if _, err := r.Create(createCommand()); err != nil {
 		t.Fatal(err)
 	}
-	// The other activation's write: a command record and a menu, at seq 3-4.
+	// The other activation's write: a command record and a menu, after this activation's last write (its outbox,
+	// the listing sent to the areas, is acknowledged first, so that the activation writes nothing meanwhile).
+	last := waitOutboxDrained(t, n.journal, stream)
 	marker, _ := proto.Marshal(&messages.CommandApplied{CommandId: "elsewhere"})
 	menu, _ := proto.Marshal(&messages.MenuUpdated{Items: []*messages.MenuItem{{Id: "x", Name: "Elsewhere soup", PriceCents: 500}}})
-	if _, err := n.journal.Append(context.Background(), stream, 2, []journal.Event{
+	if _, err := n.journal.Append(context.Background(), stream, last, []journal.Event{
 		{Type: "platter.CommandApplied", Data: marker}, {Type: "platter.MenuUpdated", Data: menu},
 	}); err != nil {
 		t.Fatal(err)
@@ -282,7 +135,7 @@ func TestRestaurantLosingTheWriteRaceStopsTheActivation(t *testing.T) {
 
 	_, err := r.UpdateMenu(menuCommand())
 	wantCode(t, "update by the stale activation", err, messages.ErrorReason_UNAVAILABLE)
-	if got := streamLen(t, n.journal, stream); got != 4 {
+	if got := domainLen(t, n.journal, stream); got != 4 {
 		t.Fatalf("stream has %d events after the refused write, want 4", got)
 	}
 	waitFor(t, "the stale activation to stop", 5*time.Second, func() bool { return n.logs.count("deactivated", id) == 1 })
@@ -292,7 +145,7 @@ func TestRestaurantLosingTheWriteRaceStopsTheActivation(t *testing.T) {
 	if err != nil || len(view.GetMenu()) != 2 {
 		t.Fatalf("retried update: %v, %v", view, err)
 	}
-	if got := streamLen(t, n.journal, stream); got != 6 {
+	if got := domainLen(t, n.journal, stream); got != 6 {
 		t.Fatalf("stream has %d events after the retry, want 6", got)
 	}
 	if a := n.logs.count("activated", id); a != 2 {
@@ -342,7 +195,7 @@ func TestKindsKeepDepsPerNode(t *testing.T) {
 	if _, err := a.restaurant("r_1").Create(createCommand()); err != nil {
 		t.Fatal(err)
 	}
-	if na, nb := streamLen(t, ja, "restaurant/r_1"), streamLen(t, jb, "restaurant/r_1"); na != 2 || nb != 0 {
+	if na, nb := domainLen(t, ja, "restaurant/r_1"), domainLen(t, jb, "restaurant/r_1"); na != 2 || nb != 0 {
 		t.Fatalf("node A's create wrote %d events to A's journal and %d to B's; want 2 and 0", na, nb)
 	}
 	a.leave() // keep A's journal open: B must not touch it
@@ -359,7 +212,7 @@ func TestKindsKeepDepsPerNode(t *testing.T) {
 	if err != nil || got.GetName() != "Other Place" {
 		t.Fatalf("get on node B = %v, %v", got, err)
 	}
-	if na, nb := streamLen(t, ja, "restaurant/r_1"), streamLen(t, jb, "restaurant/r_1"); na != 2 || nb != 2 {
+	if na, nb := domainLen(t, ja, "restaurant/r_1"), domainLen(t, jb, "restaurant/r_1"); na != 2 || nb != 2 {
 		t.Fatalf("journals hold %d and %d events; want 2 and 2", na, nb)
 	}
 	if logsA.count("activated", "r_1") != 1 || logsB.count("activated", "r_1") != 2 {

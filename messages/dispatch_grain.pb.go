@@ -876,9 +876,3 @@ func (a *DasherActor) onError(err error) {
 	resp := cluster.FromError(err)
 	a.ctx.Respond(resp)
 }
-
-func respond[T proto.Message](ctx cluster.GrainContext) func(T) {
-	return func(resp T) {
-		ctx.Respond(resp)
-	}
-}

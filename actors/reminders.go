@@ -1,0 +1,143 @@
+package actors
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/platterhq/platter/messages"
+)
+
+// ReminderScanner is the per-node half of durable timers (timers.go): every WorkflowConfig.ReminderScanInterval
+// it reads the journal's due reminders and sends Wake, through the cluster, to each stream's actor (the kind is
+// the stream's prefix, matched against the kinds the cluster hosts), so that the identity's owner fires its timers
+// and delivers its outbox, after any restart. The woken actor moves or deletes the reminder; until it does, every
+// scan wakes it again (at least once). A stream whose Wake is still in flight is not woken twice at once.
+//
+// Concurrency: Start and Stop are for the node's wiring goroutine; the scanner runs on its own goroutines.
+type ReminderScanner struct {
+	deps    Deps
+	cluster func() *pcluster.Cluster
+	log     *slog.Logger
+
+	stop chan struct{}
+	done sync.WaitGroup
+
+	mu       sync.Mutex
+	inFlight map[string]bool
+	slots    chan struct{} // bounds concurrent Wake calls
+}
+
+// ReminderWakeParallelism is how many Wake calls one scanner has in flight at most.
+const ReminderWakeParallelism = 16
+
+// StartReminderScanner starts the node's scanner over deps.Journal. cluster returns the node's current protoactor
+// cluster (it may change after a self-fence; nil while there is none: the scan is skipped). Stop it before
+// closing the journal.
+func StartReminderScanner(deps Deps, cluster func() *pcluster.Cluster) *ReminderScanner {
+	if deps.Journal == nil {
+		panic("actors.StartReminderScanner: Deps.Journal is nil")
+	}
+	d := deps.withDefaults()
+	s := &ReminderScanner{
+		deps:     d,
+		cluster:  cluster,
+		log:      d.Logger.With(slog.String("component", "reminders")),
+		stop:     make(chan struct{}),
+		inFlight: make(map[string]bool),
+		slots:    make(chan struct{}, ReminderWakeParallelism),
+	}
+	s.done.Add(1)
+	go s.run()
+	return s
+}
+
+// Stop ends the scanning and waits for the Wake calls in flight. Calling it again does nothing.
+func (s *ReminderScanner) Stop() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	s.done.Wait()
+}
+
+func (s *ReminderScanner) run() {
+	defer s.done.Done()
+	t := time.NewTicker(s.deps.Workflow.ReminderScanInterval)
+	defer t.Stop()
+	for {
+		s.scan()
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// scan wakes the actors of the due reminders once.
+func (s *ReminderScanner) scan() {
+	c := s.cluster()
+	if c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.deps.StoreTimeout)
+	due, err := s.deps.Journal.DueReminders(ctx, s.deps.Now(), s.deps.Workflow.ReminderScanBatch)
+	cancel()
+	if err != nil {
+		s.log.Warn("reading due reminders failed", slog.Any("error", err))
+		return
+	}
+	if len(due) == 0 {
+		return
+	}
+	kinds := make(map[string]string) // stream prefix → kind
+	for _, k := range c.GetClusterKinds() {
+		kinds[strings.ToLower(k)] = k
+	}
+	for _, r := range due {
+		prefix, identity, ok := strings.Cut(r.Stream, "/")
+		kind := kinds[prefix]
+		if !ok || kind == "" || identity == "" {
+			s.log.Debug("reminder of a stream no hosted kind owns", slog.String("stream", r.Stream))
+			continue
+		}
+		s.mu.Lock()
+		busy := s.inFlight[r.Stream]
+		s.inFlight[r.Stream] = true
+		s.mu.Unlock()
+		if busy {
+			continue
+		}
+		select {
+		case s.slots <- struct{}{}:
+		case <-s.stop:
+			s.release(r.Stream)
+			return
+		}
+		s.done.Add(1)
+		go s.wake(c, kind, identity, r.Stream)
+	}
+}
+
+func (s *ReminderScanner) wake(c *pcluster.Cluster, kind, identity, stream string) {
+	defer s.done.Done()
+	defer func() { <-s.slots }()
+	defer s.release(stream)
+	if _, err := callGrain(c, kind, identity, "Wake", &messages.Wake{}, s.deps.Workflow.WakeTimeout); err != nil {
+		s.log.Warn("wake failed", slog.String("kind", kind), slog.String("identity", identity), slog.Any("error", err))
+		return
+	}
+	s.log.Debug("woken", slog.String("kind", kind), slog.String("identity", identity))
+}
+
+func (s *ReminderScanner) release(stream string) {
+	s.mu.Lock()
+	delete(s.inFlight, stream)
+	s.mu.Unlock()
+}
