@@ -89,6 +89,9 @@ type WorkflowConfig struct {
 	// DasherReportDistanceM is how far (metres) a dasher moves within its cell before its areas hear the new
 	// position (a change of cell is always reported). Default 100.
 	DasherReportDistanceM float64
+	// OrderCallTimeout bounds the Dasher's synchronous calls to the Order (AssignDasher when a dasher accepts,
+	// ReleaseDasher when it gives an assignment back). Default 5 s.
+	OrderCallTimeout time.Duration
 
 	// AcceptSLA is how long a restaurant has to accept a placed order; then the order is cancelled by the system
 	// with a full refund. Default 5 min.
@@ -129,6 +132,7 @@ const (
 	DefaultWaveSize               = 3
 	DefaultMaxConsecutiveExpiries = 3
 	DefaultDasherReportDistanceM  = 100
+	DefaultOrderCallTimeout       = 5 * time.Second
 
 	DefaultAcceptSLA         = 5 * time.Minute
 	DefaultDispatchSLA       = 15 * time.Minute
@@ -181,6 +185,9 @@ func (w WorkflowConfig) withDefaults() WorkflowConfig {
 	}
 	if w.DasherReportDistanceM <= 0 {
 		w.DasherReportDistanceM = DefaultDasherReportDistanceM
+	}
+	if w.OrderCallTimeout <= 0 {
+		w.OrderCallTimeout = DefaultOrderCallTimeout
 	}
 	if w.AcceptSLA <= 0 {
 		w.AcceptSLA = DefaultAcceptSLA
@@ -278,6 +285,8 @@ func Kinds(deps Deps) []*pcluster.Kind {
 	registerFactories.Do(func() {
 		messages.RestaurantFactory(func() messages.Restaurant { return &Restaurant{} })
 		messages.CustomerFactory(func() messages.Customer { return &Customer{} })
+		messages.AreaFactory(func() messages.Area { return &Area{} })
+		messages.DasherFactory(func() messages.Dasher { return &Dasher{} })
 	})
 	restaurant := actor.PropsFromProducer(func() actor.Actor {
 		return &restaurantActor{
@@ -288,8 +297,16 @@ func Kinds(deps Deps) []*pcluster.Kind {
 	customer := actor.PropsFromProducer(func() actor.Actor {
 		return &customerActor{CustomerActor: messages.CustomerActor{Timeout: d.PassivateAfter}, hosted: newHosted(&d, KindCustomer)}
 	})
+	area := actor.PropsFromProducer(func() actor.Actor {
+		return &areaActor{AreaActor: messages.AreaActor{Timeout: d.PassivateAfter}, hosted: newHosted(&d, KindArea)}
+	})
+	dasher := actor.PropsFromProducer(func() actor.Actor {
+		return &dasherActor{DasherActor: messages.DasherActor{Timeout: d.PassivateAfter}, hosted: newHosted(&d, KindDasher)}
+	})
 	return []*pcluster.Kind{
 		pcluster.NewKind(KindRestaurant, restaurant),
 		pcluster.NewKind(KindCustomer, customer),
+		pcluster.NewKind(KindArea, area),
+		pcluster.NewKind(KindDasher, dasher),
 	}
 }

@@ -80,7 +80,7 @@ func (r *Restaurant) Init(ctx pcluster.GrainContext) {
 // Create creates the restaurant.
 func (r *Restaurant) Create(req *messages.CreateRestaurant, ctx pcluster.GrainContext) (*messages.RestaurantView, error) {
 	err := r.command(ctx, req.GetCommandId(), req, func(s *messages.RestaurantState, now time.Time) ([]proto.Message, error) {
-		return decideCreateRestaurant(s, req, now)
+		return withListing(ctx.Identity(), s, now)(decideCreateRestaurant(s, req, now))
 	})
 	if err != nil {
 		return nil, err
@@ -91,7 +91,7 @@ func (r *Restaurant) Create(req *messages.CreateRestaurant, ctx pcluster.GrainCo
 // UpdateMenu replaces the menu.
 func (r *Restaurant) UpdateMenu(req *messages.UpdateMenu, ctx pcluster.GrainContext) (*messages.RestaurantView, error) {
 	err := r.command(ctx, req.GetCommandId(), req, func(s *messages.RestaurantState, now time.Time) ([]proto.Message, error) {
-		return decideUpdateMenu(s, req, now)
+		return withListing(ctx.Identity(), s, now)(decideUpdateMenu(s, req, now))
 	})
 	if err != nil {
 		return nil, err

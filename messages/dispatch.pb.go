@@ -1006,12 +1006,12 @@ func (x *OfferClosed) GetOutcome() OfferOutcome {
 	return OfferOutcome_OFFER_OUTCOME_UNSPECIFIED
 }
 
-// DispatchEnded closes a dispatch: a dasher was assigned (dasher_id) or the order ended (cancelled, rejected).
+// DispatchEnded closes a dispatch: a dasher was assigned (dasher_id) or the order ended (cancelled = true).
 type DispatchEnded struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	DasherId      string                 `protobuf:"bytes,2,opt,name=dasher_id,json=dasherId,proto3" json:"dasher_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Cancelled     bool                   `protobuf:"varint,3,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1060,11 +1060,11 @@ func (x *DispatchEnded) GetDasherId() string {
 	return ""
 }
 
-func (x *DispatchEnded) GetReason() string {
+func (x *DispatchEnded) GetCancelled() bool {
 	if x != nil {
-		return x.Reason
+		return x.Cancelled
 	}
-	return ""
+	return false
 }
 
 // DispatchReopened restarts the dispatch of an order whose dasher was released before pickup.
@@ -1276,19 +1276,22 @@ func (x *Offer) GetAutoAssigned() bool {
 
 // Dispatch is an open dispatch: the order waits for a dasher.
 type Dispatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	RestaurantId  string                 `protobuf:"bytes,2,opt,name=restaurant_id,json=restaurantId,proto3" json:"restaurant_id,omitempty"`
-	Pickup        *Position              `protobuf:"bytes,3,opt,name=pickup,proto3" json:"pickup,omitempty"`
-	Dropoff       *Position              `protobuf:"bytes,4,opt,name=dropoff,proto3" json:"dropoff,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	AutoAssign    bool                   `protobuf:"varint,6,opt,name=auto_assign,json=autoAssign,proto3" json:"auto_assign,omitempty"`
-	Wave          int32                  `protobuf:"varint,7,opt,name=wave,proto3" json:"wave,omitempty"`                                                                                 // the last wave sent (0: none yet)
-	Open          []*Offer               `protobuf:"bytes,8,rep,name=open,proto3" json:"open,omitempty"`                                                                                  // open offers, in the order they were made
-	Offered       map[string]int32       `protobuf:"bytes,9,rep,name=offered,proto3" json:"offered,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // dasher id → how many offers of this order the dasher let expire or had withdrawn
-	Excluded      []string               `protobuf:"bytes,10,rep,name=excluded,proto3" json:"excluded,omitempty"`                                                                         // dashers never offered this order again (declined, released)
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	OrderId          string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	RestaurantId     string                 `protobuf:"bytes,2,opt,name=restaurant_id,json=restaurantId,proto3" json:"restaurant_id,omitempty"`
+	Pickup           *Position              `protobuf:"bytes,3,opt,name=pickup,proto3" json:"pickup,omitempty"`
+	Dropoff          *Position              `protobuf:"bytes,4,opt,name=dropoff,proto3" json:"dropoff,omitempty"`
+	StartedAt        *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	AutoAssign       bool                   `protobuf:"varint,6,opt,name=auto_assign,json=autoAssign,proto3" json:"auto_assign,omitempty"`
+	Wave             int32                  `protobuf:"varint,7,opt,name=wave,proto3" json:"wave,omitempty"`                                                                                 // the last wave sent (0: none yet)
+	Open             []*Offer               `protobuf:"bytes,8,rep,name=open,proto3" json:"open,omitempty"`                                                                                  // open offers, in the order they were made
+	Offered          map[string]int32       `protobuf:"bytes,9,rep,name=offered,proto3" json:"offered,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // dasher id → how many offers of this order the dasher had (fewer ranks first)
+	Excluded         []string               `protobuf:"bytes,10,rep,name=excluded,proto3" json:"excluded,omitempty"`                                                                         // dashers never offered this order again (declined, released)
+	Ended            bool                   `protobuf:"varint,11,opt,name=ended,proto3" json:"ended,omitempty"`                                                                              // kept (bounded, see AreaState.ended) so that late messages are recognised
+	AssignedDasherId string                 `protobuf:"bytes,12,opt,name=assigned_dasher_id,json=assignedDasherId,proto3" json:"assigned_dasher_id,omitempty"`
+	Cancelled        bool                   `protobuf:"varint,13,opt,name=cancelled,proto3" json:"cancelled,omitempty"` // the order was cancelled or rejected: a released dasher does not reopen it
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Dispatch) Reset() {
@@ -1391,14 +1394,35 @@ func (x *Dispatch) GetExcluded() []string {
 	return nil
 }
 
+func (x *Dispatch) GetEnded() bool {
+	if x != nil {
+		return x.Ended
+	}
+	return false
+}
+
+func (x *Dispatch) GetAssignedDasherId() string {
+	if x != nil {
+		return x.AssignedDasherId
+	}
+	return ""
+}
+
+func (x *Dispatch) GetCancelled() bool {
+	if x != nil {
+		return x.Cancelled
+	}
+	return false
+}
+
 // AreaState is the Area actor's state, folded from its events.
 type AreaState struct {
 	state         protoimpl.MessageState       `protogen:"open.v1"`
 	AutoAssign    bool                         `protobuf:"varint,1,opt,name=auto_assign,json=autoAssign,proto3" json:"auto_assign,omitempty"`
 	Dashers       map[string]*AreaDasher       `protobuf:"bytes,2,rep,name=dashers,proto3" json:"dashers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Dispatches    map[string]*Dispatch         `protobuf:"bytes,3,rep,name=dispatches,proto3" json:"dispatches,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Dispatches    map[string]*Dispatch         `protobuf:"bytes,3,rep,name=dispatches,proto3" json:"dispatches,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // open and recently ended dispatches, by order id
 	Restaurants   map[string]*RestaurantListed `protobuf:"bytes,4,rep,name=restaurants,proto3" json:"restaurants,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Ended         []string                     `protobuf:"bytes,5,rep,name=ended,proto3" json:"ended,omitempty"` // recently ended dispatches (bounded), so that late messages do not reopen them
+	Ended         []string                     `protobuf:"bytes,5,rep,name=ended,proto3" json:"ended,omitempty"` // order ids of the ended dispatches still kept, oldest first (bounded)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2799,11 +2823,11 @@ const file_dispatch_proto_rawDesc = "" +
 	"\vOfferClosed\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1b\n" +
 	"\tdasher_id\x18\x02 \x01(\tR\bdasherId\x12/\n" +
-	"\aoutcome\x18\x03 \x01(\x0e2\x15.platter.OfferOutcomeR\aoutcome\"_\n" +
+	"\aoutcome\x18\x03 \x01(\x0e2\x15.platter.OfferOutcomeR\aoutcome\"e\n" +
 	"\rDispatchEnded\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1b\n" +
-	"\tdasher_id\x18\x02 \x01(\tR\bdasherId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"[\n" +
+	"\tdasher_id\x18\x02 \x01(\tR\bdasherId\x12\x1c\n" +
+	"\tcancelled\x18\x03 \x01(\bR\tcancelled\"[\n" +
 	"\x10DispatchReopened\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12,\n" +
 	"\x12released_dasher_id\x18\x02 \x01(\tR\x10releasedDasherId\"\xcc\x01\n" +
@@ -2822,7 +2846,7 @@ const file_dispatch_proto_rawDesc = "" +
 	"distance_m\x18\x03 \x01(\x01R\tdistanceM\x129\n" +
 	"\n" +
 	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12#\n" +
-	"\rauto_assigned\x18\x05 \x01(\bR\fautoAssigned\"\xc8\x03\n" +
+	"\rauto_assigned\x18\x05 \x01(\bR\fautoAssigned\"\xaa\x04\n" +
 	"\bDispatch\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12#\n" +
 	"\rrestaurant_id\x18\x02 \x01(\tR\frestaurantId\x12)\n" +
@@ -2836,7 +2860,10 @@ const file_dispatch_proto_rawDesc = "" +
 	"\x04open\x18\b \x03(\v2\x0e.platter.OfferR\x04open\x128\n" +
 	"\aoffered\x18\t \x03(\v2\x1e.platter.Dispatch.OfferedEntryR\aoffered\x12\x1a\n" +
 	"\bexcluded\x18\n" +
-	" \x03(\tR\bexcluded\x1a:\n" +
+	" \x03(\tR\bexcluded\x12\x14\n" +
+	"\x05ended\x18\v \x01(\bR\x05ended\x12,\n" +
+	"\x12assigned_dasher_id\x18\f \x01(\tR\x10assignedDasherId\x12\x1c\n" +
+	"\tcancelled\x18\r \x01(\bR\tcancelled\x1a:\n" +
 	"\fOfferedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\x86\x04\n" +

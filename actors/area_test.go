@@ -1,0 +1,587 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/platterhq/platter/messages"
+)
+
+func dispatchConfig() WorkflowConfig { return WorkflowConfig{}.withDefaults() }
+
+// sent is one outbox message a decision emitted.
+type sent struct {
+	kind, to string
+	payload  proto.Message
+}
+
+func (s sent) String() string {
+	return fmt.Sprintf("%s %s/%s", s.payload.ProtoReflect().Descriptor().Name(), s.kind, s.to)
+}
+
+// outputOf splits a decision's output into kind events, sends, timer changes and feed entries.
+type output struct {
+	events []proto.Message
+	sends  []sent
+	timers []proto.Message // TimerSet, TimerCleared
+	feed   []*messages.FeedItem
+}
+
+func splitOutput(t *testing.T, out []proto.Message) output {
+	t.Helper()
+	var o output
+	for _, m := range out {
+		switch m := m.(type) {
+		case *messages.OutboxAdded:
+			p, err := m.GetPayload().UnmarshalNew()
+			if err != nil {
+				t.Fatalf("outbox payload: %v", err)
+			}
+			o.sends = append(o.sends, sent{m.GetToKind(), m.GetToIdentity(), p})
+		case *messages.TimerSet, *messages.TimerCleared:
+			o.timers = append(o.timers, m)
+		case *messages.FeedItem:
+			o.feed = append(o.feed, m)
+		default:
+			o.events = append(o.events, m)
+		}
+	}
+	return o
+}
+
+// sendsOf returns the payloads of type T sent, by receiver identity.
+func sendsOf[T proto.Message](o output) map[string]T {
+	got := map[string]T{}
+	for _, s := range o.sends {
+		if p, ok := s.payload.(T); ok {
+			got[s.to] = p
+		}
+	}
+	return got
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// areaRun drives an Area's decisions in memory: it applies their kind events (as the entity would) and keeps the
+// offers timer.
+type areaRun struct {
+	t     *testing.T
+	self  string
+	cfg   WorkflowConfig
+	now   time.Time
+	state *messages.AreaState
+	timer *time.Time
+}
+
+func newAreaRun(t *testing.T) *areaRun {
+	return &areaRun{t: t, self: AreaOf(sfCentre), cfg: dispatchConfig(), now: testNow, state: &messages.AreaState{}}
+}
+
+func (r *areaRun) take(out []proto.Message, err error) output {
+	r.t.Helper()
+	if err != nil {
+		r.t.Fatalf("decision: %v", err)
+	}
+	o := splitOutput(r.t, out)
+	for _, ev := range o.events {
+		if err := applyArea(r.state, ev); err != nil {
+			r.t.Fatalf("apply: %v", err)
+		}
+	}
+	for _, tm := range o.timers {
+		switch tm := tm.(type) {
+		case *messages.TimerSet:
+			if tm.GetName() != areaOffersTimer {
+				r.t.Fatalf("timer %q", tm.GetName())
+			}
+			due := tm.GetDue().AsTime()
+			r.timer = &due
+		case *messages.TimerCleared:
+			r.timer = nil
+		}
+	}
+	return o
+}
+
+func (r *areaRun) deliver(payload proto.Message) output {
+	r.t.Helper()
+	return r.take(decideDeliverArea(r.self, r.state, payload, r.cfg, r.now))
+}
+
+// fire advances the clock to the timer and fires it (the entity removes the timer first).
+func (r *areaRun) fire() output {
+	r.t.Helper()
+	if r.timer == nil {
+		r.t.Fatal("no timer set")
+	}
+	r.now = *r.timer
+	r.timer = nil
+	return r.take(decideAreaTimer(r.self, r.state, areaOffersTimer, r.cfg, r.now))
+}
+
+// dasher registers an online dasher at p with free capacity 1.
+func (r *areaRun) dasher(id string, p *messages.Position) output {
+	r.t.Helper()
+	return r.deliver(&messages.DasherStatusChanged{DasherId: id, Online: true, Position: p, Cell: AreaOf(p), FreeCapacity: 1, At: timestamppb.New(r.now)})
+}
+
+func (r *areaRun) accepted(orderID string) output {
+	r.t.Helper()
+	pickup := cellCentre(r.t, r.self)
+	return r.deliver(&messages.OrderAccepted{OrderId: orderID, RestaurantId: "r_1", Pickup: pickup, Dropoff: offset(pickup, 800, 800)})
+}
+
+func (r *areaRun) dispatch(orderID string) *messages.Dispatch {
+	r.t.Helper()
+	d := r.state.GetDispatches()[orderID]
+	if d == nil {
+		r.t.Fatalf("no dispatch of %s", orderID)
+	}
+	return d
+}
+
+func openOffers(d *messages.Dispatch) []string {
+	var ids []string
+	for _, o := range d.GetOpen() {
+		ids = append(ids, o.GetDasherId())
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// inCell returns a point metres north of the area's centre, checked to be in the area.
+func (r *areaRun) inCell(north float64) *messages.Position {
+	r.t.Helper()
+	p := offset(cellCentre(r.t, r.self), north, 0)
+	if AreaOf(p) != r.self {
+		r.t.Fatalf("%v m north of the centre is outside the cell", north)
+	}
+	return p
+}
+
+// inNeighbour returns a point metres north of the centre of the i-th neighbour area.
+func (r *areaRun) inNeighbour(i int, north float64) *messages.Position {
+	r.t.Helper()
+	n := areasAround(r.self)[1+i]
+	p := offset(cellCentre(r.t, n), north, 0)
+	if AreaOf(p) != n {
+		r.t.Fatalf("%v m north of neighbour %d's centre is outside it", north, i)
+	}
+	return p
+}
+
+// sixDashers: d1..d4 in the cell (d1 nearest the pickup, the cell's centre), n1, n2 in neighbour cells.
+func sixDashers(r *areaRun) {
+	r.t.Helper()
+	r.dasher("d3", r.inCell(150))
+	r.dasher("d1", r.inCell(10))
+	r.dasher("d4", r.inCell(200))
+	r.dasher("d2", r.inCell(100))
+	r.dasher("n1", r.inNeighbour(0, 0))
+	r.dasher("n2", r.inNeighbour(3, 50))
+}
+
+func TestAreaWaveOneOffersTheNearestInTheCell(t *testing.T) {
+	r := newAreaRun(t)
+	sixDashers(r)
+	o := r.accepted("o_1")
+	offered := sendsOf[*messages.DeliveryOffered](o)
+	if got := keys(offered); !slices.Equal(got, []string{"d1", "d2", "d3"}) {
+		t.Fatalf("wave 1 offered to %v, want the 3 nearest in the cell [d1 d2 d3]", got)
+	}
+	for id, off := range offered {
+		if off.GetWave() != 1 || off.GetArea() != r.self || off.GetOrderId() != "o_1" || off.GetDasherId() != id || off.GetAutoAssigned() ||
+			!off.GetExpiresAt().AsTime().Equal(testNow.Add(DefaultOfferTTL)) || !proto.Equal(off.GetPickup(), cellCentre(t, r.self)) {
+			t.Errorf("offer to %s: %v", id, off)
+		}
+	}
+	if offered["d1"].GetDistanceM() >= offered["d2"].GetDistanceM() || offered["d2"].GetDistanceM() >= offered["d3"].GetDistanceM() {
+		t.Errorf("distances not increasing d1 < d2 < d3: %v %v %v", offered["d1"].GetDistanceM(), offered["d2"].GetDistanceM(), offered["d3"].GetDistanceM())
+	}
+	if r.timer == nil || !r.timer.Equal(testNow.Add(DefaultOfferTTL)) {
+		t.Errorf("offers timer %v, want %v", r.timer, testNow.Add(DefaultOfferTTL))
+	}
+	if d := r.dispatch("o_1"); d.GetWave() != 1 || len(d.GetOpen()) != 3 {
+		t.Errorf("dispatch after wave 1: %v", d)
+	}
+}
+
+func TestAreaExpiryWidensToNeighbours(t *testing.T) {
+	r := newAreaRun(t)
+	sixDashers(r)
+	r.accepted("o_1")
+
+	o := r.fire() // wave 1 expires
+	expired := sendsOf[*messages.OfferExpired](o)
+	if got := keys(expired); !slices.Equal(got, []string{"d1", "d2", "d3"}) {
+		t.Fatalf("expired %v, want [d1 d2 d3]", got)
+	}
+	offered := sendsOf[*messages.DeliveryOffered](o)
+	// Wave 2 is wide and prefers dashers who have not had the offer: d4 (cell), n1 and n2 (neighbours).
+	if got := keys(offered); !slices.Equal(got, []string{"d4", "n1", "n2"}) {
+		t.Fatalf("wave 2 offered to %v, want [d4 n1 n2]", got)
+	}
+	for _, off := range offered {
+		if off.GetWave() != 2 || !off.GetExpiresAt().AsTime().Equal(r.now.Add(DefaultOfferTTL)) {
+			t.Errorf("wave 2 offer %v", off)
+		}
+	}
+	closed := 0
+	for _, ev := range o.events {
+		if c, ok := ev.(*messages.OfferClosed); ok && c.GetOutcome() == messages.OfferOutcome_OFFER_OUTCOME_EXPIRED {
+			closed++
+		}
+	}
+	if closed != 3 {
+		t.Errorf("%d offers closed as expired, want 3", closed)
+	}
+
+	o = r.fire() // wave 2 expires: wave 3 goes back to the nearest, who have had one offer each
+	if got := keys(sendsOf[*messages.DeliveryOffered](o)); !slices.Equal(got, []string{"d1", "d2", "d3"}) {
+		t.Fatalf("wave 3 offered to %v, want [d1 d2 d3]", got)
+	}
+	if d := r.dispatch("o_1"); d.GetWave() != 3 || d.GetOffered()["d1"] != 2 || d.GetOffered()["n1"] != 1 {
+		t.Errorf("dispatch after wave 3: %v", d)
+	}
+}
+
+func TestAreaWidensAtOnceWhenTheCellIsEmpty(t *testing.T) {
+	r := newAreaRun(t)
+	r.dasher("n1", r.inNeighbour(0, 0))
+	o := r.accepted("o_1")
+	off := sendsOf[*messages.DeliveryOffered](o)["n1"]
+	if off == nil || off.GetWave() != 2 {
+		t.Fatalf("offers %v, want wave 2 to n1", o.sends)
+	}
+}
+
+func TestAreaWithNoDasherWaitsForOne(t *testing.T) {
+	r := newAreaRun(t)
+	o := r.accepted("o_1")
+	if len(o.sends) != 0 || r.timer != nil {
+		t.Fatalf("sends %v timer %v with no dasher", o.sends, r.timer)
+	}
+	if d := r.dispatch("o_1"); d.GetEnded() || d.GetWave() != 0 {
+		t.Fatalf("dispatch %v", d)
+	}
+	o = r.dasher("n1", r.inNeighbour(2, 0))
+	if off := sendsOf[*messages.DeliveryOffered](o)["n1"]; off == nil {
+		t.Fatalf("a dasher coming online got no offer: %v", o.sends)
+	}
+	if r.timer == nil {
+		t.Error("no offers timer after the offer")
+	}
+	// A second dasher while the offer is open gets nothing: the dispatch waits for the open offer.
+	if o = r.dasher("d1", r.inCell(0)); len(o.sends) != 0 {
+		t.Errorf("second dasher got %v while an offer was open", o.sends)
+	}
+}
+
+func TestAreaOnlyDashersWithFreeCapacity(t *testing.T) {
+	r := newAreaRun(t)
+	r.cfg.WaveSize = 1
+	r.dasher("d1", r.inCell(0))
+	r.deliver(&messages.DasherStatusChanged{DasherId: "full", Online: true, Position: sfCentre, Cell: r.self, FreeCapacity: 0})
+	r.accepted("o_1")
+	if got := openOffers(r.dispatch("o_1")); !slices.Equal(got, []string{"d1"}) {
+		t.Fatalf("o_1 offered to %v", got)
+	}
+	// d1 has capacity 1 and an open offer: o_2 waits rather than offering d1 two orders at once.
+	r.accepted("o_2")
+	if got := openOffers(r.dispatch("o_2")); len(got) != 0 {
+		t.Fatalf("o_2 offered to %v while d1 holds an offer", got)
+	}
+	// d1 gets capacity 2: o_2 is offered to it.
+	o := r.deliver(&messages.DasherStatusChanged{DasherId: "d1", Online: true, Position: r.inCell(0), Cell: r.self, FreeCapacity: 2})
+	if got := keys(sendsOf[*messages.DeliveryOffered](o)); !slices.Equal(got, []string{"d1"}) {
+		t.Fatalf("after more capacity: %v", o.sends)
+	}
+	// Offline dashers are forgotten; an unknown dasher going offline changes nothing.
+	r.deliver(&messages.DasherStatusChanged{DasherId: "full", Online: false})
+	if _, ok := r.state.GetDashers()["full"]; ok {
+		t.Error("offline dasher still known")
+	}
+	if out, _ := decideDeliverArea(r.self, r.state, &messages.DasherStatusChanged{DasherId: "ghost"}, r.cfg, r.now); len(out) != 0 {
+		t.Errorf("unknown dasher offline: %v", out)
+	}
+}
+
+func TestAreaDeclineMovesToTheNextDasher(t *testing.T) {
+	r := newAreaRun(t)
+	sixDashers(r)
+	r.accepted("o_1")
+	o := r.deliver(&messages.OfferDeclined{OrderId: "o_1", DasherId: "d2"})
+	if got := keys(sendsOf[*messages.DeliveryOffered](o)); !slices.Equal(got, []string{"d4"}) {
+		t.Fatalf("after d2 declined, offered to %v, want [d4] (wave 1 stays in the cell)", got)
+	}
+	if d := r.dispatch("o_1"); !slices.Equal(openOffers(d), []string{"d1", "d3", "d4"}) || !slices.Contains(d.GetExcluded(), "d2") {
+		t.Fatalf("dispatch %v", d)
+	}
+	// A late or repeated decline changes nothing.
+	if o = r.deliver(&messages.OfferDeclined{OrderId: "o_1", DasherId: "d2"}); len(o.events)+len(o.sends) != 0 {
+		t.Errorf("repeated decline: %v %v", o.events, o.sends)
+	}
+	// The cell is exhausted: the next decline widens at once.
+	o = r.deliver(&messages.OfferDeclined{OrderId: "o_1", DasherId: "d1"})
+	if got := keys(sendsOf[*messages.DeliveryOffered](o)); len(got) != 0 {
+		t.Fatalf("wave 1 with open offers left should not widen yet: %v", got)
+	}
+	r.deliver(&messages.OfferDeclined{OrderId: "o_1", DasherId: "d3"})
+	o = r.deliver(&messages.OfferDeclined{OrderId: "o_1", DasherId: "d4"})
+	if got := keys(sendsOf[*messages.DeliveryOffered](o)); !slices.Equal(got, []string{"n1", "n2"}) {
+		t.Fatalf("all in the cell declined: offered to %v, want the neighbours [n1 n2]", got)
+	}
+	// Declined dashers never get this order again, even when nobody else is left.
+	r.deliver(&messages.OfferDeclined{OrderId: "o_1", DasherId: "n1"})
+	o = r.deliver(&messages.OfferDeclined{OrderId: "o_1", DasherId: "n2"})
+	if len(o.sends) != 0 || r.timer != nil {
+		t.Fatalf("everyone declined: sends %v timer %v", o.sends, r.timer)
+	}
+}
+
+func TestAreaAssignmentWithdrawsTheOtherOffers(t *testing.T) {
+	r := newAreaRun(t)
+	sixDashers(r)
+	r.accepted("o_1")
+	o := r.deliver(&messages.DasherAssigned{OrderId: "o_1", DasherId: "d2"})
+	if got := keys(sendsOf[*messages.OfferWithdrawn](o)); !slices.Equal(got, []string{"d1", "d3"}) {
+		t.Fatalf("withdrawn from %v, want [d1 d3]", got)
+	}
+	outcomes := map[string]messages.OfferOutcome{}
+	for _, ev := range o.events {
+		if c, ok := ev.(*messages.OfferClosed); ok {
+			outcomes[c.GetDasherId()] = c.GetOutcome()
+		}
+	}
+	if outcomes["d2"] != messages.OfferOutcome_OFFER_OUTCOME_ACCEPTED || outcomes["d1"] != messages.OfferOutcome_OFFER_OUTCOME_WITHDRAWN {
+		t.Errorf("outcomes %v", outcomes)
+	}
+	d := r.dispatch("o_1")
+	if !d.GetEnded() || d.GetAssignedDasherId() != "d2" || len(d.GetOpen()) != 0 || r.timer != nil {
+		t.Fatalf("dispatch %v timer %v", d, r.timer)
+	}
+	if len(r.state.GetEnded()) != 1 {
+		t.Errorf("ended %v", r.state.GetEnded())
+	}
+	// Late messages about the ended dispatch change nothing; so does a second OrderAccepted.
+	for _, late := range []proto.Message{
+		&messages.OfferDeclined{OrderId: "o_1", DasherId: "d1"},
+		&messages.DasherAssigned{OrderId: "o_1", DasherId: "d2"},
+		&messages.OrderAccepted{OrderId: "o_1", Pickup: sfCentre},
+		&messages.DasherReleased{OrderId: "o_1", DasherId: "d1"}, // not the assigned dasher
+	} {
+		if o := r.deliver(late); len(o.events)+len(o.sends)+len(o.timers) != 0 {
+			t.Errorf("late %T: %v %v", late, o.events, o.sends)
+		}
+	}
+	// The timer of a dispatch that ended in between fires without effect.
+	if out, err := decideAreaTimer(r.self, r.state, areaOffersTimer, r.cfg, r.now.Add(time.Hour)); err != nil || len(out) != 0 {
+		t.Errorf("timer after the end: %v %v", out, err)
+	}
+}
+
+func TestAreaCancellationWithdrawsEveryOffer(t *testing.T) {
+	for _, cancel := range []proto.Message{
+		&messages.OrderCancelled{OrderId: "o_1", By: messages.CancelledBy_CANCELLED_BY_CUSTOMER},
+		&messages.OrderRejected{OrderId: "o_1"},
+	} {
+		r := newAreaRun(t)
+		sixDashers(r)
+		r.accepted("o_1")
+		o := r.deliver(cancel)
+		if got := keys(sendsOf[*messages.OfferWithdrawn](o)); !slices.Equal(got, []string{"d1", "d2", "d3"}) {
+			t.Fatalf("%T withdrew %v", cancel, got)
+		}
+		if d := r.dispatch("o_1"); !d.GetEnded() || !d.GetCancelled() || r.timer != nil {
+			t.Fatalf("%T: dispatch %v timer %v", cancel, d, r.timer)
+		}
+		if o := r.deliver(cancel); len(o.events) != 0 {
+			t.Errorf("second %T: %v", cancel, o.events)
+		}
+	}
+}
+
+func TestAreaReleasedDasherReopensTheDispatch(t *testing.T) {
+	r := newAreaRun(t)
+	sixDashers(r)
+	r.accepted("o_1")
+	r.deliver(&messages.DasherAssigned{OrderId: "o_1", DasherId: "d1"})
+	o := r.deliver(&messages.DasherReleased{OrderId: "o_1", DasherId: "d1", Reason: "declined"})
+	offered := keys(sendsOf[*messages.DeliveryOffered](o))
+	if slices.Contains(offered, "d1") || len(offered) != 3 {
+		t.Fatalf("reopened dispatch offered to %v (d1 was released and must not be offered again)", offered)
+	}
+	d := r.dispatch("o_1")
+	if d.GetEnded() || d.GetAssignedDasherId() != "" || slices.Contains(r.state.GetEnded(), "o_1") {
+		t.Fatalf("dispatch %v ended %v", d, r.state.GetEnded())
+	}
+	// After a cancellation a release does not reopen.
+	r.deliver(&messages.DasherAssigned{OrderId: "o_1", DasherId: "d2"})
+	r.deliver(&messages.OrderCancelled{OrderId: "o_1"})
+	if o := r.deliver(&messages.DasherReleased{OrderId: "o_1", DasherId: "d2"}); len(o.events) != 0 {
+		t.Errorf("release after cancel: %v", o.events)
+	}
+}
+
+func TestAreaPartialExpiryKeepsTheOthersOpen(t *testing.T) {
+	r := newAreaRun(t)
+	sixDashers(r)
+	r.accepted("o_1")
+	r.now = r.now.Add(10 * time.Second)
+	r.deliver(&messages.OfferDeclined{OrderId: "o_1", DasherId: "d1"}) // d4 offered now, expires 10 s later
+	o := r.fire()
+	if got := keys(sendsOf[*messages.OfferExpired](o)); !slices.Equal(got, []string{"d2", "d3"}) {
+		t.Fatalf("expired %v", got)
+	}
+	if len(sendsOf[*messages.DeliveryOffered](o)) != 0 {
+		t.Fatalf("a new wave while d4's offer is open: %v", o.sends)
+	}
+	if r.timer == nil || !r.timer.Equal(testNow.Add(10*time.Second+DefaultOfferTTL)) {
+		t.Fatalf("timer %v, want d4's expiry", r.timer)
+	}
+	o = r.fire()
+	if got := keys(sendsOf[*messages.OfferExpired](o)); !slices.Equal(got, []string{"d4"}) {
+		t.Fatalf("expired %v", got)
+	}
+	if got := keys(sendsOf[*messages.DeliveryOffered](o)); !slices.Equal(got, []string{"d2", "n1", "n2"}) {
+		t.Fatalf("wave 2 offered to %v, want the neighbours then the nearest expired one", got)
+	}
+}
+
+func TestAreaAutoAssign(t *testing.T) {
+	r := newAreaRun(t)
+	out, err := decideSetAutoAssign(r.state, &messages.SetAutoAssign{CommandId: "a", Enabled: true})
+	r.take(out, err)
+	if !r.state.GetAutoAssign() {
+		t.Fatal("auto-assign not set")
+	}
+	if out, err := decideSetAutoAssign(r.state, &messages.SetAutoAssign{CommandId: "b", Enabled: true}); err != nil || len(out) != 0 {
+		t.Fatalf("setting it again: %v %v", out, err)
+	}
+	sixDashers(r)
+	o := r.accepted("o_1")
+	offered := sendsOf[*messages.DeliveryOffered](o)
+	if got := keys(offered); !slices.Equal(got, []string{"d1"}) || !offered["d1"].GetAutoAssigned() {
+		t.Fatalf("auto-assign offered %v, want d1 alone, auto_assigned", o.sends)
+	}
+	if !r.dispatch("o_1").GetAutoAssign() {
+		t.Error("dispatch not in auto-assign mode")
+	}
+	// The dasher declines (or could not take it): the next best is assigned.
+	o = r.deliver(&messages.OfferDeclined{OrderId: "o_1", DasherId: "d1", Reason: "at capacity"})
+	offered = sendsOf[*messages.DeliveryOffered](o)
+	if got := keys(offered); !slices.Equal(got, []string{"d2"}) || !offered["d2"].GetAutoAssigned() {
+		t.Fatalf("after the decline: %v", o.sends)
+	}
+	// The mode applies to dispatches that start after it changes.
+	out, err = decideSetAutoAssign(r.state, &messages.SetAutoAssign{CommandId: "c", Enabled: false})
+	r.take(out, err)
+	if !r.dispatch("o_1").GetAutoAssign() {
+		t.Error("the open dispatch changed mode")
+	}
+}
+
+func TestAreaRefusesMalformedInput(t *testing.T) {
+	r := newAreaRun(t)
+	for name, p := range map[string]proto.Message{
+		"accepted no id":    &messages.OrderAccepted{Pickup: sfCentre},
+		"accepted no place": &messages.OrderAccepted{OrderId: "o_1"},
+		"status no id":      &messages.DasherStatusChanged{Online: true, Position: sfCentre, Cell: r.self},
+		"status bad cell":   &messages.DasherStatusChanged{DasherId: "d", Online: true, Position: sfCentre, Cell: "nope"},
+		"listing no id":     &messages.RestaurantListed{Position: sfCentre},
+	} {
+		if _, err := decideDeliverArea(r.self, r.state, p, r.cfg, r.now); codeOf(t, err) != messages.ErrorReason_INVALID_ARGUMENT {
+			t.Errorf("%s: %v, want INVALID_ARGUMENT", name, err)
+		}
+	}
+	if _, err := decideDeliverArea(r.self, r.state, &messages.FoodReady{OrderId: "o_1"}, r.cfg, r.now); !errors.Is(err, errUnexpectedPayload) {
+		t.Errorf("unexpected payload: %v", err)
+	}
+	if _, err := decideAreaTimer(r.self, r.state, "other", r.cfg, r.now); codeOf(t, err) != messages.ErrorReason_INVALID_ARGUMENT {
+		t.Errorf("unknown timer: %v", err)
+	}
+	// Messages about unknown orders are ignored.
+	for _, p := range []proto.Message{
+		&messages.OfferDeclined{OrderId: "o_x", DasherId: "d"},
+		&messages.DasherAssigned{OrderId: "o_x", DasherId: "d"},
+		&messages.OrderCancelled{OrderId: "o_x"},
+		&messages.DasherReleased{OrderId: "o_x", DasherId: "d"},
+	} {
+		if o := r.deliver(p); len(o.events)+len(o.sends) != 0 {
+			t.Errorf("%T about an unknown order: %v", p, o.events)
+		}
+	}
+}
+
+func TestAreaKeepsABoundedNumberOfEndedDispatches(t *testing.T) {
+	r := newAreaRun(t)
+	for i := range MaxEndedDispatches + 5 {
+		id := fmt.Sprintf("o_%d", i)
+		r.accepted(id)
+		r.deliver(&messages.OrderCancelled{OrderId: id})
+	}
+	if n := len(r.state.GetDispatches()); n != MaxEndedDispatches || len(r.state.GetEnded()) != MaxEndedDispatches {
+		t.Fatalf("%d dispatches, %d ended kept; want %d", n, len(r.state.GetEnded()), MaxEndedDispatches)
+	}
+	if _, ok := r.state.GetDispatches()["o_0"]; ok {
+		t.Error("the oldest ended dispatch was kept")
+	}
+}
+
+func TestAreaDecisionsDoNotChangeTheirInput(t *testing.T) {
+	r := newAreaRun(t)
+	sixDashers(r)
+	r.accepted("o_1")
+	before := proto.Clone(r.state)
+	if _, err := decideAreaTimer(r.self, r.state, areaOffersTimer, r.cfg, r.now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decideDeliverArea(r.self, r.state, &messages.DasherAssigned{OrderId: "o_1", DasherId: "d1"}, r.cfg, r.now); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(before, r.state) {
+		t.Fatal("a decision changed the state it was given")
+	}
+}
+
+func TestApplyAreaRefusesForeignEvents(t *testing.T) {
+	s := &messages.AreaState{}
+	if err := applyArea(s, &messages.MenuUpdated{}); err == nil {
+		t.Error("foreign event applied")
+	}
+	if err := applyArea(s, &messages.OffersMade{OrderId: "o_x"}); err == nil {
+		t.Error("event about an unknown dispatch applied")
+	}
+}
+
+func TestAreaView(t *testing.T) {
+	r := newAreaRun(t)
+	sixDashers(r)
+	r.accepted("o_2")
+	r.accepted("o_1")
+	r.deliver(&messages.OrderCancelled{OrderId: "o_2"})
+	v := areaView(r.self, r.state)
+	if v.GetCell() != r.self || len(v.GetDashers()) != 6 || v.GetDashers()[0].GetDasherId() != "d1" {
+		t.Fatalf("view %v", v)
+	}
+	if len(v.GetDispatches()) != 1 || v.GetDispatches()[0].GetOrderId() != "o_1" {
+		t.Fatalf("view lists dispatches %v, want the open o_1", v.GetDispatches())
+	}
+	v.Dashers[0].DasherId = "changed"
+	if r.state.GetDashers()["d1"].GetDasherId() != "d1" {
+		t.Error("the view shares the state")
+	}
+}
