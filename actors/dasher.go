@@ -74,7 +74,7 @@ const (
 	DefaultDasherCapacity = 1
 	MaxDasherCapacity     = 10
 	MaxVehicleLen         = 100
-	MaxDeclineReasonLen          = 500
+	MaxDeclineReasonLen   = 500
 	// MaxSettledOffers is how many ended offers a dasher remembers, to answer a late accept with how it ended.
 	MaxSettledOffers = 64
 )
