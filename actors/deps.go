@@ -287,6 +287,7 @@ func Kinds(deps Deps) []*pcluster.Kind {
 		messages.CustomerFactory(func() messages.Customer { return &Customer{} })
 		messages.AreaFactory(func() messages.Area { return &Area{} })
 		messages.DasherFactory(func() messages.Dasher { return &Dasher{} })
+		messages.OrderFactory(func() messages.Order { return &Order{} })
 	})
 	restaurant := actor.PropsFromProducer(func() actor.Actor {
 		return &restaurantActor{
@@ -303,8 +304,12 @@ func Kinds(deps Deps) []*pcluster.Kind {
 	dasher := actor.PropsFromProducer(func() actor.Actor {
 		return &dasherActor{DasherActor: messages.DasherActor{Timeout: d.PassivateAfter}, hosted: newHosted(&d, KindDasher)}
 	})
+	order := actor.PropsFromProducer(func() actor.Actor {
+		return &orderActor{OrderActor: messages.OrderActor{Timeout: d.PassivateAfter}, hosted: newHosted(&d, KindOrder)}
+	})
 	return []*pcluster.Kind{
 		pcluster.NewKind(KindRestaurant, restaurant),
+		pcluster.NewKind(KindOrder, order),
 		pcluster.NewKind(KindCustomer, customer),
 		pcluster.NewKind(KindArea, area),
 		pcluster.NewKind(KindDasher, dasher),
