@@ -274,6 +274,8 @@ func TestPause(t *testing.T) {
 	c.WaitFor(func() bool {
 		return len(c.Node(0).Members()) == 2 && len(c.Node(1).Members()) == 2
 	}, 20*time.Second, "paused member declared dead by the others")
+	// Cut off from everyone, the paused member stops serving instead of hosting every identity alone.
+	c.WaitFor(func() bool { return !c.Node(p).Ready() }, 20*time.Second, "isolated member stops serving")
 	// The survivors take over the paused member's identities.
 	c.WaitFor(func() bool {
 		for k := 0; k < identities; k++ {

@@ -110,6 +110,11 @@ type Config struct {
 	// member's own fence (notice, drain, leave). LAN 30 s, local 8 s.
 	FenceGrace time.Duration
 
+	// IsolationWindow: a member that loses all of at least two peers seen live within this window (none of them
+	// leaving gracefully) considers itself cut off and fences at once. Cover memberlist's longest suspicion
+	// timeout (SuspicionMaxTimeoutMult * SuspicionMult * ProbeInterval). LAN 60 s, local 8 s.
+	IsolationWindow time.Duration
+
 	// ReconnectInterval is how often this member tries to rejoin the addresses of members that departed (declared
 	// dead or left). memberlist never contacts dead members again, so without this two sides of a healed
 	// partition (or a paused member and the rest) would each go on alone. LAN 5 s, local 500 ms.
@@ -167,6 +172,7 @@ func DefaultLANConfig() Config {
 		TopologyRefreshInterval:    time.Second,
 		BlockNoticeTTL:             5 * time.Second,
 		FenceGrace:                 30 * time.Second,
+		IsolationWindow:            60 * time.Second,
 		ReconnectInterval:          5 * time.Second,
 		ReconnectTimeout:           30 * time.Minute,
 		DrainTimeout:               10 * time.Second,
@@ -205,6 +211,7 @@ func DefaultLocalConfig() Config {
 	c.TopologyRefreshInterval = 200 * time.Millisecond
 	c.BlockNoticeTTL = time.Second
 	c.FenceGrace = 8 * time.Second
+	c.IsolationWindow = 8 * time.Second
 	c.ReconnectInterval = 500 * time.Millisecond
 	c.ReconnectTimeout = 30 * time.Second
 	c.DrainTimeout = 2 * time.Second
@@ -274,6 +281,7 @@ func (c Config) Validate() error {
 		{"TopologyRefreshInterval", c.TopologyRefreshInterval},
 		{"BlockNoticeTTL", c.BlockNoticeTTL},
 		{"FenceGrace", c.FenceGrace},
+		{"IsolationWindow", c.IsolationWindow},
 		{"ReconnectInterval", c.ReconnectInterval},
 		{"ReconnectTimeout", c.ReconnectTimeout},
 		{"DrainTimeout", c.DrainTimeout},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -135,6 +136,9 @@ func startIncarnation(cfg Config, kindsFn KindsFunc, gossipBind, remoteBind stri
 	c := pcluster.New(system, ccfg)
 	inc.cluster = c
 	c.Remote = remote.NewRemote(system, rc)
+	if err := probeBind("tcp", remoteBind); err != nil {
+		return inc, fmt.Errorf("cluster: bind remote address %q: %w", remoteBind, err)
+	}
 	if err := startRemote(c.Remote); err != nil {
 		return inc, fmt.Errorf("cluster: bind remote address %q: %w", remoteBind, err)
 	}
@@ -181,6 +185,14 @@ func (inc *incarnation) bindGossip(bind string) error {
 	tries := 1
 	if port == 0 {
 		tries = 10
+	} else {
+		// memberlist flattens its bind errors to text; probing first keeps the cause (errors.Is(err,
+		// syscall.EADDRINUSE)) for the caller.
+		for _, network := range []string{"tcp", "udp"} {
+			if err := probeBind(network, net.JoinHostPort(host, strconv.Itoa(port))); err != nil {
+				return fmt.Errorf("cluster: bind gossip address %q: %w", bind, err)
+			}
+		}
 	}
 	var nt *memberlist.NetTransport
 	var err error
@@ -218,6 +230,27 @@ func (inc *incarnation) bindGossip(bind string) error {
 		inc.transport = nt
 	}
 	return nil
+}
+
+// probeBind checks that addr can be bound (port 0 always can), keeping the cause of failure as a wrapped error.
+func probeBind(network, addr string) error {
+	if _, port, _ := splitHostPort(addr); port == 0 {
+		return nil
+	}
+	switch network {
+	case "udp":
+		c, err := net.ListenPacket(network, addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	default:
+		l, err := net.Listen(network, addr)
+		if err != nil {
+			return err
+		}
+		return l.Close()
+	}
 }
 
 // startRemote starts the gRPC server; protoactor panics when it cannot listen, we return the error.
@@ -337,7 +370,8 @@ func (inc *incarnation) requestFence(reason string) {
 	}
 }
 
-// peers returns the gossip addresses of the other live members, to rejoin through after a fence.
+// peers returns the gossip addresses of the other live members and of recently departed ones (an isolated
+// member has no live peer left), to rejoin through after a fence.
 func (inc *incarnation) peers() []string {
 	if inc.provider == nil || inc.provider.ml == nil {
 		return nil
@@ -348,6 +382,13 @@ func (inc *incarnation) peers() []string {
 			out = append(out, n.Address())
 		}
 	}
+	inc.provider.failedMu.Lock()
+	for _, f := range inc.provider.failed {
+		if !slices.Contains(out, f.addr) {
+			out = append(out, f.addr)
+		}
+	}
+	inc.provider.failedMu.Unlock()
 	return out
 }
 
@@ -363,6 +404,7 @@ func (inc *incarnation) stop() {
 			}
 		}
 		if inc.provider != nil && inc.provider.ml != nil {
+			inc.provider.announceLeaving()
 			if err := inc.provider.Shutdown(true); err != nil {
 				inc.log.Warn("leave cluster", slog.Any("error", err))
 			}

@@ -105,7 +105,9 @@ func (p *placement) onActivationRequest(ctx actor.Context, req *pcluster.Activat
 		return
 	}
 	props := pcluster.WithClusterIdentity(kind.Props, ci)
-	pid := ctx.SpawnPrefix(props, ci.Identity)
+	// The name carries kind and identity: a caller's stale cached PID (say, of a member that was restarted on the
+	// same address, whose name counter starts again) can then only reach an activation of the same identity.
+	pid := ctx.SpawnPrefix(props, ci.Kind+"/"+ci.Identity)
 	p.active[key] = &activation{ci: ci, pid: pid}
 	p.byPID[pid.Id] = key
 	p.counts.add(ci.Kind, 1)

@@ -62,6 +62,9 @@ type provider struct {
 	lastHash     uint64
 	installed    bool
 	blockedSince map[string]time.Time // live member ids we have blocked → since when
+	recentPeers  map[string]time.Time // peer ids → last seen live (isolation check)
+
+	leaving map[string]time.Time // peers that announced a graceful leave (under noticeMu)
 }
 
 func newProvider(cfg Config, log *slog.Logger, self *pcluster.Member) (*provider, error) {
@@ -83,6 +86,8 @@ func newProvider(cfg Config, log *slog.Logger, self *pcluster.Member) (*provider
 		failed:        map[string]failedNode{},
 		reconnectDone: make(chan struct{}),
 		blockedSince:  map[string]time.Time{},
+		recentPeers:   map[string]time.Time{},
+		leaving:       map[string]time.Time{},
 	}, nil
 }
 
@@ -306,6 +311,9 @@ func (p *provider) checkFence(nodes []*memberlist.Node) string {
 	if len(live) > 0 && 2*against > len(live) {
 		return "declared dead by a majority of members"
 	}
+	if reason := p.checkIsolated(live, now); reason != "" {
+		return reason
+	}
 	for id, since := range p.blockedSince {
 		if now.Sub(since) >= p.cfg.FenceGrace {
 			return "member " + id + " stayed alive after this member declared it dead"
@@ -314,8 +322,56 @@ func (p *provider) checkFence(nodes []*memberlist.Node) string {
 	return ""
 }
 
+// checkIsolated fences a member that lost every other member at once: all of at least two peers seen live within
+// IsolationWindow are gone, and none of them announced it was leaving. Crashing together is far less likely than
+// this member being cut off (paused, partitioned); fencing now means it stops serving its one-member view, and it
+// rejoins later with a fresh memberlist instead of spreading its stale death claims about the others (which make
+// healthy members suspect each other). A two-member cluster never fences this way: there the survivor of a
+// crash must go on serving.
+func (p *provider) checkIsolated(live map[string]bool, now time.Time) string {
+	for id := range live {
+		p.recentPeers[id] = now
+	}
+	p.noticeMu.Lock()
+	defer p.noticeMu.Unlock()
+	lost := 0
+	for id, seen := range p.recentPeers {
+		left, announced := p.leaving[id]
+		switch {
+		case now.Sub(seen) > p.cfg.IsolationWindow:
+			delete(p.recentPeers, id)
+		case announced && now.Sub(left) <= p.cfg.IsolationWindow:
+		case !live[id]:
+			lost++
+		}
+	}
+	for id, at := range p.leaving {
+		if now.Sub(at) > p.cfg.IsolationWindow {
+			delete(p.leaving, id)
+		}
+	}
+	if len(live) == 0 && lost >= 2 {
+		return "lost every other member at once: isolated"
+	}
+	return ""
+}
+
 // Block notices are memberlist user messages: a magic prefix, the sender's id and the id it has blocked.
 var noticeMagic = []byte("platter/blocked\x00")
+
+// Leaving notices ("platter/leaving\x00<id>") are sent by a member that stops gracefully, so its peers do not
+// count its departure towards isolation.
+var leavingMagic = []byte("platter/leaving\x00")
+
+// announceLeaving tells every live peer that this member is leaving on purpose.
+func (p *provider) announceLeaving() {
+	msg := append(append([]byte(nil), leavingMagic...), p.selfM.Id...)
+	for _, n := range p.liveNodes() {
+		if n.Name != p.selfM.Id && p.send != nil {
+			_ = p.send(n, msg)
+		}
+	}
+}
 
 func encodeNotice(from, to string) []byte {
 	b := append([]byte(nil), noticeMagic...)
@@ -341,6 +397,12 @@ func decodeNotice(b []byte) (from, to string, ok bool) {
 func (p *provider) NodeMeta(int) []byte { return p.meta }
 
 func (p *provider) NotifyMsg(b []byte) {
+	if id, found := bytes.CutPrefix(b, leavingMagic); found && len(id) > 0 {
+		p.noticeMu.Lock()
+		p.leaving[string(id)] = p.now()
+		p.noticeMu.Unlock()
+		return
+	}
 	from, to, ok := decodeNotice(b)
 	if !ok || to != p.selfM.Id {
 		return

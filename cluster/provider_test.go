@@ -177,3 +177,50 @@ func TestNoticeCodec(t *testing.T) {
 		}
 	}
 }
+
+// TestProviderIsolation: losing every peer at once (at least two) fences; peers that announced their leave do
+// not count; a two-member cluster's survivor does not fence.
+func TestProviderIsolation(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		peers   []string
+		leaving []string
+		fence   bool
+	}{
+		{"all peers lost", []string{"a", "b"}, nil, true},
+		{"peers left gracefully", []string{"a", "b"}, []string{"a", "b"}, false},
+		{"one left, one lost", []string{"a", "b"}, []string{"a"}, false},
+		{"two-member cluster", []string{"a"}, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, fake, _, now, _, fences := newTestProvider(t)
+			nodes := []*memberlist.Node{mnode("self", 1)}
+			for i, id := range tc.peers {
+				nodes = append(nodes, mnode(id, int32(10+i)))
+			}
+			fake.set(nodes...)
+			p.refresh()
+			for _, id := range tc.leaving {
+				p.NotifyMsg(append(append([]byte(nil), leavingMagic...), id...))
+			}
+			*now = now.Add(time.Second)
+			fake.set(mnode("self", 1))
+			p.refresh()
+			if got := len(*fences) > 0; got != tc.fence {
+				t.Fatalf("fenced = %v (%v), want %v", got, *fences, tc.fence)
+			}
+		})
+	}
+	// Peers lost one by one, further apart than IsolationWindow, do not fence.
+	p, fake, _, now, _, fences := newTestProvider(t)
+	fake.set(mnode("self", 1), mnode("a", 2), mnode("b", 3))
+	p.refresh()
+	fake.set(mnode("self", 1), mnode("b", 3))
+	p.refresh()
+	*now = now.Add(2 * p.cfg.IsolationWindow)
+	fake.set(mnode("self", 1))
+	p.refresh()
+	if len(*fences) != 0 {
+		t.Fatalf("fenced after losing peers one by one: %v", *fences)
+	}
+}

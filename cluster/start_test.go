@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,8 +100,8 @@ func TestStartPortInUse(t *testing.T) {
 				_ = node.Stop(ctx)
 				t.Fatal("Start succeeded on a port in use")
 			}
-			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "address already in use") {
-				t.Fatalf("Start error = %q, want it to contain %q and the cause", err, tc.want)
+			if !strings.Contains(err.Error(), tc.want) || !errors.Is(err, syscall.EADDRINUSE) {
+				t.Fatalf("Start error = %q, want it to contain %q and wrap EADDRINUSE", err, tc.want)
 			}
 		})
 	}
