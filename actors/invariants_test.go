@@ -12,8 +12,8 @@ import (
 	"github.com/platterhq/platter/messages"
 )
 
-// appendEvents writes msgs to stream after its last event, with the reminder (zero: none).
-func appendEvents(t *testing.T, j journal.Journal, stream string, reminder time.Time, msgs ...proto.Message) {
+// appendTestEvents writes msgs to stream after its last event, with the reminder (zero: none).
+func appendTestEvents(t *testing.T, j journal.Journal, stream string, reminder time.Time, msgs ...proto.Message) {
 	t.Helper()
 	ctx := context.Background()
 	old, err := j.Events(ctx, stream, 0, 0)
@@ -35,9 +35,9 @@ func appendEvents(t *testing.T, j journal.Journal, stream string, reminder time.
 	}
 }
 
-// decisionsOf runs the happy path's decisions up to stage (as orderIn does) and returns every event, mailbox
+// orderDecisions runs the happy path's decisions up to stage (as orderIn does) and returns every event, mailbox
 // events included, as the entity would append them.
-func decisionsOf(t *testing.T, stage orderStage) []proto.Message {
+func orderDecisions(t *testing.T, stage orderStage) []proto.Message {
 	t.Helper()
 	var all []proto.Message
 	s := &messages.OrderState{}
@@ -45,12 +45,12 @@ func decisionsOf(t *testing.T, stage orderStage) []proto.Message {
 		if stageOf(s) == stage {
 			break
 		}
-		events, err := runStep(s, step, tDasher)
+		events, err := runOrderStep(s, step, tDasher)
 		if err != nil {
 			t.Fatalf("%s: %v", step, err)
 		}
 		all = append(all, events...)
-		s = fold(t, s, events)
+		s = foldOrder(t, s, events)
 	}
 	return all
 }
@@ -69,9 +69,9 @@ func TestCheckInvariants(t *testing.T) {
 
 	t.Run("clean", func(t *testing.T) {
 		j, _ := openTestJournal(t)
-		appendEvents(t, j, "order/o_1", far, decisionsOf(t, stageDelivered)...)
-		appendEvents(t, j, "order/o_2", far, decisionsOf(t, stagePending)...)
-		appendEvents(t, j, "dasher/d_1", time.Time{}, &messages.DasherCreated{Capacity: 1},
+		appendTestEvents(t, j, "order/o_1", far, orderDecisions(t, stageDelivered)...)
+		appendTestEvents(t, j, "order/o_2", far, orderDecisions(t, stagePending)...)
+		appendTestEvents(t, j, "dasher/d_1", time.Time{}, &messages.DasherCreated{Capacity: 1},
 			&messages.AssignmentAdded{OrderId: "o_1"}, &messages.AssignmentEnded{OrderId: "o_1"})
 		vs, err := CheckInvariants(ctx, j, InvariantOptions{Acknowledged: []string{"o_1", "o_2"}})
 		if err != nil || len(vs) != 0 {
@@ -86,50 +86,50 @@ func TestCheckInvariants(t *testing.T) {
 		want  string
 	}{
 		{"a transition outside the table", func(t *testing.T, j journal.Journal) {
-			placed := decisionsOf(t, stagePending)
-			appendEvents(t, j, "order/o_1", far, append(placed, &messages.OrderPickedUp{OrderId: tOrder})...)
+			placed := orderDecisions(t, stagePending)
+			appendTestEvents(t, j, "order/o_1", far, append(placed, &messages.OrderPickedUp{OrderId: tOrder})...)
 		}, InvariantOptions{}, "transition"},
 		{"a cancellation the matrix refuses", func(t *testing.T, j journal.Journal) {
-			appendEvents(t, j, "order/o_1", far, append(decisionsOf(t, stageAssigned),
+			appendTestEvents(t, j, "order/o_1", far, append(orderDecisions(t, stageAssigned),
 				&messages.OrderCancelled{By: messages.CancelledBy_CANCELLED_BY_SYSTEM, RefundCents: tTotal})...)
 		}, InvariantOptions{}, "transition"},
 		{"a wrong refund", func(t *testing.T, j journal.Journal) {
-			appendEvents(t, j, "order/o_1", far, append(decisionsOf(t, stageAssigned),
+			appendTestEvents(t, j, "order/o_1", far, append(orderDecisions(t, stageAssigned),
 				&messages.OrderCancelled{By: messages.CancelledBy_CANCELLED_BY_CUSTOMER, RefundCents: 1})...)
 		}, InvariantOptions{}, "transition"},
 		{"two dashers", func(t *testing.T, j journal.Journal) {
-			appendEvents(t, j, "order/o_1", far, append(decisionsOf(t, stageAssigned),
+			appendTestEvents(t, j, "order/o_1", far, append(orderDecisions(t, stageAssigned),
 				&messages.DasherAssigned{OrderId: tOrder, DasherId: tOther})...)
 		}, InvariantOptions{}, "one-dasher transition"},
 		{"a dasher holding an order never assigned to it", func(t *testing.T, j journal.Journal) {
-			appendEvents(t, j, "order/o_1", far, decisionsOf(t, stageAssigned)...)
-			appendEvents(t, j, "dasher/d_2", time.Time{}, &messages.DasherCreated{}, &messages.AssignmentAdded{OrderId: "o_1"})
+			appendTestEvents(t, j, "order/o_1", far, orderDecisions(t, stageAssigned)...)
+			appendTestEvents(t, j, "dasher/d_2", time.Time{}, &messages.DasherCreated{}, &messages.AssignmentAdded{OrderId: "o_1"})
 		}, InvariantOptions{}, "one-dasher"},
 		{"over capacity", func(t *testing.T, j journal.Journal) {
-			appendEvents(t, j, "order/o_1", far, decisionsOf(t, stageAssigned)...)
-			appendEvents(t, j, "dasher/d_1", time.Time{}, &messages.DasherCreated{Capacity: 1},
+			appendTestEvents(t, j, "order/o_1", far, orderDecisions(t, stageAssigned)...)
+			appendTestEvents(t, j, "dasher/d_1", time.Time{}, &messages.DasherCreated{Capacity: 1},
 				&messages.AssignmentAdded{OrderId: "o_1"}, &messages.AssignmentAdded{OrderId: "o_9"})
 		}, InvariantOptions{}, "capacity one-dasher"},
 		{"an acknowledged order missing", func(t *testing.T, j journal.Journal) {
-			appendEvents(t, j, "order/o_1", far, decisionsOf(t, stageDelivered)...)
+			appendTestEvents(t, j, "order/o_1", far, orderDecisions(t, stageDelivered)...)
 		}, InvariantOptions{Acknowledged: []string{"o_1", "o_lost"}}, "acknowledged"},
 		{"an order a customer ordered missing", func(t *testing.T, j journal.Journal) {
-			appendEvents(t, j, "customer/c_1", time.Time{}, &messages.OrderRequested{CartOrdered: true, Order: &messages.CustomerOrder{OrderId: "o_lost"}})
+			appendTestEvents(t, j, "customer/c_1", time.Time{}, &messages.OrderRequested{CartOrdered: true, Order: &messages.CustomerOrder{OrderId: "o_lost"}})
 		}, InvariantOptions{Quiescent: true}, "acknowledged"},
 		{"a pending order without its timer", func(t *testing.T, j journal.Journal) {
 			var events []proto.Message
-			for _, e := range decisionsOf(t, stagePending) {
+			for _, e := range orderDecisions(t, stagePending) {
 				if _, timer := e.(*messages.TimerSet); !timer {
 					events = append(events, e)
 				}
 			}
-			appendEvents(t, j, "order/o_1", far, events...)
+			appendTestEvents(t, j, "order/o_1", far, events...)
 		}, InvariantOptions{}, "stuck"},
 		{"a timer without a reminder", func(t *testing.T, j journal.Journal) {
-			appendEvents(t, j, "order/o_1", time.Time{}, decisionsOf(t, stageAccepted)...)
+			appendTestEvents(t, j, "order/o_1", time.Time{}, orderDecisions(t, stageAccepted)...)
 		}, InvariantOptions{}, "stuck"},
 		{"an outbox not drained", func(t *testing.T, j journal.Journal) {
-			appendEvents(t, j, "order/o_1", far, decisionsOf(t, stageAccepted)...)
+			appendTestEvents(t, j, "order/o_1", far, orderDecisions(t, stageAccepted)...)
 		}, InvariantOptions{Quiescent: true}, "quiescent"},
 	}
 	for _, c := range cases {

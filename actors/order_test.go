@@ -48,8 +48,8 @@ func validPlaceOrder() *messages.PlaceOrder {
 
 const tTotal = 2*1250 + 600
 
-// decided is a decision's output sorted the way the entity sees it.
-type decided struct {
+// orderOutput is a decision's output sorted the way the entity sees it.
+type orderOutput struct {
 	kind   []proto.Message         // the kind's events (folded by applyOrder)
 	sends  []*messages.OutboxAdded // outbox
 	set    map[string]time.Time    // TimerSet
@@ -57,9 +57,9 @@ type decided struct {
 	raw    []proto.Message         // everything, in order
 }
 
-func split(t *testing.T, events []proto.Message) decided {
+func splitOrder(t *testing.T, events []proto.Message) orderOutput {
 	t.Helper()
-	d := decided{set: map[string]time.Time{}, clears: map[string]bool{}, raw: events}
+	d := orderOutput{set: map[string]time.Time{}, clears: map[string]bool{}, raw: events}
 	for _, ev := range events {
 		switch e := ev.(type) {
 		case *messages.OutboxAdded:
@@ -77,11 +77,11 @@ func split(t *testing.T, events []proto.Message) decided {
 	return d
 }
 
-// fold applies the kind events of a decision to a copy of s, as the entity would.
-func fold(t *testing.T, s *messages.OrderState, events []proto.Message) *messages.OrderState {
+// foldOrder applies the kind events of a decision to a copy of s, as the entity would.
+func foldOrder(t *testing.T, s *messages.OrderState, events []proto.Message) *messages.OrderState {
 	t.Helper()
 	next := proto.Clone(s).(*messages.OrderState)
-	for _, ev := range split(t, events).kind {
+	for _, ev := range splitOrder(t, events).kind {
 		if err := applyOrder(next, ev); err != nil {
 			t.Fatalf("apply %T: %v", ev, err)
 		}
@@ -89,8 +89,8 @@ func fold(t *testing.T, s *messages.OrderState, events []proto.Message) *message
 	return next
 }
 
-// recipients lists the sends of a decision as "Kind/identity:payload type".
-func recipients(d decided) []string {
+// orderRecipients lists the sends of a decision as "Kind/identity:payload type".
+func orderRecipients(d orderOutput) []string {
 	out := make([]string, 0, len(d.sends))
 	for _, s := range d.sends {
 		out = append(out, fmt.Sprintf("%s/%s:%s", s.GetToKind(), s.GetToIdentity(), strings.TrimPrefix(s.GetPayload().GetTypeUrl(), "type.googleapis.com/platter.")))
@@ -98,13 +98,13 @@ func recipients(d decided) []string {
 	return out
 }
 
-// must runs a decision that must succeed and folds it into s.
-func must(t *testing.T, s *messages.OrderState, events []proto.Message, err error) *messages.OrderState {
+// mustOrder runs a decision that must succeed and folds it into s.
+func mustOrder(t *testing.T, s *messages.OrderState, events []proto.Message, err error) *messages.OrderState {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("decision refused: %v", err)
 	}
-	return fold(t, s, events)
+	return foldOrder(t, s, events)
 }
 
 // orderIn returns an order in stage, built by running the decisions along the happy path (so these tests also
@@ -115,7 +115,7 @@ func orderIn(t *testing.T, stage orderStage) *messages.OrderState {
 	s := &messages.OrderState{}
 	next := func(events []proto.Message, err error) {
 		t.Helper()
-		s = must(t, s, events, err)
+		s = mustOrder(t, s, events, err)
 	}
 	if stage == stageAbsent {
 		return s
@@ -162,8 +162,8 @@ func orderIn(t *testing.T, stage orderStage) *messages.OrderState {
 	return s
 }
 
-// runStep runs the decision of step on s with valid commands; dasher is the dasher the command names.
-func runStep(s *messages.OrderState, step orderStep, dasher string) ([]proto.Message, error) {
+// runOrderStep runs the decision of step on s with valid commands; dasher is the dasher the command names.
+func runOrderStep(s *messages.OrderState, step orderStep, dasher string) ([]proto.Message, error) {
 	now := testNow.Add(time.Hour)
 	switch step {
 	case stepPlace:
@@ -308,13 +308,13 @@ func TestOrderTransitionTable(t *testing.T) {
 				}
 				s := orderIn(t, from)
 				before := proto.Clone(s)
-				events, err := runStep(s, step, tDasher)
+				events, err := runOrderStep(s, step, tDasher)
 				if !proto.Equal(s, before) {
 					t.Fatal("the decision modified the state")
 				}
-				checkCell(t, s, from, cell, events, err)
+				checkOrderCell(t, s, from, cell, events, err)
 				if cell.own {
-					events, err := runStep(s, step, tOther)
+					events, err := runOrderStep(s, step, tOther)
 					if got := codeOf(t, err); got != cell.code || len(events) > 0 {
 						t.Errorf("another dasher: got %s with %d events, want %s", got, len(events), cell.code)
 					}
@@ -324,7 +324,7 @@ func TestOrderTransitionTable(t *testing.T) {
 	}
 }
 
-func checkCell(t *testing.T, s *messages.OrderState, from orderStage, cell transition, events []proto.Message, err error) {
+func checkOrderCell(t *testing.T, s *messages.OrderState, from orderStage, cell transition, events []proto.Message, err error) {
 	t.Helper()
 	if cell.refused() {
 		if got := codeOf(t, err); got != cell.code || len(events) > 0 {
@@ -344,7 +344,7 @@ func checkCell(t *testing.T, s *messages.OrderState, from orderStage, cell trans
 	if len(events) == 0 {
 		t.Fatalf("no events, want → %s", cell.to)
 	}
-	if got := stageOf(fold(t, s, events)); got != cell.to {
+	if got := stageOf(foldOrder(t, s, events)); got != cell.to {
 		t.Fatalf("moved to %s, want %s", got, cell.to)
 	}
 }
@@ -388,8 +388,8 @@ func TestCancellationMatrix(t *testing.T) {
 					t.Fatalf("refused: %v", err)
 				}
 				wantRefund := map[refundPolicy]int64{refundFull: tTotal, refundShare: int64(math.Round(tTotal * 0.3)), refundNone: 0}[rule.refund]
-				d := split(t, events)
-				after := fold(t, s, events)
+				d := splitOrder(t, events)
+				after := foldOrder(t, s, events)
 				if stageOf(after) != stageCancelled || after.GetRefundCents() != wantRefund || after.GetCancelledBy() != by {
 					t.Fatalf("after: stage %s, refund %d (want %d), by %s", stageOf(after), after.GetRefundCents(), wantRefund, after.GetCancelledBy())
 				}
@@ -430,7 +430,7 @@ func TestCancellationMatrix(t *testing.T) {
 				if s.GetDasherId() != "" {
 					want = append(want, "Dasher/d_1:OrderCancelled")
 				}
-				if got := recipients(d); strings.Join(got, " ") != strings.Join(want, " ") {
+				if got := orderRecipients(d); strings.Join(got, " ") != strings.Join(want, " ") {
 					t.Errorf("sends %v, want %v", got, want)
 				}
 			})
@@ -457,7 +457,7 @@ func TestOrderTimers(t *testing.T) {
 				}
 				continue
 			}
-			after := fold(t, s, events)
+			after := foldOrder(t, s, events)
 			if after.GetCancelledBy() != messages.CancelledBy_CANCELLED_BY_SYSTEM || after.GetRefundCents() != tTotal || after.GetReason() == "" {
 				t.Errorf("%s in %s: %v", c.timer, from, after)
 			}
@@ -484,11 +484,11 @@ func TestOrderTimerSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := split(t, events)
+	d := splitOrder(t, events)
 	if !d.set[timerAccept].Equal(now.Add(7*time.Minute)) || len(d.set) != 1 || len(d.clears) != 0 {
 		t.Errorf("place: set %v cleared %v", d.set, d.clears)
 	}
-	s := fold(t, &messages.OrderState{}, events)
+	s := foldOrder(t, &messages.OrderState{}, events)
 	if !s.GetAcceptBy().AsTime().Equal(now.Add(7 * time.Minute)) {
 		t.Errorf("accept_by %v", s.GetAcceptBy().AsTime())
 	}
@@ -496,19 +496,19 @@ func TestOrderTimerSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d = split(t, events)
+	d = splitOrder(t, events)
 	if !d.clears[timerAccept] || !d.set[timerDispatch].Equal(now.Add(11*time.Minute)) {
 		t.Errorf("accept: set %v cleared %v", d.set, d.clears)
 	}
-	s = fold(t, s, events)
+	s = foldOrder(t, s, events)
 	events, _ = decideAssignDasher(s, &messages.AssignDasher{CommandId: "b", DasherId: tDasher}, now)
-	if d = split(t, events); !d.clears[timerDispatch] {
+	if d = splitOrder(t, events); !d.clears[timerDispatch] {
 		t.Errorf("assign: cleared %v", d.clears)
 	}
-	s = fold(t, s, events)
+	s = foldOrder(t, s, events)
 	later := now.Add(3 * time.Minute)
 	events, _ = decideReleaseDasher(s, &messages.ReleaseDasher{CommandId: "c", DasherId: tDasher}, cfg, later)
-	if d = split(t, events); !d.set[timerDispatch].Equal(later.Add(11 * time.Minute)) {
+	if d = splitOrder(t, events); !d.set[timerDispatch].Equal(later.Add(11 * time.Minute)) {
 		t.Errorf("release: set %v", d.set)
 	}
 }
@@ -539,11 +539,11 @@ func TestOrderSends(t *testing.T) {
 		{"dispatch timeout", stageAccepted, stepDispatchTimeout, []string{"Customer/c_1:OrderCancelled", "Restaurant/r_1:OrderCancelled", "Area/" + area + ":OrderCancelled"}},
 	}
 	for _, c := range cases {
-		events, err := runStep(orderIn(t, c.from), c.step, tDasher)
+		events, err := runOrderStep(orderIn(t, c.from), c.step, tDasher)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		if got := recipients(split(t, events)); strings.Join(got, " ") != strings.Join(c.sends, " ") {
+		if got := orderRecipients(splitOrder(t, events)); strings.Join(got, " ") != strings.Join(c.sends, " ") {
 			t.Errorf("%s: sends %v, want %v", c.name, got, c.sends)
 		}
 	}
@@ -556,7 +556,7 @@ func TestOrderBothFacts(t *testing.T) {
 		t.Fatalf("ready first: kitchen %s delivery %s", s.GetKitchen(), s.GetDelivery())
 	}
 	events, err := decideAssignDasher(s, &messages.AssignDasher{CommandId: "x", DasherId: tDasher}, testNow)
-	s = must(t, s, events, err)
+	s = mustOrder(t, s, events, err)
 	if s.GetKitchen() != messages.KitchenStatus_KITCHEN_READY || s.GetDelivery() != messages.DeliveryStatus_DELIVERY_ASSIGNED ||
 		StatusName(s.GetStatus()) != "READY_FOR_PICKUP" || s.GetDasherId() != tDasher {
 		t.Fatalf("then assigned: %s / %s / %s / %q", s.GetKitchen(), s.GetDelivery(), s.GetStatus(), s.GetDasherId())
@@ -570,7 +570,7 @@ func TestOrderBothFacts(t *testing.T) {
 	}
 	// The release of the dasher keeps the food ready.
 	events, err = decideReleaseDasher(s, &messages.ReleaseDasher{CommandId: "y", DasherId: tDasher}, orderCfg, testNow)
-	s = must(t, s, events, err)
+	s = mustOrder(t, s, events, err)
 	if stageOf(s) != stageReady || s.GetDasherId() != "" || s.GetDelivery() != messages.DeliveryStatus_DELIVERY_DISPATCHING {
 		t.Errorf("after release: %s %q %s", stageOf(s), s.GetDasherId(), s.GetDelivery())
 	}
@@ -578,7 +578,7 @@ func TestOrderBothFacts(t *testing.T) {
 
 func TestDecidePlaceOrder(t *testing.T) {
 	events, err := decidePlaceOrder(&messages.OrderState{}, tOrder, validPlaceOrder(), authorization{authID: "auth_9"}, orderCfg, testNow)
-	s := must(t, &messages.OrderState{}, events, err)
+	s := mustOrder(t, &messages.OrderState{}, events, err)
 	if s.GetOrderId() != tOrder || s.GetTotalCents() != tTotal || s.GetArea() != AreaOf(tPickup) || len(s.GetLines()) != 2 ||
 		s.GetPayment().GetAuthId() != "auth_9" || s.GetPayment().GetAuthorizedCents() != tTotal || s.GetPayment().GetToken() != "tok_sim_ok_1" ||
 		!s.GetPlacedAt().AsTime().Equal(testNow) || s.GetKitchen() != messages.KitchenStatus_KITCHEN_PENDING ||
@@ -590,9 +590,9 @@ func TestDecidePlaceOrder(t *testing.T) {
 	}
 
 	events, err = decidePlaceOrder(&messages.OrderState{}, tOrder, validPlaceOrder(), authorization{declined: "the card was declined"}, orderCfg, testNow)
-	s = must(t, &messages.OrderState{}, events, err)
+	s = mustOrder(t, &messages.OrderState{}, events, err)
 	if s.GetStatus() != messages.OrderStatus_ORDER_STATUS_REJECTED || s.GetReason() != ReasonPaymentDeclined || !s.GetPayment().GetDeclined() ||
-		s.GetPayment().GetAuthId() != "" || len(split(t, events).set) != 0 {
+		s.GetPayment().GetAuthId() != "" || len(splitOrder(t, events).set) != 0 {
 		t.Errorf("declined: %v", s)
 	}
 	if v := orderView(s, nil); v.GetPayment().GetStatus() != "DECLINED" {
@@ -763,11 +763,11 @@ func TestOrderPayment(t *testing.T) {
 	id := pending[0].GetId()
 	for i, wait := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second} {
 		events := decidePaymentOutcome(s, id, fmt.Errorf("capture: %w", ErrPaymentUnavailable), cfg, now)
-		d := split(t, events)
+		d := splitOrder(t, events)
 		if !d.set[timerPayment].Equal(now.Add(wait)) {
 			t.Fatalf("attempt %d: timer %v, want +%v", i+1, d.set[timerPayment], wait)
 		}
-		s = fold(t, s, events)
+		s = foldOrder(t, s, events)
 		a := s.GetPayment().GetPending()[0]
 		if a.GetAttempts() != int32(i+1) || !a.GetNextAttemptAt().AsTime().Equal(now.Add(wait)) || a.GetLastError() == "" {
 			t.Fatalf("attempt %d: %v", i+1, a)
@@ -777,10 +777,10 @@ func TestOrderPayment(t *testing.T) {
 		}
 	}
 	events := decidePaymentOutcome(s, id, nil, cfg, now)
-	if d := split(t, events); !d.clears[timerPayment] {
+	if d := splitOrder(t, events); !d.clears[timerPayment] {
 		t.Errorf("settled: timer not cleared: %v", d.raw)
 	}
-	s = fold(t, s, events)
+	s = foldOrder(t, s, events)
 	if p := s.GetPayment(); len(p.GetPending()) != 0 || p.GetCapturedCents() != tTotal || p.GetReleasedCents() != 0 {
 		t.Errorf("captured: %v", p)
 	}
@@ -797,11 +797,11 @@ func TestOrderPayment(t *testing.T) {
 	if a.GetKind() != messages.PaymentActionKind_PAYMENT_ACTION_VOID || r.GetRefundCents() != tTotal {
 		t.Fatalf("rejected: %v", r)
 	}
-	voided := fold(t, r, decidePaymentOutcome(r, a.GetId(), nil, cfg, now))
+	voided := foldOrder(t, r, decidePaymentOutcome(r, a.GetId(), nil, cfg, now))
 	if voided.GetPayment().GetReleasedCents() != tTotal || orderView(voided, nil).GetPayment().GetStatus() != "VOIDED" {
 		t.Errorf("voided: %v", voided.GetPayment())
 	}
-	failed := fold(t, r, decidePaymentOutcome(r, a.GetId(), refuse(messages.ErrorReason_FAILED_PRECONDITION, "captured"), cfg, now))
+	failed := foldOrder(t, r, decidePaymentOutcome(r, a.GetId(), refuse(messages.ErrorReason_FAILED_PRECONDITION, "captured"), cfg, now))
 	if p := failed.GetPayment(); len(p.GetPending()) != 0 || len(p.GetFailed()) != 1 || orderView(failed, nil).GetPayment().GetStatus() != "FAILED" {
 		t.Errorf("failed: %v", p)
 	}
@@ -809,22 +809,22 @@ func TestOrderPayment(t *testing.T) {
 	// A partial refund captures the rest.
 	c := orderIn(t, stageAccepted)
 	events, err := decideCancelOrder(c, &messages.CancelOrder{By: messages.CancelledBy_CANCELLED_BY_CUSTOMER, RequesterId: tCustomer}, cfg, now)
-	c = must(t, c, events, err)
+	c = mustOrder(t, c, events, err)
 	a = c.GetPayment().GetPending()[0]
-	c = fold(t, c, decidePaymentOutcome(c, a.GetId(), nil, cfg, now))
+	c = foldOrder(t, c, decidePaymentOutcome(c, a.GetId(), nil, cfg, now))
 	half := int64(math.Round(tTotal * DefaultCancelRefundShare))
 	if p := c.GetPayment(); p.GetCapturedCents() != tTotal-half || p.GetReleasedCents() != half || c.GetRefundCents() != half {
 		t.Errorf("partial refund: %v refund %d", p, c.GetRefundCents())
 	}
 
 	// A declined order owes nothing.
-	declined := fold(t, &messages.OrderState{}, mustEvents(t)(decidePlaceOrder(&messages.OrderState{}, tOrder, validPlaceOrder(), authorization{declined: "no"}, cfg, now)))
+	declined := foldOrder(t, &messages.OrderState{}, mustOrderEvents(t)(decidePlaceOrder(&messages.OrderState{}, tOrder, validPlaceOrder(), authorization{declined: "no"}, cfg, now)))
 	if settlement(declined, 0, cfg, now) != nil {
 		t.Error("settlement of a declined order")
 	}
 }
 
-func mustEvents(t *testing.T) func([]proto.Message, error) []proto.Message {
+func mustOrderEvents(t *testing.T) func([]proto.Message, error) []proto.Message {
 	return func(events []proto.Message, err error) []proto.Message {
 		t.Helper()
 		if err != nil {
