@@ -19,6 +19,8 @@ package actors
 //	                                   next wave, widened to the neighbours                   OffersMade (→ DeliveryOffered), TimerSet
 //	open      OfferDeclined (open)     close it, exclude the dasher, offer the next eligible  OfferClosed DECLINED, OffersMade (→ …)
 //	                                   dasher of the radius; none and no offer left → widen
+//	open      OfferDeclined (open,     the same without excluding the dasher (it may get the   OfferClosed RETURNED, OffersMade (→ …)
+//	          unavailable)             order in a later wave)
 //	open      DasherAssigned           end; the dasher's offer is accepted, the others        OfferClosed ACCEPTED|WITHDRAWN
 //	                                   withdrawn                                              (→ OfferWithdrawn), DispatchEnded
 //	open      OrderCancelled/Rejected  end; every open offer withdrawn                        OfferClosed WITHDRAWN (→ OfferWithdrawn),
@@ -227,6 +229,7 @@ type areaDecision struct {
 	owned  map[string]bool // dispatches already copied into s
 	events []proto.Message
 	timer  *timestamppb.Timestamp // the offers timer before the decision
+	skip   string                 // a dasher that just returned an offer: not offered again by this decision
 }
 
 func newAreaDecision(self string, s *messages.AreaState, cfg WorkflowConfig, now time.Time) *areaDecision {
@@ -402,7 +405,7 @@ func (d *areaDecision) candidates(disp *messages.Dispatch, wide bool) []candidat
 	}
 	var out []candidate
 	for id, ad := range d.s.Dashers {
-		if excluded[id] || ad.GetFreeCapacity() <= busy[id] || (!wide && ad.GetCell() != d.self) {
+		if excluded[id] || id == d.skip || ad.GetFreeCapacity() <= busy[id] || (!wide && ad.GetCell() != d.self) {
 			continue
 		}
 		out = append(out, candidate{id: id, distance: roundMetres(distanceM(ad.GetPosition(), disp.GetPickup())), prior: disp.GetOffered()[id]})
@@ -468,7 +471,12 @@ func (d *areaDecision) declined(p *messages.OfferDeclined) error {
 	if disp == nil || disp.GetEnded() || !hasOpenOffer(disp, p.GetDasherId()) {
 		return nil // late: the offer expired, or the order found its dasher
 	}
-	if err := d.emit(&messages.OfferClosed{OrderId: id, DasherId: p.GetDasherId(), Outcome: messages.OfferOutcome_OFFER_OUTCOME_DECLINED}); err != nil {
+	outcome := messages.OfferOutcome_OFFER_OUTCOME_DECLINED
+	if p.GetUnavailable() {
+		outcome = messages.OfferOutcome_OFFER_OUTCOME_RETURNED
+		d.skip = p.GetDasherId()
+	}
+	if err := d.emit(&messages.OfferClosed{OrderId: id, DasherId: p.GetDasherId(), Outcome: outcome}); err != nil {
 		return err
 	}
 	disp = d.s.Dispatches[id]

@@ -352,6 +352,27 @@ func TestAreaDeclineMovesToTheNextDasher(t *testing.T) {
 	}
 }
 
+func TestAreaReturnedOfferMayComeBack(t *testing.T) {
+	r := newAreaRun(t)
+	r.cfg.WaveSize = 1
+	r.dasher("d1", r.inCell(0))
+	r.dasher("d2", r.inCell(100))
+	r.accepted("o_1")
+	// d1 could not take it (offline, full): the next dasher gets it, not d1 again in the same breath.
+	o := r.deliver(&messages.OfferDeclined{OrderId: "o_1", DasherId: "d1", Unavailable: true})
+	if got := keys(sendsOf[*messages.DeliveryOffered](o)); !slices.Equal(got, []string{"d2"}) {
+		t.Fatalf("after d1 returned it: %v", got)
+	}
+	if slices.Contains(r.dispatch("o_1").GetExcluded(), "d1") {
+		t.Fatal("a returned offer excluded the dasher")
+	}
+	// d2 lets it expire: d1 may have it again.
+	o = r.fire()
+	if got := keys(sendsOf[*messages.DeliveryOffered](o)); !slices.Equal(got, []string{"d1"}) {
+		t.Fatalf("next wave: %v, want d1 again", got)
+	}
+}
+
 func TestAreaAssignmentWithdrawsTheOtherOffers(t *testing.T) {
 	r := newAreaRun(t)
 	sixDashers(r)

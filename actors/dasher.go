@@ -13,8 +13,9 @@ package actors
 //	created   Create                    refuse ALREADY_EXISTS                                -
 //	offline   SetStatus online          go online at position, register with the areas       DasherWentOnline (→ DasherStatusChanged)
 //	online    SetStatus online          as UpdateLocation                                    DasherMoved …
-//	online    SetStatus offline         decline the pending offers, unregister               OfferSettled DECLINED (→ OfferDeclined),
-//	                                                                                          DasherWentOffline (→ DasherStatusChanged)
+//	online    SetStatus offline         unregister, return the pending offers                DasherWentOffline (→ DasherStatusChanged),
+//	                                                                                          OfferSettled RETURNED (→ OfferDeclined
+//	                                                                                          unavailable)
 //	offline   SetStatus offline         nothing                                              -
 //	offline   UpdateLocation            record the position                                  DasherMoved
 //	online    UpdateLocation            record; tell the areas when the cell changed or the  DasherMoved (→ DasherStatusChanged to new
@@ -33,7 +34,7 @@ package actors
 //	                                    area dispatches the order again
 //	online    DeliveryOffered           hold the offer (auto_assigned: the grain accepts it   OfferHeld, feed DELIVERY_OFFERED
 //	                                    at once, see Dasher.autoAccept)
-//	offline   DeliveryOffered           decline it                                           → OfferDeclined
+//	offline   DeliveryOffered           return it                                            → OfferDeclined unavailable
 //	any       OfferExpired (pending)    count it; MaxConsecutiveExpiries in a row → offline  OfferSettled EXPIRED, feed OFFER_EXPIRED,
 //	                                    and told so                                          [offline as above, feed DASHER_OFFLINE]
 //	any       OfferWithdrawn (pending)  drop the offer                                       OfferSettled WITHDRAWN, feed OFFER_WITHDRAWN
@@ -151,12 +152,12 @@ func (d *Dasher) ReceiveDefault(ctx pcluster.GrainContext) {
 			d.log.Warn("auto-assignment not confirmed", slog.String("order_id", orderID), slog.String("reason", refusal.Message))
 			continue
 		}
-		decline := &messages.DeclineOffer{CommandId: "auto-decline/" + orderID, OrderId: orderID, Reason: "auto-assignment refused: " + refusal.Message}
 		if _, held := d.state().GetOffers()[orderID]; !held {
 			continue // settled by the refusal (taken, expired)
 		}
-		if err := d.command(ctx, decline.GetCommandId(), decline, func(s *messages.DasherState, now time.Time) ([]proto.Message, error) {
-			return decideDeclineOffer(ctx.Identity(), s, decline, d.deps.Workflow, now)
+		reason := "auto-assignment refused: " + refusal.Message
+		if err := d.command(ctx, "auto-return/"+orderID, req, func(s *messages.DasherState, now time.Time) ([]proto.Message, error) {
+			return decideReturnOffer(ctx.Identity(), s, orderID, reason, d.deps.Workflow, now)
 		}); err != nil {
 			d.log.Warn("auto-assignment decline failed", slog.String("order_id", orderID), slog.Any("error", err))
 		}
@@ -428,16 +429,9 @@ func (d *dasherDecision) goOnline(p *messages.Position) error {
 	return d.report()
 }
 
-// goOffline declines the pending offers, goes offline and unregisters from the areas.
+// goOffline unregisters from the areas, then returns the pending offers (unavailable: the areas, which heard
+// first that the dasher is offline, offer them to others and may offer them to it again later).
 func (d *dasherDecision) goOffline(auto bool, reason string) error {
-	for _, o := range sortedOffers(d.s) {
-		if err := d.emit(&messages.OfferSettled{OrderId: o.GetOrderId(), Outcome: messages.OfferOutcome_OFFER_OUTCOME_DECLINED, At: timestamppb.New(d.now)}); err != nil {
-			return err
-		}
-		if err := d.send(KindArea, o.GetArea(), &messages.OfferDeclined{OrderId: o.GetOrderId(), DasherId: d.id, Reason: "the dasher went offline", DeclinedAt: timestamppb.New(d.now)}); err != nil {
-			return err
-		}
-	}
 	areas := d.s.GetAreas()
 	off := &messages.DasherWentOffline{Auto: auto, Reason: reason, At: timestamppb.New(d.now)}
 	if err := d.emit(off); err != nil {
@@ -445,6 +439,11 @@ func (d *dasherDecision) goOffline(auto bool, reason string) error {
 	}
 	for _, area := range areas {
 		if err := d.send(KindArea, area, d.status(false)); err != nil {
+			return err
+		}
+	}
+	for _, o := range sortedOffers(d.s) {
+		if err := d.returnOffer(o, "the dasher went offline"); err != nil {
 			return err
 		}
 	}
@@ -527,7 +526,7 @@ func settledRefusal(s *messages.DasherState, orderID string) *Error {
 			return refuse(messages.ErrorReason_OFFER_EXPIRED, "the offer expired")
 		case messages.OfferOutcome_OFFER_OUTCOME_TAKEN, messages.OfferOutcome_OFFER_OUTCOME_WITHDRAWN:
 			return refuse(messages.ErrorReason_OFFER_TAKEN, "another dasher took the order, or it was cancelled")
-		case messages.OfferOutcome_OFFER_OUTCOME_DECLINED:
+		case messages.OfferOutcome_OFFER_OUTCOME_DECLINED, messages.OfferOutcome_OFFER_OUTCOME_RETURNED:
 			return refuse(messages.ErrorReason_FAILED_PRECONDITION, "the offer was declined")
 		case messages.OfferOutcome_OFFER_OUTCOME_ACCEPTED:
 			return refuse(messages.ErrorReason_FAILED_PRECONDITION, "the order is no longer assigned to this dasher")
@@ -604,6 +603,27 @@ func decideDeclineOffer(id string, s *messages.DasherState, c *messages.DeclineO
 	return d.events, nil
 }
 
+// decideReturnOffer gives back a held offer the dasher cannot take (an auto-assignment it is too full for, or
+// that the Order refused): the area offers it to others, and may offer it to this dasher again later.
+func decideReturnOffer(id string, s *messages.DasherState, orderID, reason string, cfg WorkflowConfig, now time.Time) ([]proto.Message, error) {
+	offer, ok := s.GetOffers()[orderID]
+	if !ok {
+		return nil, nil
+	}
+	d := newDasherDecision(id, s, cfg, now)
+	if err := d.returnOffer(offer, reason); err != nil {
+		return nil, err
+	}
+	return d.events, nil
+}
+
+func (d *dasherDecision) returnOffer(offer *messages.PendingOffer, reason string) error {
+	if err := d.emit(&messages.OfferSettled{OrderId: offer.GetOrderId(), Outcome: messages.OfferOutcome_OFFER_OUTCOME_RETURNED, At: timestamppb.New(d.now)}); err != nil {
+		return err
+	}
+	return d.send(KindArea, offer.GetArea(), &messages.OfferDeclined{OrderId: offer.GetOrderId(), DasherId: d.id, Reason: reason, DeclinedAt: timestamppb.New(d.now), Unavailable: true})
+}
+
 func (d *dasherDecision) decline(offer *messages.PendingOffer, reason string) error {
 	if err := d.emit(&messages.OfferSettled{OrderId: offer.GetOrderId(), Outcome: messages.OfferOutcome_OFFER_OUTCOME_DECLINED, At: timestamppb.New(d.now)}); err != nil {
 		return err
@@ -667,7 +687,7 @@ func (d *dasherDecision) offered(p *messages.DeliveryOffered) error {
 		return nil
 	}
 	if !d.s.GetOnline() {
-		return d.send(KindArea, p.GetArea(), &messages.OfferDeclined{OrderId: orderID, DasherId: d.id, Reason: "the dasher is offline", DeclinedAt: timestamppb.New(d.now)})
+		return d.send(KindArea, p.GetArea(), &messages.OfferDeclined{OrderId: orderID, DasherId: d.id, Reason: "the dasher is offline", DeclinedAt: timestamppb.New(d.now), Unavailable: true})
 	}
 	if err := d.emit(&messages.OfferHeld{Offer: &messages.PendingOffer{
 		OrderId: orderID, Area: p.GetArea(), Pickup: p.GetPickup(), Dropoff: p.GetDropoff(), DistanceM: p.GetDistanceM(),

@@ -32,6 +32,7 @@ const (
 	OfferOutcome_OFFER_OUTCOME_EXPIRED     OfferOutcome = 3
 	OfferOutcome_OFFER_OUTCOME_WITHDRAWN   OfferOutcome = 4 // another dasher took the order, or the order was cancelled
 	OfferOutcome_OFFER_OUTCOME_TAKEN       OfferOutcome = 5 // the dasher accepted, but the order had another dasher already
+	OfferOutcome_OFFER_OUTCOME_RETURNED    OfferOutcome = 6 // the dasher could not take it (offline, full); it may be offered again
 )
 
 // Enum value maps for OfferOutcome.
@@ -43,6 +44,7 @@ var (
 		3: "OFFER_OUTCOME_EXPIRED",
 		4: "OFFER_OUTCOME_WITHDRAWN",
 		5: "OFFER_OUTCOME_TAKEN",
+		6: "OFFER_OUTCOME_RETURNED",
 	}
 	OfferOutcome_value = map[string]int32{
 		"OFFER_OUTCOME_UNSPECIFIED": 0,
@@ -51,6 +53,7 @@ var (
 		"OFFER_OUTCOME_EXPIRED":     3,
 		"OFFER_OUTCOME_WITHDRAWN":   4,
 		"OFFER_OUTCOME_TAKEN":       5,
+		"OFFER_OUTCOME_RETURNED":    6,
 	}
 )
 
@@ -167,13 +170,16 @@ func (x *DasherStatusChanged) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
-// OfferDeclined: Dasher → Area (the dasher declined the offer, or could not take an auto-assignment).
+// OfferDeclined: Dasher → Area (the dasher declined the offer, or could not take it).
 type OfferDeclined struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	DasherId      string                 `protobuf:"bytes,2,opt,name=dasher_id,json=dasherId,proto3" json:"dasher_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	DeclinedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=declined_at,json=declinedAt,proto3" json:"declined_at,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	OrderId    string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	DasherId   string                 `protobuf:"bytes,2,opt,name=dasher_id,json=dasherId,proto3" json:"dasher_id,omitempty"`
+	Reason     string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	DeclinedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=declined_at,json=declinedAt,proto3" json:"declined_at,omitempty"`
+	// The dasher could not take the offer (it is offline, or full for an auto-assignment) rather than refused it:
+	// the area may offer it this order again later.
+	Unavailable   bool `protobuf:"varint,5,opt,name=unavailable,proto3" json:"unavailable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -234,6 +240,13 @@ func (x *OfferDeclined) GetDeclinedAt() *timestamppb.Timestamp {
 		return x.DeclinedAt
 	}
 	return nil
+}
+
+func (x *OfferDeclined) GetUnavailable() bool {
+	if x != nil {
+		return x.Unavailable
+	}
+	return false
 }
 
 // RestaurantListed: Restaurant → Area (its cell and the neighbours): the profile and menu the search index holds.
@@ -2753,13 +2766,14 @@ const file_dispatch_proto_rawDesc = "" +
 	"\bposition\x18\x03 \x01(\v2\x11.platter.PositionR\bposition\x12\x12\n" +
 	"\x04cell\x18\x04 \x01(\tR\x04cell\x12#\n" +
 	"\rfree_capacity\x18\x05 \x01(\x05R\ffreeCapacity\x12*\n" +
-	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x9c\x01\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xbe\x01\n" +
 	"\rOfferDeclined\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1b\n" +
 	"\tdasher_id\x18\x02 \x01(\tR\bdasherId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12;\n" +
 	"\vdeclined_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"declinedAt\"\x88\x02\n" +
+	"declinedAt\x12 \n" +
+	"\vunavailable\x18\x05 \x01(\bR\vunavailable\"\x88\x02\n" +
 	"\x10RestaurantListed\x12#\n" +
 	"\rrestaurant_id\x18\x01 \x01(\tR\frestaurantId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -2991,14 +3005,15 @@ const file_dispatch_proto_rawDesc = "" +
 	"\asettled\x18\x0e \x03(\v2\x15.platter.SettledOfferR\asettled\x1aP\n" +
 	"\vOffersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12+\n" +
-	"\x05value\x18\x02 \x01(\v2\x15.platter.PendingOfferR\x05value:\x028\x01*\xb6\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x15.platter.PendingOfferR\x05value:\x028\x01*\xd2\x01\n" +
 	"\fOfferOutcome\x12\x1d\n" +
 	"\x19OFFER_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16OFFER_OUTCOME_ACCEPTED\x10\x01\x12\x1a\n" +
 	"\x16OFFER_OUTCOME_DECLINED\x10\x02\x12\x19\n" +
 	"\x15OFFER_OUTCOME_EXPIRED\x10\x03\x12\x1b\n" +
 	"\x17OFFER_OUTCOME_WITHDRAWN\x10\x04\x12\x17\n" +
-	"\x13OFFER_OUTCOME_TAKEN\x10\x052\xfd\x01\n" +
+	"\x13OFFER_OUTCOME_TAKEN\x10\x05\x12\x1a\n" +
+	"\x16OFFER_OUTCOME_RETURNED\x10\x062\xfd\x01\n" +
 	"\x04Area\x12*\n" +
 	"\aDeliver\x12\x11.platter.Envelope\x1a\f.platter.Ack\x12#\n" +
 	"\x04Wake\x12\r.platter.Wake\x1a\f.platter.Ack\x12:\n" +
