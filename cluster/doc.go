@@ -39,7 +39,9 @@
 // back (a long GC pause, SIGSTOP, a partition) is therefore never readmitted under that id, and it would keep
 // serving its own view: a split brain. Every member sends a "block notice" to each live member whose id it has
 // blocked. A member fences itself when a majority of its live peers sent it notices, or when a member it has
-// blocked stays alive for Config.FenceGrace (then it is the odd one out). Fencing stops serving, passivates,
+// blocked stays alive for Config.FenceGrace (then it is the odd one out), or when it loses all of at least two
+// peers at once (Config.IsolationWindow: it is cut off, so it stops serving its one-member view and later rejoins
+// with a fresh memberlist instead of spreading stale death claims). Fencing stops serving, passivates,
 // leaves, and starts a new incarnation on the same addresses under a fresh member id, calling the KindsFunc
 // again. A node configured with seeds serves nothing until it has joined, so it never forms a cluster of its own.
 //
