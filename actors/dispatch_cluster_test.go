@@ -42,6 +42,20 @@ func newDispatchFixture(t *testing.T, workflow func(*actors.WorkflowConfig)) *di
 	}
 	cell := actors.AreaOf(&messages.Position{Lat: 37.7749, Lng: -122.4194})
 	f := &dispatchFixture{t: t, n: n, clock: clock, token: pm.Token, cell: cell, pickup: dispatchCellCentre(cell)}
+	wf := testWorkflow()
+	if workflow != nil {
+		workflow(&wf)
+	}
+	// Last: the invariants over the whole journal (cleanups run in reverse order, so the node is still up).
+	t.Cleanup(func() {
+		violations, err := actors.CheckInvariants(context.Background(), n.journal, actors.InvariantOptions{Workflow: wf})
+		if err != nil {
+			t.Errorf("check invariants: %v", err)
+		}
+		for _, v := range violations {
+			t.Errorf("invariant violated: %s", v)
+		}
+	})
 	if _, err := n.restaurant("r_1").Create(&messages.CreateRestaurant{CommandId: f.id(), Name: "Siam Kitchen", Cuisine: "Thai", Position: f.pickup}); err != nil {
 		t.Fatal(err)
 	}
