@@ -78,11 +78,6 @@ func score(identity, addr string) uint64 {
 	return x
 }
 
-// hostsKind reports whether any member hosts kind.
-func (v *view) hostsKind(kind string) bool {
-	return len(v.byKind[kind]) > 0
-}
-
 // viewHistory keeps the views a member installed recently, to decide whether it has owned an identity
 // throughout the settle window (see Config.TopologySettle). Confined to the placement actor.
 type viewHistory struct {
@@ -100,14 +95,6 @@ func (h *viewHistory) add(v *view, now time.Time) {
 		drop++
 	}
 	h.views = slices.Delete(h.views, 0, drop)
-}
-
-// current returns the installed view, or nil before the first.
-func (h *viewHistory) current() *view {
-	if len(h.views) == 0 {
-		return nil
-	}
-	return h.views[len(h.views)-1]
 }
 
 // ownedThroughout reports whether self owned identity in every view that was current at some time in
