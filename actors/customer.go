@@ -512,6 +512,12 @@ func listCustomerOrders(s *messages.CustomerState, q *messages.ListCustomerOrder
 
 // decideDeliverCustomer decides on a message the Order sent (see the table at the top).
 func decideDeliverCustomer(s *messages.CustomerState, _ string, payload proto.Message, now time.Time) ([]proto.Message, error) {
+	switch payload.(type) {
+	case *messages.OrderPlaced, *messages.OrderAccepted, *messages.DasherAssigned, *messages.FoodReady, *messages.OrderPickedUp,
+		*messages.OrderDelivered, *messages.OrderCancelled, *messages.OrderRejected, *messages.DasherReleased:
+	default:
+		return nil, unexpectedPayload(KindCustomer, payload)
+	}
 	if err := requireCustomer(s); err != nil {
 		return nil, err
 	}

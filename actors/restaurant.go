@@ -264,6 +264,12 @@ const (
 
 // decideDeliverRestaurant decides on a message the Order sent (see the workflow table at the top).
 func decideDeliverRestaurant(s *messages.RestaurantState, _ string, payload proto.Message, now time.Time) ([]proto.Message, error) {
+	switch payload.(type) {
+	case *messages.OrderPlaced, *messages.OrderAccepted, *messages.DasherAssigned, *messages.FoodReady, *messages.OrderPickedUp,
+		*messages.DasherReleased, *messages.OrderDelivered, *messages.OrderCancelled, *messages.OrderRejected:
+	default:
+		return nil, unexpectedPayload(KindRestaurant, payload)
+	}
 	if !s.GetCreated() {
 		return nil, refuse(messages.ErrorReason_NOT_FOUND, "the restaurant does not exist")
 	}

@@ -2,12 +2,14 @@ package actors
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/platterhq/platter/messages"
 )
@@ -224,5 +226,110 @@ func TestRestaurantViewIsACopy(t *testing.T) {
 	v.Position.Lat = 0
 	if s.Menu[0].Name != "Pad thai" || s.Position.Lat != 37.77 {
 		t.Fatal("the view shares memory with the state")
+	}
+}
+
+// Every row of the restaurant's workflow table: the open order after the message, and the feed entry.
+func TestDecideDeliverRestaurant(t *testing.T) {
+	const order = "o_1"
+	type row struct {
+		from   string // the open order's status before; "" = not open
+		msg    proto.Message
+		status string // after; "" = not open
+		dasher string
+		feed   string
+	}
+	rows := []row{
+		{"", &messages.OrderPlaced{OrderId: order, CustomerId: "c_1", TotalCents: 900}, StatusPendingAcceptance, "", "ORDER_PLACED"},
+		{StatusPendingAcceptance, &messages.OrderPlaced{OrderId: order}, StatusPendingAcceptance, "", ""},
+		{StatusPendingAcceptance, &messages.OrderAccepted{OrderId: order}, StatusAccepted, "", ""},
+		{StatusAccepted, &messages.DasherAssigned{OrderId: order, DasherId: "d_1"}, StatusDasherAssigned, "d_1", "DASHER_ASSIGNED"},
+		{StatusReadyForPickup, &messages.DasherAssigned{OrderId: order, DasherId: "d_1"}, StatusReadyForPickup, "d_1", "DASHER_ASSIGNED"},
+		{StatusAccepted, &messages.FoodReady{OrderId: order}, StatusReadyForPickup, "", ""},
+		{StatusReadyForPickup, &messages.OrderPickedUp{OrderId: order}, StatusPickedUp, "", ""},
+		{StatusDasherAssigned, &messages.DasherReleased{OrderId: order, DasherId: "d_1"}, StatusAccepted, "", ""},
+		{StatusDasherAssigned, &messages.DasherReleased{OrderId: order, DasherId: "d_9"}, StatusDasherAssigned, "d_1", ""},
+		{StatusPickedUp, &messages.OrderDelivered{OrderId: order}, "", "", "ORDER_DELIVERED"},
+		{StatusAccepted, &messages.OrderCancelled{OrderId: order}, "", "", "ORDER_CANCELLED"},
+		{StatusPendingAcceptance, &messages.OrderRejected{OrderId: order}, "", "", "ORDER_REJECTED"},
+		{"", &messages.OrderAccepted{OrderId: order}, "", "", ""},
+		{"", &messages.DasherAssigned{OrderId: order, DasherId: "d_1"}, "", "", ""},
+		{"", &messages.OrderDelivered{OrderId: order}, "", "", ""},
+		{"", &messages.OrderCancelled{OrderId: order}, "", "", ""},
+	}
+	for i, r := range rows {
+		t.Run(fmt.Sprintf("%d %s %s", i, r.from, r.msg.ProtoReflect().Descriptor().Name()), func(t *testing.T) {
+			s := createdRestaurant()
+			if r.from != "" {
+				s.OpenOrders = map[string]*messages.OpenOrder{order: {OrderId: order, Status: r.from}}
+				if r.from == StatusDasherAssigned {
+					s.OpenOrders[order].DasherId = "d_1"
+				}
+			}
+			before := proto.Clone(s)
+			events, err := decideDeliverRestaurant(s, "order/"+order, r.msg, testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(before, s) {
+				t.Fatal("a decision changed the state")
+			}
+			var feed []*messages.FeedItem
+			for _, ev := range events {
+				if f, ok := ev.(*messages.FeedItem); ok {
+					feed = append(feed, f)
+					continue
+				}
+				if err := applyRestaurant(s, ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			switch {
+			case r.feed == "" && len(feed) > 0:
+				t.Fatalf("feed %v, want none", feed)
+			case r.feed != "" && (len(feed) != 1 || feed[0].GetType() != r.feed || feed[0].GetOrderId() != order):
+				t.Fatalf("feed %v, want %s", feed, r.feed)
+			}
+			o := s.GetOpenOrders()[order]
+			if r.status == "" {
+				if o != nil {
+					t.Fatalf("open order %v, want none", o)
+				}
+				return
+			}
+			if o.GetStatus() != r.status || o.GetDasherId() != r.dasher {
+				t.Fatalf("open order %v, want %s with dasher %q", o, r.status, r.dasher)
+			}
+		})
+	}
+	// A restaurant that does not exist refuses (applied without effect); an unexpected payload is an error.
+	if _, err := decideDeliverRestaurant(absentRestaurant(), "order/o_1", &messages.OrderPlaced{OrderId: order}, testNow); codeOf(t, err) != messages.ErrorReason_NOT_FOUND {
+		t.Fatalf("absent restaurant: %v", err)
+	}
+	for _, s := range []*messages.RestaurantState{absentRestaurant(), createdRestaurant()} {
+		if _, err := decideDeliverRestaurant(s, "x/1", &messages.Wake{}, testNow); !errors.Is(err, errUnexpectedPayload) {
+			t.Fatalf("unexpected payload: %v", err)
+		}
+	}
+}
+
+func TestRestaurantOrdersOldestFirst(t *testing.T) {
+	s := createdRestaurant()
+	s.OpenOrders = map[string]*messages.OpenOrder{
+		"o_b": {OrderId: "o_b", PlacedAt: timestamppb.New(testNow)},
+		"o_a": {OrderId: "o_a", PlacedAt: timestamppb.New(testNow)},
+		"o_0": {OrderId: "o_0", PlacedAt: timestamppb.New(testNow.Add(-time.Minute))},
+	}
+	got := restaurantOrders(s)
+	var ids []string
+	for _, o := range got.GetOrders() {
+		ids = append(ids, o.GetOrderId())
+	}
+	if strings.Join(ids, ",") != "o_0,o_a,o_b" {
+		t.Fatalf("orders %v", ids)
+	}
+	got.Orders[0].Status = "changed"
+	if s.GetOpenOrders()["o_0"].GetStatus() == "changed" {
+		t.Fatal("the answer shares the state")
 	}
 }
