@@ -8,6 +8,8 @@
 // together with the Deps, and the grain's Init reads them through ctx.Actor(). Nothing is registered per actor
 // system, so several nodes in one process, and a node that rebuilds its actor system, each get their own Deps.
 // Callers use the generated clients (messages.GetRestaurantGrainClient) with the kind names here (KindRestaurant).
+// Each kind's actor routes its messages through hosted.receive (grain.go), which gives the grain what the
+// generated dispatcher cannot handle: parked PollFeed requests and the activation's messages to itself.
 //
 // # How an actor handles a command
 //
@@ -27,6 +29,21 @@
 //     with journal.ErrConflict, the command is answered UNAVAILABLE (retry-safe: nothing was written), and the
 //     activation stops; the next one reloads the winner's events.
 //   - A snapshot is taken every Deps.SnapshotEvery events; an idle activation stops after Deps.PassivateAfter.
+//
+// # Messages, timers and feeds (docs/workflow.md)
+//
+// Decisions return, among their events, what the entity handles for every kind:
+//
+//   - sendTo(kind, identity, payload): a message to another actor, kept in the sender's outbox (outbox.go) and
+//     delivered after the append to the receiver's Deliver rpc, one at a time per destination, retried with
+//     back-off until acknowledged, also after a restart. The receiver applies it once: its inbox remembers the
+//     highest out_seq per sender stream (InboxAdvanced, in the same append as the message's effects), and each
+//     kind decides on payloads with a pure decideDeliver<Kind>(state, from, payload, now).
+//   - setTimer(name, due) / clearTimer(name): durable timers (timers.go). The journal keeps the stream's earliest
+//     due time as its reminder; a node's ReminderScanner (reminders.go; start one per node with
+//     StartReminderScanner) wakes the owner through the cluster, which fires every due timer once.
+//   - notify(msg, now): an entry in the actor's own feed (feed.go), written with the events. PollFeed answers
+//     entries after a cursor at once, or parks until one arrives or the wait ends.
 //
 // # Errors
 //
