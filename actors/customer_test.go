@@ -97,9 +97,13 @@ const accepted = messages.ErrorReason_ERROR_REASON_UNSPECIFIED
 
 func TestDecideCreateCustomer(t *testing.T) {
 	valid := &messages.CreateCustomer{CommandId: "c", Name: " Ada ", Email: " Ada@Example.com ", Phone: "+1 (415) 555-0100"}
-	checkByState(t, func(s *messages.CustomerState) ([]proto.Message, error) { return decideCreateCustomer(s, valid, testNow) },
+	checkByState(t, func(s *messages.CustomerState) ([]proto.Message, error) {
+		return decideCreateCustomer(s, valid, testNow)
+	},
 		map[string]messages.ErrorReason{"absent": accepted, "*": messages.ErrorReason_ALREADY_EXISTS})
-	events, s, _ := runCustomer(t, absentCustomer(), func(s *messages.CustomerState) ([]proto.Message, error) { return decideCreateCustomer(s, valid, testNow) })
+	events, s, _ := runCustomer(t, absentCustomer(), func(s *messages.CustomerState) ([]proto.Message, error) {
+		return decideCreateCustomer(s, valid, testNow)
+	})
 	if len(events) != 1 || !s.GetCreated() || s.GetName() != "Ada" || s.GetEmail() != "ada@example.com" || s.GetPhone() != "+1 (415) 555-0100" ||
 		!s.GetCreatedAt().AsTime().Equal(testNow) {
 		t.Fatalf("created %v from %v", s, events)
@@ -126,14 +130,20 @@ func TestDecideCreateCustomer(t *testing.T) {
 
 func TestDecideUpdateProfile(t *testing.T) {
 	rename := &messages.UpdateCustomerProfile{CommandId: "u", Name: "Ada L."}
-	checkByState(t, func(s *messages.CustomerState) ([]proto.Message, error) { return decideUpdateProfile(s, rename, testNow) },
+	checkByState(t, func(s *messages.CustomerState) ([]proto.Message, error) {
+		return decideUpdateProfile(s, rename, testNow)
+	},
 		map[string]messages.ErrorReason{"absent": messages.ErrorReason_NOT_FOUND, "*": accepted})
-	_, s, _ := runCustomer(t, createdCustomer(), func(s *messages.CustomerState) ([]proto.Message, error) { return decideUpdateProfile(s, rename, testNow) })
+	_, s, _ := runCustomer(t, createdCustomer(), func(s *messages.CustomerState) ([]proto.Message, error) {
+		return decideUpdateProfile(s, rename, testNow)
+	})
 	if s.GetName() != "Ada L." || s.GetPhone() != "+1 415 555 0100" {
 		t.Fatalf("after rename %v", s)
 	}
 	phone := &messages.UpdateCustomerProfile{CommandId: "u", Phone: "+44 20 7946 0000"}
-	_, s, _ = runCustomer(t, createdCustomer(), func(s *messages.CustomerState) ([]proto.Message, error) { return decideUpdateProfile(s, phone, testNow) })
+	_, s, _ = runCustomer(t, createdCustomer(), func(s *messages.CustomerState) ([]proto.Message, error) {
+		return decideUpdateProfile(s, phone, testNow)
+	})
 	if s.GetName() != "Ada" || s.GetPhone() != "+44 20 7946 0000" {
 		t.Fatalf("after phone change %v", s)
 	}
@@ -216,7 +226,9 @@ func TestDecideSetPaymentMethod(t *testing.T) {
 		"empty command": {},
 	} {
 		t.Run(name, func(t *testing.T) {
-			checkByState(t, func(s *messages.CustomerState) ([]proto.Message, error) { return decideSetPaymentMethod(s, c, method, testNow) },
+			checkByState(t, func(s *messages.CustomerState) ([]proto.Message, error) {
+				return decideSetPaymentMethod(s, c, method, testNow)
+			},
 				map[string]messages.ErrorReason{"*": messages.ErrorReason_INVALID_ARGUMENT})
 		})
 	}
@@ -266,10 +278,14 @@ func TestDecideAddToCart(t *testing.T) {
 	for i := len(full.Cart.Lines); i < MaxCartLines; i++ {
 		full.Cart.Lines = append(full.Cart.Lines, &messages.OrderLine{MenuItemId: fmt.Sprint("x", i), Quantity: 1, PriceCents: 1})
 	}
-	if _, _, err := runCustomer(t, full, func(s *messages.CustomerState) ([]proto.Message, error) { return decideAddToCart(s, addItem("r_1", "new", 1), testNow) }); codeOf(t, err) != messages.ErrorReason_INVALID_ARGUMENT {
+	if _, _, err := runCustomer(t, full, func(s *messages.CustomerState) ([]proto.Message, error) {
+		return decideAddToCart(s, addItem("r_1", "new", 1), testNow)
+	}); codeOf(t, err) != messages.ErrorReason_INVALID_ARGUMENT {
 		t.Fatalf("line %d: %v", MaxCartLines+1, err)
 	}
-	if _, _, err := runCustomer(t, full, func(s *messages.CustomerState) ([]proto.Message, error) { return decideAddToCart(s, addItem("r_1", "m1", 1), testNow) }); err != nil {
+	if _, _, err := runCustomer(t, full, func(s *messages.CustomerState) ([]proto.Message, error) {
+		return decideAddToCart(s, addItem("r_1", "m1", 1), testNow)
+	}); err != nil {
 		t.Fatalf("more of an existing line in a full cart: %v", err)
 	}
 	if _, _, err := runCustomer(t, withCart(createdCustomer()), func(s *messages.CustomerState) ([]proto.Message, error) {
@@ -322,7 +338,9 @@ func TestDecideRemoveFromCart(t *testing.T) {
 
 func TestDecideOrderCart(t *testing.T) {
 	cmd := &messages.OrderCart{CommandId: "order-1"}
-	checkByState(t, func(s *messages.CustomerState) ([]proto.Message, error) { return decideOrderCart("c_1", s, cmd, testNow) },
+	checkByState(t, func(s *messages.CustomerState) ([]proto.Message, error) {
+		return decideOrderCart("c_1", s, cmd, testNow)
+	},
 		map[string]messages.ErrorReason{"absent": messages.ErrorReason_NOT_FOUND, "ready": accepted, "with order": accepted,
 			"*": messages.ErrorReason_FAILED_PRECONDITION})
 	noAddress := readyCustomer()
@@ -330,12 +348,16 @@ func TestDecideOrderCart(t *testing.T) {
 	noCard := readyCustomer()
 	noCard.PaymentMethod = nil
 	for name, s := range map[string]*messages.CustomerState{"no address": noAddress, "no payment method": noCard} {
-		if _, _, err := runCustomer(t, s, func(s *messages.CustomerState) ([]proto.Message, error) { return decideOrderCart("c_1", s, cmd, testNow) }); codeOf(t, err) != messages.ErrorReason_FAILED_PRECONDITION {
+		if _, _, err := runCustomer(t, s, func(s *messages.CustomerState) ([]proto.Message, error) {
+			return decideOrderCart("c_1", s, cmd, testNow)
+		}); codeOf(t, err) != messages.ErrorReason_FAILED_PRECONDITION {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
 
-	events, s, err := runCustomer(t, readyCustomer(), func(s *messages.CustomerState) ([]proto.Message, error) { return decideOrderCart("c_1", s, cmd, testNow) })
+	events, s, err := runCustomer(t, readyCustomer(), func(s *messages.CustomerState) ([]proto.Message, error) {
+		return decideOrderCart("c_1", s, cmd, testNow)
+	})
 	if err != nil || len(events) != 2 {
 		t.Fatalf("order cart: %v, %v", events, err)
 	}
@@ -356,8 +378,8 @@ func TestDecideOrderCart(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &messages.PlaceOrder{CommandId: orderID, CustomerId: "c_1", RestaurantId: "r_1",
-		Lines:   []*messages.OrderLine{{MenuItemId: "m1", Name: "Pad thai", Quantity: 2, PriceCents: 1250}},
-		Pickup:  &messages.Position{Lat: 37.77, Lng: -122.41}, Dropoff: testAddress().GetPosition(), PaymentToken: "tok_1"}
+		Lines:  []*messages.OrderLine{{MenuItemId: "m1", Name: "Pad thai", Quantity: 2, PriceCents: 1250}},
+		Pickup: &messages.Position{Lat: 37.77, Lng: -122.41}, Dropoff: testAddress().GetPosition(), PaymentToken: "tok_1"}
 	if !proto.Equal(&place, want) {
 		t.Fatalf("PlaceOrder %v, want %v", &place, want)
 	}
