@@ -1,12 +1,139 @@
 package http
 
-import "github.com/valyala/fasthttp"
+import (
+	"slices"
 
-// authorize decides whether the request may use the route. Every matched route passes through here before its
-// handler runs (see Server.handle), so the security issue fills in this one function: verify the bearer JWT, then
-// check the caller's role and ownership for the route, returning CodeUnauthenticated or CodePermissionDenied errors.
+	"github.com/valyala/fasthttp"
+)
+
+// Role is what kind of caller a principal is (API.md, "Roles").
+type Role string
+
+// The roles of API.md.
+const (
+	RoleCustomer   Role = "customer"   // ID is the customer id
+	RoleRestaurant Role = "restaurant" // staff of the restaurants in Restaurants; ID is the client id
+	RoleDasher     Role = "dasher"     // ID is the dasher id
+	RoleOperator   Role = "operator"   // may do everything; ID is the client id
+)
+
+// Principal is who makes a request. The zero Principal is the anonymous caller.
+type Principal struct {
+	Role        Role
+	ID          string   // the customer or dasher id, or the OAuth client id
+	Restaurants []string // for RoleRestaurant: the restaurant ids the client is bound to
+}
+
+// Anonymous reports whether the request carried no credentials.
+func (p Principal) Anonymous() bool { return p.Role == "" }
+
+// scope names the principal for the state the edge keeps per caller: idempotency keys and poll bounds. Anonymous
+// callers share one scope (their idempotency keys are still protected by the body fingerprint).
+func (p Principal) scope() string {
+	if p.Anonymous() {
+		return "anonymous"
+	}
+	return string(p.Role) + ":" + p.ID
+}
+
+// Authenticator finds the principal of a request (the security issue provides one that verifies bearer JWTs).
+// Implementations must be safe for concurrent use.
+type Authenticator interface {
+	// Authenticate returns the zero Principal for a request without credentials, the principal for valid ones,
+	// and an *Error with CodeUnauthenticated for invalid or expired ones.
+	Authenticate(ctx *fasthttp.RequestCtx) (Principal, error)
+}
+
+// access is who may use a route; the router table gives one to every route.
+type access uint8
+
+const (
+	// accessPublic: anyone, without credentials (health, documents, sign-up, search, restaurant profiles).
+	accessPublic access = iota
+	// accessCustomer: a customer acting on itself (/v1/customers/me..., the cart, its orders).
+	accessCustomer
+	// accessDasher: a dasher acting on itself (/v1/dashers/me...).
+	accessDasher
+	// accessRestaurant: the staff of the restaurant named by the route's {id}, or an operator.
+	accessRestaurant
+	// accessOperator: operators only.
+	accessOperator
+	// accessOrderParty: any authenticated party of an order (its customer, restaurant staff, dasher) or an
+	// operator; the handler checks ownership with authorizeOrder once it has read the order.
+	accessOrderParty
+)
+
+func (a access) String() string {
+	return [...]string{"public", "customer", "dasher", "restaurant", "operator", "order party"}[a]
+}
+
+// authorize is the one authorisation hook: every matched route passes through it before its handler (see
+// Server.handle). It authenticates the request and checks the route's access against the principal.
 //
-// Until then it allows every request: the skeleton has no credentials, and the admin endpoint is open.
-func authorize(_ *fasthttp.RequestCtx, _ Route) error {
+// Until the security issue configures Backend.Auth, no request carries a principal. Then routes that act as a
+// customer or a dasher (…/me, cart, orders) answer 401 UNAUTHENTICATED, because there is nobody to act as, while
+// operator and restaurant-staff routes stay open as the walking skeleton had them (the node says so when it
+// starts). Once an Authenticator is configured, an anonymous caller gets 401 on every non-public route.
+func (s *Server) authorize(ctx *fasthttp.RequestCtx, r *route, p params) (Principal, error) {
+	var who Principal
+	if s.backend.Auth != nil {
+		var err error
+		if who, err = s.backend.Auth.Authenticate(ctx); err != nil {
+			return Principal{}, err
+		}
+	}
+	if err := allowed(who, r.access, p, s.backend.Auth == nil); err != nil {
+		return Principal{}, err
+	}
+	return who, nil
+}
+
+// allowed applies a route's access to a principal. openSkeleton is true while no Authenticator is configured.
+func allowed(who Principal, a access, p params, openSkeleton bool) error {
+	if a == accessPublic {
+		return nil
+	}
+	if who.Anonymous() {
+		if openSkeleton && (a == accessOperator || a == accessRestaurant) {
+			return nil
+		}
+		return Errorf(CodeUnauthenticated, "this route needs credentials: a bearer access token")
+	}
+	if who.Role == RoleOperator {
+		return nil
+	}
+	ok := false
+	switch a {
+	case accessCustomer:
+		ok = who.Role == RoleCustomer && who.ID != ""
+	case accessDasher:
+		ok = who.Role == RoleDasher && who.ID != ""
+	case accessRestaurant:
+		ok = who.Role == RoleRestaurant && slices.Contains(who.Restaurants, p["id"])
+	case accessOrderParty:
+		ok = (who.Role == RoleCustomer || who.Role == RoleDasher || who.Role == RoleRestaurant) && (who.ID != "" || len(who.Restaurants) > 0)
+	}
+	if !ok {
+		return Errorf(CodePermissionDenied, "a %s may not use this route", who.Role)
+	}
 	return nil
+}
+
+// orderParties is what authorizeOrder needs to know of an order.
+type orderParties struct {
+	customer, restaurant, dasher string
+}
+
+// authorizeOrder is the ownership check of accessOrderParty routes, made once the order is read: its customer,
+// the staff of its restaurant, its dasher and operators may see it. Anyone else is told the order does not exist
+// (404), so that order ids cannot be probed.
+func authorizeOrder(who Principal, id string, o orderParties) error {
+	switch {
+	case who.Role == RoleOperator,
+		who.Role == RoleCustomer && who.ID == o.customer,
+		who.Role == RoleDasher && o.dasher != "" && who.ID == o.dasher,
+		who.Role == RoleRestaurant && slices.Contains(who.Restaurants, o.restaurant):
+		return nil
+	}
+	return Errorf(CodeNotFound, "order %s not found", id)
 }

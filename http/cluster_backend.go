@@ -3,11 +3,15 @@ package http
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/platterhq/platter/actors"
+	"github.com/platterhq/platter/actors/journal"
 	"github.com/platterhq/platter/cluster"
 	"github.com/platterhq/platter/messages"
 )
@@ -18,14 +22,18 @@ type ClusterNode interface {
 	Members() []cluster.Member
 	Activations() map[string]int
 	Cluster() *pcluster.Cluster
+	Request(ctx context.Context, identity, kind string, msg any) (any, error)
+	Stop(ctx context.Context) error
 }
 
-// NewClusterBackend returns the production Backend: membership and actor calls through node, readiness of store.
-func NewClusterBackend(node ClusterNode, store Store) Backend {
+// NewClusterBackend returns the production Backend: membership and actor calls through node, readiness of store,
+// Idempotency-Key records in the journal j (kept for retention).
+func NewClusterBackend(node ClusterNode, store Store, j journal.Journal, retention time.Duration) Backend {
 	return Backend{
 		Cluster:     nodeMembership{node},
 		Store:       store,
-		Restaurants: clusterRestaurants{node},
+		Actors:      clusterActors{node},
+		Idempotency: NewJournalIdempotency(j, retention),
 	}
 }
 
@@ -47,40 +55,90 @@ func (c nodeMembership) Members() []Member {
 	return out
 }
 
-// clusterRestaurants calls Restaurant actors through the generated grain client. The node installs its own cluster
-// context, so these calls get owner-checked activation and retries with back-off until the deadline.
-type clusterRestaurants struct{ node ClusterNode }
+// Drain stops the node (cluster.Node.Stop: stop taking activations, passivate, leave).
+func (c nodeMembership) Drain(ctx context.Context) error { return c.node.Stop(ctx) }
 
-func (r clusterRestaurants) client(ctx context.Context, id string) (*messages.RestaurantGrainClient, pcluster.GrainCallOption, error) {
-	c := r.node.Cluster()
-	if c == nil || !r.node.Ready() {
-		return nil, nil, ErrNotReady
+// clusterActors calls grains through the node: owner-checked activation and retries with back-off until the
+// deadline.
+type clusterActors struct{ node ClusterNode }
+
+func (a clusterActors) Call(ctx context.Context, kind, identity, method string, req proto.Message) (proto.Message, error) {
+	md, err := GrainMethod(kind, method, req)
+	if err != nil {
+		return nil, err
 	}
-	timeout := time.Duration(0) // zero: the cluster's RequestTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		if timeout = time.Until(dl); timeout <= 0 {
-			return nil, nil, ErrUnavailable
+	data, err := proto.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s request: %w", method, err)
+	}
+	res, err := a.node.Request(ctx, identity, kind, &pcluster.GrainRequest{MethodIndex: int32(md.Index()), MessageData: data})
+	if err != nil {
+		return nil, actorError(err)
+	}
+	switch m := res.(type) {
+	case *pcluster.GrainErrorResponse:
+		return nil, actorError(m)
+	case proto.Message:
+		if m.ProtoReflect().Descriptor().FullName() != md.Output().FullName() {
+			return nil, fmt.Errorf("call %s.%s: answer is %T", kind, method, res)
 		}
+		return m, nil
+	default:
+		return nil, fmt.Errorf("call %s.%s: answer is %T", kind, method, res)
 	}
-	return messages.GetRestaurantGrainClient(c, id), pcluster.WithTimeout(timeout), nil
 }
 
-func (r clusterRestaurants) Create(ctx context.Context, id string, cmd *messages.CreateRestaurant) (*messages.RestaurantView, error) {
-	g, opt, err := r.client(ctx, id)
+// PollFeed makes one call whose answer may take the whole wait: the node's Request bounds every attempt by its
+// AttemptTimeout (seconds), which a parked poll outlasts, so this resolves the activation through the cluster
+// context and waits on one future for the wait plus actors.PollFeedMargin.
+func (a clusterActors) PollFeed(ctx context.Context, kind, identity string, req *messages.PollFeed) (*messages.FeedPage, error) {
+	c := a.node.Cluster()
+	if c == nil || !a.node.Ready() {
+		return nil, ErrNotReady
+	}
+	md, err := GrainMethod(kind, "PollFeed", req)
 	if err != nil {
 		return nil, err
 	}
-	view, err := g.Create(cmd, opt)
-	return view, actorError(err)
-}
-
-func (r clusterRestaurants) Get(ctx context.Context, id string) (*messages.RestaurantView, error) {
-	g, opt, err := r.client(ctx, id)
+	data, err := proto.Marshal(req)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("encode PollFeed request: %w", err)
 	}
-	view, err := g.Get(&messages.GetRestaurant{}, opt)
-	return view, actorError(err)
+	timeout := actors.PollFeedTimeout(req)
+	f, err := c.RequestFuture(identity, kind, &pcluster.GrainRequest{MethodIndex: int32(md.Index()), MessageData: data},
+		pcluster.WithTimeout(timeout))
+	if err != nil {
+		return nil, actorError(err)
+	}
+	type result struct {
+		res any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := f.Result()
+		done <- result{res, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		return &messages.FeedPage{NextCursor: req.GetAfter()}, nil
+	}
+	if r.err != nil {
+		if errors.Is(r.err, actor.ErrTimeout) {
+			return &messages.FeedPage{NextCursor: req.GetAfter()}, nil
+		}
+		return nil, actorError(r.err)
+	}
+	switch m := r.res.(type) {
+	case *messages.FeedPage:
+		return m, nil
+	case *pcluster.GrainErrorResponse:
+		return nil, actorError(m)
+	default:
+		return nil, fmt.Errorf("call %s.PollFeed: answer is %T", kind, r.res)
+	}
 }
 
 // actorError turns what an actor call returned into an *Error with the actor's stable code (keeping the original

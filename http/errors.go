@@ -25,6 +25,8 @@ const (
 	CodePayloadTooLarge      = "PAYLOAD_TOO_LARGE"      // the body exceeds Config.MaxBodySize
 	CodeUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE" // the body is not application/json
 	CodeIdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED" // the Idempotency-Key was used with another body
+	CodeRateLimited          = "RATE_LIMITED"           // the client sent too many requests of a class (see Retry-After)
+	CodeTooManyPolls         = "TOO_MANY_POLLS"         // the client has Config.MaxPollsPerClient feed polls waiting
 	CodeInternal             = "INTERNAL"               // a bug or an infrastructure failure; details are only logged
 	CodeNotReady             = "NOT_READY"              // this node has not joined the cluster (or is leaving)
 	CodeUnavailable          = "UNAVAILABLE"            // the cluster did not answer in time; retry later
@@ -54,6 +56,8 @@ var problems = map[string]problemKind{
 	CodePayloadTooLarge:      {nethttp.StatusRequestEntityTooLarge, "Payload too large"},
 	CodeUnsupportedMediaType: {nethttp.StatusUnsupportedMediaType, "Unsupported media type"},
 	CodeIdempotencyKeyReused: {nethttp.StatusUnprocessableEntity, "Idempotency key reused"},
+	CodeRateLimited:          {nethttp.StatusTooManyRequests, "Rate limited"},
+	CodeTooManyPolls:         {nethttp.StatusTooManyRequests, "Too many polls"},
 	CodeInternal:             {nethttp.StatusInternalServerError, "Internal error"},
 	CodeNotReady:             {nethttp.StatusServiceUnavailable, "Not ready"},
 	CodeUnavailable:          {nethttp.StatusServiceUnavailable, "Unavailable"},

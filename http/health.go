@@ -1,10 +1,9 @@
 package http
 
 import (
+	"context"
 	nethttp "net/http"
 	"sort"
-
-	"github.com/valyala/fasthttp"
 )
 
 // Member is one cluster member as the admin endpoint reports it.
@@ -26,6 +25,9 @@ type Cluster interface {
 	Members() []Member
 	// Activations counts the actors active on this node, by kind.
 	Activations() map[string]int
+	// Drain stops this node gracefully: it stops taking activations, hands its identities over to the other
+	// members, and leaves the cluster, returning when it has left or ctx ends.
+	Drain(ctx context.Context) error
 }
 
 // Store reports on the node's durable store. Implementations must be safe for concurrent use.
@@ -34,11 +36,13 @@ type Store interface {
 	Ping() error
 }
 
-func (s *Server) handleHealthz(ctx *fasthttp.RequestCtx, _ params) error {
+func (s *Server) handleHealthz(c *call) error {
+	ctx := c.ctx
 	return s.writeJSON(ctx, nethttp.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (s *Server) handleReadyz(ctx *fasthttp.RequestCtx, _ params) error {
+func (s *Server) handleReadyz(c *call) error {
+	ctx := c.ctx
 	if !s.backend.Cluster.Ready() {
 		return Errorf(CodeNotReady, "this node is not a serving cluster member")
 	}
@@ -56,7 +60,8 @@ type clusterView struct {
 	Activations map[string]int `json:"activations"` // actors active on the answering node, by kind
 }
 
-func (s *Server) handleAdminCluster(ctx *fasthttp.RequestCtx, _ params) error {
+func (s *Server) handleAdminCluster(c *call) error {
+	ctx := c.ctx
 	members := s.backend.Cluster.Members()
 	if members == nil {
 		members = []Member{}
@@ -79,4 +84,26 @@ func (s *Server) handleAdminCluster(ctx *fasthttp.RequestCtx, _ params) error {
 	return s.writeJSON(ctx, nethttp.StatusOK, clusterView{
 		Ready: s.backend.Cluster.Ready(), Members: members, Activations: act,
 	})
+}
+
+// handleDrain starts draining this node in the background and answers 202 at once: the node stops taking
+// activations, hands off and leaves; /readyz then answers 503 and a load balancer stops sending traffic. The
+// process keeps running until it is stopped.
+func (s *Server) handleDrain(c *call) error {
+	if err := noBody(c.ctx); err != nil {
+		return err
+	}
+	if !s.backend.Cluster.Ready() {
+		return Errorf(CodeNotReady, "this node is not a serving cluster member")
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+		defer cancel()
+		if err := s.backend.Cluster.Drain(ctx); err != nil {
+			s.log.Error("drain failed", errAttr(err))
+			return
+		}
+		s.log.Info("node drained")
+	}()
+	return s.writeJSON(c.ctx, nethttp.StatusAccepted, map[string]string{"status": "draining"})
 }

@@ -1,115 +1,241 @@
 package http
 
 import (
-	"context"
-	"mime"
 	nethttp "net/http"
-	"regexp"
+	"strconv"
 
-	"github.com/google/uuid"
-	"github.com/valyala/fasthttp"
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/platterhq/platter/actors"
 	"github.com/platterhq/platter/messages"
 )
 
-// Restaurants is the port to the Restaurant actors. Implementations must be safe for concurrent use and return an
-// *Error (e.g. NOT_FOUND, INVALID_ARGUMENT, ErrNotReady, ErrUnavailable) for every failure a client should see;
-// any other error is reported to the client as INTERNAL.
-type Restaurants interface {
-	// Create creates restaurant id. A repeated cmd.CommandId for the same id returns the first result.
-	Create(ctx context.Context, id string, cmd *messages.CreateRestaurant) (*messages.RestaurantView, error)
-	// Get returns restaurant id, or NOT_FOUND.
-	Get(ctx context.Context, id string) (*messages.RestaurantView, error)
+// Restaurants (API.md, "Restaurants"): profiles and menus on the Restaurant actor; the staff's order actions on
+// the Order actor, which checks that the order is the restaurant's (404 otherwise).
+
+type createRestaurantRequest struct {
+	Name     string    `json:"name"`
+	Position *position `json:"position"`
+	Cuisine  string    `json:"cuisine"`
 }
 
-// restaurantIDPrefix starts every restaurant id; the rest is a UUID.
-const restaurantIDPrefix = "r_"
+type menuRequest struct {
+	Items []menuItemRequest `json:"items"`
+}
 
-// restaurantID matches the ids the edge hands out, so that a malformed id is answered 404 without activating an
-// actor for it.
-var restaurantID = regexp.MustCompile(`^r_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+type menuItemRequest struct {
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	PriceCents  *int64   `json:"price_cents"`
+	Tags        []string `json:"tags"`
+}
 
-// idempotencyNamespace scopes the UUIDs derived from Idempotency-Key values. Until the security issue brings
-// callers, every request is the same (anonymous) caller; it will then derive the id within the caller's namespace
-// so that two callers' keys never collide.
-var idempotencyNamespace = uuid.MustParse("5b0b8bd4-6f43-4f7c-9a3e-6b9a8a7f3c11")
+type acceptRequest struct {
+	PrepMinutes *int64 `json:"prep_minutes"`
+}
 
-// protoStrict decodes request bodies; unknown fields are an error (400 INVALID_ARGUMENT).
-var protoStrict = protojson.UnmarshalOptions{DiscardUnknown: false}
+type rejectRequest struct {
+	Reason string `json:"reason"`
+}
 
-func (s *Server) handleCreateRestaurant(ctx *fasthttp.RequestCtx, _ params) error {
-	if err := requireJSON(ctx); err != nil {
+func (s *Server) handleCreateRestaurant(c *call) error {
+	var req createRestaurantRequest
+	if err := decodeBody(c.ctx, &req, false); err != nil {
 		return err
 	}
-	key, err := idempotencyKey(ctx)
+	if err := checkText("name", req.Name, maxNameLen, true); err != nil {
+		return err
+	}
+	if err := checkText("cuisine", req.Cuisine, actors.MaxCuisineLen, true); err != nil {
+		return err
+	}
+	pos, err := checkPosition("position", req.Position)
 	if err != nil {
 		return err
 	}
-	cmd := &messages.CreateRestaurant{}
-	if err := protoStrict.Unmarshal(ctx.PostBody(), cmd); err != nil {
-		return Errorf(CodeInvalidArgument, "invalid restaurant: %v", err)
-	}
-	if cmd.CommandId != "" { // a field of the command, not of the API: it comes from Idempotency-Key
-		return Errorf(CodeInvalidArgument, `unknown field "command_id"`)
-	}
-
-	// With an Idempotency-Key the id is derived from it, so a retried request reaches the same actor with the same
-	// command id and gets the first response back; without one, both are fresh.
-	var id string
-	if key != "" {
-		id = restaurantIDPrefix + uuid.NewSHA1(idempotencyNamespace, []byte(key)).String()
-		cmd.CommandId = key
-	} else {
-		id = restaurantIDPrefix + uuid.Must(uuid.NewV7()).String()
-		cmd.CommandId = uuid.Must(uuid.NewV7()).String()
-	}
-
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	id := c.newID("r_")
+	ctx, cancel := s.deadline()
 	defer cancel()
-	view, err := s.backend.Restaurants.Create(rctx, id, cmd)
+	view, err := callActor[*messages.RestaurantView](ctx, s.backend.Actors, kindRestaurant, id, "Create", &messages.CreateRestaurant{
+		CommandId: c.commandID("create"), Name: req.Name, Position: pos, Cuisine: req.Cuisine,
+	})
 	if err != nil {
 		return err
 	}
-	ctx.Response.Header.Set(fasthttp.HeaderLocation, "/v1/restaurants/"+view.GetId())
-	return s.writeProto(ctx, nethttp.StatusCreated, view)
+	c.ctx.Response.Header.Set("Location", "/v1/restaurants/"+view.GetId())
+	return s.writeProto(c.ctx, nethttp.StatusCreated, view)
 }
 
-func (s *Server) handleGetRestaurant(ctx *fasthttp.RequestCtx, p params) error {
-	id := p["id"]
-	if !restaurantID.MatchString(id) {
-		return Errorf(CodeNotFound, "restaurant %q not found", id)
+func (s *Server) restaurantID(c *call) (string, error) {
+	id := c.params["id"]
+	return id, checkPathID("restaurant", restaurantIDPattern, id)
+}
+
+func (s *Server) handleGetRestaurant(c *call) error {
+	id, err := s.restaurantID(c)
+	if err != nil {
+		return err
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	if err := knownQuery(c.ctx); err != nil {
+		return err
+	}
+	ctx, cancel := s.deadline()
 	defer cancel()
-	view, err := s.backend.Restaurants.Get(rctx, id)
+	view, err := callActor[*messages.RestaurantView](ctx, s.backend.Actors, kindRestaurant, id, "Get", &messages.GetRestaurant{})
 	if err != nil {
 		return err
 	}
-	return s.writeProto(ctx, nethttp.StatusOK, view)
+	return s.writeProto(c.ctx, nethttp.StatusOK, view)
 }
 
-// requireJSON refuses a body that is not declared application/json (415).
-func requireJSON(ctx *fasthttp.RequestCtx) error {
-	ct := string(ctx.Request.Header.ContentType())
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil || mt != "application/json" {
-		return Errorf(CodeUnsupportedMediaType, "the body must be application/json, not %q", ct)
+func (s *Server) handleUpdateMenu(c *call) error {
+	id, err := s.restaurantID(c)
+	if err != nil {
+		return err
 	}
-	return nil
-}
-
-// idempotencyKey returns the request's Idempotency-Key ("" when absent); a key must be 1-255 printable ASCII
-// characters.
-func idempotencyKey(ctx *fasthttp.RequestCtx) (string, error) {
-	key := string(ctx.Request.Header.Peek("Idempotency-Key"))
-	if len(key) > 255 {
-		return "", Errorf(CodeInvalidArgument, "Idempotency-Key is longer than 255 characters")
+	var req menuRequest
+	if err := decodeBody(c.ctx, &req, false); err != nil {
+		return err
 	}
-	for i := 0; i < len(key); i++ {
-		if key[i] < 0x20 || key[i] > 0x7e {
-			return "", Errorf(CodeInvalidArgument, "Idempotency-Key must be printable ASCII")
+	if req.Items == nil {
+		return Errorf(CodeInvalidArgument, "items is required (an empty list clears the menu)")
+	}
+	if len(req.Items) > actors.MaxMenuItems {
+		return Errorf(CodeInvalidArgument, "a menu has at most %d items", actors.MaxMenuItems)
+	}
+	cmd := &messages.UpdateMenu{CommandId: c.commandID("menu")}
+	seen := map[string]bool{}
+	for i, it := range req.Items {
+		field := "items[" + strconv.Itoa(i) + "]"
+		if err := checkBodyID(field+".id", menuItemIDPattern, it.ID); err != nil {
+			return err
 		}
+		if seen[it.ID] {
+			return Errorf(CodeInvalidArgument, "%s.id %q is used twice", field, it.ID)
+		}
+		seen[it.ID] = true
+		if err := checkText(field+".name", it.Name, maxNameLen, true); err != nil {
+			return err
+		}
+		if err := checkText(field+".description", it.Description, actors.MaxDescriptionLen, false); err != nil {
+			return err
+		}
+		price, err := checkInt(field+".price_cents", it.PriceCents, 1, actors.MaxPriceCents)
+		if err != nil {
+			return err
+		}
+		if len(it.Tags) > actors.MaxTagsPerItem {
+			return Errorf(CodeInvalidArgument, "%s has more than %d tags", field, actors.MaxTagsPerItem)
+		}
+		for j, tag := range it.Tags {
+			if err := checkText(field+".tags["+strconv.Itoa(j)+"]", tag, actors.MaxTagLen, true); err != nil {
+				return err
+			}
+		}
+		cmd.Items = append(cmd.Items, &messages.MenuItem{Id: it.ID, Name: it.Name, Description: it.Description, PriceCents: price, Tags: it.Tags})
 	}
-	return key, nil
+	ctx, cancel := s.deadline()
+	defer cancel()
+	view, err := callActor[*messages.RestaurantView](ctx, s.backend.Actors, kindRestaurant, id, "UpdateMenu", cmd)
+	if err != nil {
+		return err
+	}
+	return s.writeProto(c.ctx, nethttp.StatusOK, view)
+}
+
+// handleRestaurantOrders lists the open orders (?state=open, the only state the Restaurant actor keeps).
+func (s *Server) handleRestaurantOrders(c *call) error {
+	id, err := s.restaurantID(c)
+	if err != nil {
+		return err
+	}
+	if err := knownQuery(c.ctx, "state"); err != nil {
+		return err
+	}
+	if state, err := queryString(c.ctx, "state"); err != nil {
+		return err
+	} else if state != "" && state != "open" {
+		return Errorf(CodeInvalidArgument, "state must be open")
+	}
+	ctx, cancel := s.deadline()
+	defer cancel()
+	list, err := callActor[*messages.RestaurantOrders](ctx, s.backend.Actors, kindRestaurant, id, "ListOrders", &messages.ListRestaurantOrders{})
+	if err != nil {
+		return err
+	}
+	return s.writeProto(c.ctx, nethttp.StatusOK, list)
+}
+
+// orderAction validates the restaurant and order ids of a staff action and sends cmd to the Order.
+func (s *Server) orderAction(c *call, method string, cmd func(restaurant string) proto.Message) error {
+	id, err := s.restaurantID(c)
+	if err != nil {
+		return err
+	}
+	order := c.params["order_id"]
+	if err := checkPathID("order", orderIDPattern, order); err != nil {
+		return err
+	}
+	req := cmd(id)
+	ctx, cancel := s.deadline()
+	defer cancel()
+	o, err := callActor[*messages.OrderView](ctx, s.backend.Actors, kindOrder, order, method, req)
+	if err != nil {
+		return err
+	}
+	return s.writeProto(c.ctx, nethttp.StatusOK, o)
+}
+
+func (s *Server) handleAcceptOrder(c *call) error {
+	var req acceptRequest
+	if err := decodeBody(c.ctx, &req, false); err != nil {
+		return err
+	}
+	prep, err := checkInt("prep_minutes", req.PrepMinutes, 1, actors.MaxPrepMinutes)
+	if err != nil {
+		return err
+	}
+	return s.orderAction(c, "Accept", func(r string) proto.Message {
+		return &messages.AcceptOrder{CommandId: c.commandID("accept"), RestaurantId: r, PrepMinutes: int32(prep)}
+	})
+}
+
+func (s *Server) handleRejectOrder(c *call) error {
+	var req rejectRequest
+	if err := decodeBody(c.ctx, &req, false); err != nil {
+		return err
+	}
+	if err := checkText("reason", req.Reason, maxReasonLen, true); err != nil {
+		return err
+	}
+	return s.orderAction(c, "Reject", func(r string) proto.Message {
+		return &messages.RejectOrder{CommandId: c.commandID("reject"), RestaurantId: r, Reason: req.Reason}
+	})
+}
+
+func (s *Server) handleOrderReady(c *call) error {
+	if err := noBody(c.ctx); err != nil {
+		return err
+	}
+	return s.orderAction(c, "MarkReady", func(r string) proto.Message {
+		return &messages.MarkOrderReady{CommandId: c.commandID("ready"), RestaurantId: r}
+	})
+}
+
+func (s *Server) handleOrderPickedUp(c *call) error {
+	if err := noBody(c.ctx); err != nil {
+		return err
+	}
+	return s.orderAction(c, "MarkPickedUp", func(r string) proto.Message {
+		return &messages.MarkOrderPickedUp{CommandId: c.commandID("picked-up"), RestaurantId: r}
+	})
+}
+
+func (s *Server) handleRestaurantFeed(c *call) error {
+	id, err := s.restaurantID(c)
+	if err != nil {
+		return err
+	}
+	return s.poll(c, kindRestaurant, id)
 }

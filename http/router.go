@@ -9,9 +9,19 @@ import (
 
 // handlerFunc serves one route. It returns an error instead of writing failures itself, so that every failure goes
 // through Server.fail: one mapping to status and problem+json, one log line.
-type handlerFunc func(ctx *fasthttp.RequestCtx, p params) error
+type handlerFunc func(c *call) error
 
-// Route names a route for the authorisation hook and logs, e.g. "GET /v1/restaurants/{id}".
+// call is one request as a handler sees it: the fasthttp context, the route's parameters and the authorised
+// principal.
+type call struct {
+	ctx    *fasthttp.RequestCtx
+	params params
+	who    Principal
+	// key is the request's Idempotency-Key ("" without one); commandID derives the actors' command ids from it.
+	key string
+}
+
+// Route names a route for the authorisation hook, logs and metrics, e.g. "GET /v1/restaurants/{id}".
 type Route struct {
 	Method  string
 	Pattern string
@@ -19,9 +29,20 @@ type Route struct {
 
 func (r Route) String() string { return r.Method + " " + r.Pattern }
 
+// mutating reports whether the route changes state: those take Idempotency-Key.
+func (r Route) mutating() bool {
+	switch r.Method {
+	case fasthttp.MethodPost, fasthttp.MethodPut, fasthttp.MethodPatch, fasthttp.MethodDelete:
+		return true
+	}
+	return false
+}
+
 type route struct {
 	Route
-	segments []string // the pattern split on "/"; "{name}" matches one non-empty segment
+	access   access      // who may use it (auth.go)
+	limit    limitClass  // the rate limit it counts against (ratelimit.go), limitNone for most
+	segments []string    // the pattern split on "/"; "{name}" matches one non-empty segment
 	handle   handlerFunc
 }
 
@@ -35,12 +56,23 @@ type router struct {
 	routes []route
 }
 
-func (rt *router) add(method, pattern string, h handlerFunc) {
+func (rt *router) add(method, pattern string, a access, l limitClass, h handlerFunc) {
 	rt.routes = append(rt.routes, route{
 		Route:    Route{Method: method, Pattern: pattern},
+		access:   a,
+		limit:    l,
 		segments: strings.Split(strings.TrimPrefix(pattern, "/"), "/"),
 		handle:   h,
 	})
+}
+
+// Routes lists the served routes in table order.
+func (rt *router) list() []Route {
+	out := make([]Route, len(rt.routes))
+	for i, r := range rt.routes {
+		out[i] = r.Route
+	}
+	return out
 }
 
 // match returns the route for method and path with its parameters, or nil and the methods the path allows (empty

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -23,9 +22,11 @@ import (
 type Config struct {
 	// Addr is the TCP address to listen on, e.g. "127.0.0.1:8080"; port 0 picks a free port (see Server.Addr).
 	Addr string
-	// ReadTimeout bounds reading one request, headers and body. Default 10 s.
+	// ReadTimeout bounds reading one request, headers and body, so a slow client cannot hold a connection and
+	// its buffers. It does not bound a handler: a long poll parks after the request is read. Default 10 s.
 	ReadTimeout time.Duration
-	// WriteTimeout bounds writing one response. Default 10 s.
+	// WriteTimeout bounds writing one response; fasthttp starts it when the handler returns, so long polls are
+	// not cut by it. Default 10 s.
 	WriteTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection idle this long; it also bounds how long a graceful stop waits for
 	// idle connections. Default 60 s.
@@ -36,6 +37,28 @@ type Config struct {
 	RetryAfter time.Duration
 	// MaxBodySize is the largest request body accepted; larger bodies get 413. Default 64 KiB.
 	MaxBodySize int
+	// MaxPollWait is the longest wait a feed poll may ask for (?wait=, in seconds). Default 30 s.
+	MaxPollWait time.Duration
+	// DefaultPollWait is the wait of a feed poll without ?wait=. Default 25 s.
+	DefaultPollWait time.Duration
+	// MaxPollsPerClient bounds the feed polls one client (principal, or remote address when anonymous) may have
+	// waiting at once; more are answered 429 TOO_MANY_POLLS. Default 4.
+	MaxPollsPerClient int
+	// IdempotencyLease is how long a request holds its Idempotency-Key: a retry within it is 409
+	// IDEMPOTENCY_KEY_IN_USE; after it (the first request's node died) a retry runs the request again. Default
+	// 30 s; it must exceed RequestTimeout.
+	IdempotencyLease time.Duration
+	// SearchLimit, OrderLimit and LoginLimit are the per-client rate limits of search, placing orders, and
+	// sign-up/sign-in. Defaults: search 5/s burst 20, order 0.2/s burst 5, login 0.5/s burst 10.
+	SearchLimit RateLimit
+	OrderLimit  RateLimit
+	LoginLimit  RateLimit
+	// MaxRateLimitClients bounds the clients the rate limiter remembers. Default 100 000.
+	MaxRateLimitClients int
+	// DrainTimeout bounds the background drain POST /v1/admin/drain starts. Default 30 s.
+	DrainTimeout time.Duration
+	// Now is the clock (idempotency records, rate limits). Default time.Now.
+	Now func() time.Time
 	// Logger receives the edge's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -43,36 +66,52 @@ type Config struct {
 // DefaultConfig returns the production defaults for listening on addr.
 func DefaultConfig(addr string) Config {
 	return Config{
-		Addr:           addr,
-		ReadTimeout:    10 * time.Second,
-		WriteTimeout:   10 * time.Second,
-		IdleTimeout:    60 * time.Second,
-		RequestTimeout: 5 * time.Second,
-		RetryAfter:     time.Second,
-		MaxBodySize:    64 << 10,
-		Logger:         slog.Default(),
+		Addr:                addr,
+		ReadTimeout:         10 * time.Second,
+		WriteTimeout:        10 * time.Second,
+		IdleTimeout:         60 * time.Second,
+		RequestTimeout:      5 * time.Second,
+		RetryAfter:          time.Second,
+		MaxBodySize:         64 << 10,
+		MaxPollWait:         30 * time.Second,
+		DefaultPollWait:     25 * time.Second,
+		MaxPollsPerClient:   4,
+		IdempotencyLease:    30 * time.Second,
+		SearchLimit:         RateLimit{Rate: 5, Burst: 20},
+		OrderLimit:          RateLimit{Rate: 0.2, Burst: 5},
+		LoginLimit:          RateLimit{Rate: 0.5, Burst: 10},
+		MaxRateLimitClients: 100_000,
+		DrainTimeout:        30 * time.Second,
+		Now:                 time.Now,
+		Logger:              slog.Default(),
 	}
 }
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig(c.Addr)
-	if c.ReadTimeout <= 0 {
-		c.ReadTimeout = d.ReadTimeout
+	setDefault(&c.ReadTimeout, d.ReadTimeout)
+	setDefault(&c.WriteTimeout, d.WriteTimeout)
+	setDefault(&c.IdleTimeout, d.IdleTimeout)
+	setDefault(&c.RequestTimeout, d.RequestTimeout)
+	setDefault(&c.RetryAfter, d.RetryAfter)
+	setDefault(&c.MaxBodySize, d.MaxBodySize)
+	setDefault(&c.MaxPollWait, d.MaxPollWait)
+	setDefault(&c.DefaultPollWait, min(d.DefaultPollWait, c.MaxPollWait))
+	setDefault(&c.MaxPollsPerClient, d.MaxPollsPerClient)
+	setDefault(&c.IdempotencyLease, max(d.IdempotencyLease, c.RequestTimeout+time.Second))
+	setDefault(&c.MaxRateLimitClients, d.MaxRateLimitClients)
+	setDefault(&c.DrainTimeout, d.DrainTimeout)
+	if c.SearchLimit == (RateLimit{}) {
+		c.SearchLimit = d.SearchLimit
 	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = d.WriteTimeout
+	if c.OrderLimit == (RateLimit{}) {
+		c.OrderLimit = d.OrderLimit
 	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = d.IdleTimeout
+	if c.LoginLimit == (RateLimit{}) {
+		c.LoginLimit = d.LoginLimit
 	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = d.RequestTimeout
-	}
-	if c.RetryAfter <= 0 {
-		c.RetryAfter = d.RetryAfter
-	}
-	if c.MaxBodySize <= 0 {
-		c.MaxBodySize = d.MaxBodySize
+	if c.Now == nil {
+		c.Now = d.Now
 	}
 	if c.Logger == nil {
 		c.Logger = d.Logger
@@ -80,24 +119,40 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+func setDefault[T int | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
 // Backend is what the edge calls. Every implementation must be safe for concurrent use: handlers run on many
 // goroutines at once.
 type Backend struct {
 	Cluster     Cluster
 	Store       Store
-	Restaurants Restaurants
+	Actors      Actors
+	Idempotency IdempotencyStore
+	// Auth finds the principal of a request; nil until the security issue provides one (see authorize).
+	Auth Authenticator
 }
 
 // Server is the HTTP edge of one node: it decodes, authorises, calls the backend and encodes. It holds no business
 // rules. Open starts it, Close drains it.
 type Server struct {
-	cfg     Config
-	backend Backend
-	log     *slog.Logger
-	router  router
-	srv     *fasthttp.Server
-	ln      net.Listener
-	served  chan error
+	cfg      Config
+	backend  Backend
+	log      *slog.Logger
+	router   router
+	srv      *fasthttp.Server
+	ln       net.Listener
+	served   chan error
+	metrics  *metrics
+	limiters *limiters
+	polls    pollCounter
+
+	// closing ends when Close starts, releasing parked polls.
+	closing     context.Context
+	stopPolling context.CancelFunc
 
 	closeOnce sync.Once
 	closeErr  error
@@ -105,11 +160,16 @@ type Server struct {
 
 // NewServer returns an edge that is not yet listening.
 func NewServer(cfg Config, backend Backend) (*Server, error) {
-	if backend.Cluster == nil || backend.Store == nil || backend.Restaurants == nil {
-		return nil, errors.New("http: backend needs Cluster, Store and Restaurants")
+	if backend.Cluster == nil || backend.Store == nil || backend.Actors == nil || backend.Idempotency == nil {
+		return nil, errors.New("http: backend needs Cluster, Store, Actors and Idempotency")
 	}
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, backend: backend, log: cfg.Logger}
+	s := &Server{
+		cfg: cfg, backend: backend, log: cfg.Logger, metrics: newMetrics(),
+		limiters: newLimiters(cfg.SearchLimit, cfg.OrderLimit, cfg.LoginLimit, cfg.MaxRateLimitClients),
+		polls:    pollCounter{n: map[string]int{}},
+	}
+	s.closing, s.stopPolling = context.WithCancel(context.Background())
 	s.routes()
 	s.srv = &fasthttp.Server{
 		Handler:               s.handle,
@@ -125,13 +185,10 @@ func NewServer(cfg Config, backend Backend) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) routes() {
-	s.router.add(fasthttp.MethodGet, "/healthz", s.handleHealthz)
-	s.router.add(fasthttp.MethodGet, "/readyz", s.handleReadyz)
-	s.router.add(fasthttp.MethodGet, "/v1/admin/cluster", s.handleAdminCluster)
-	s.router.add(fasthttp.MethodPost, "/v1/restaurants", s.handleCreateRestaurant)
-	s.router.add(fasthttp.MethodGet, "/v1/restaurants/{id}", s.handleGetRestaurant)
-}
+func (s *Server) now() time.Time { return s.cfg.Now() }
+
+// Routes lists every route the server serves (the OpenAPI document lists the same, see openapi_test.go).
+func (s *Server) Routes() []Route { return s.router.list() }
 
 // Open listens on Config.Addr and serves in the background. It fails (without serving) when the address is bad or
 // in use.
@@ -170,6 +227,7 @@ func (s *Server) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closeOnce.Do(func() {
+		s.stopPolling() // parked polls answer 204 now instead of holding the stop for their whole wait
 		err := s.srv.ShutdownWithContext(ctx)
 		// Shutdown closes only the listeners Serve has registered; when Close follows Open closely, Serve may not
 		// have started yet and would then serve forever. Closing the listener ourselves ends it either way.
@@ -184,10 +242,11 @@ func (s *Server) Close(ctx context.Context) error {
 	return s.closeErr
 }
 
-// handle is the one entry point of every request: route, authorise, run, and turn any failure or panic into a
-// problem+json response.
+// handle is the one entry point of every request: route, authorise, rate-limit, run (under the Idempotency-Key
+// of mutating routes), and turn any failure or panic into a problem+json response.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
+	label := "unmatched"
 	defer func() {
 		if v := recover(); v != nil {
 			s.log.Error("http handler panicked",
@@ -196,9 +255,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			ctx.Response.Reset()
 			s.writeProblem(ctx, internalError)
 		}
+		status := ctx.Response.StatusCode()
+		s.metrics.observe(label, status, time.Since(start))
 		s.log.Debug("http request",
 			slog.String("method", string(ctx.Method())), slog.String("path", string(ctx.Path())),
-			slog.Int("status", ctx.Response.StatusCode()), slog.Duration("duration", time.Since(start)))
+			slog.Int("status", status), slog.Duration("duration", time.Since(start)))
 	}()
 
 	method, path := string(ctx.Method()), string(ctx.Path())
@@ -206,19 +267,50 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if r == nil {
 		if len(allow) > 0 {
 			ctx.Response.Header.Set(fasthttp.HeaderAllow, strings.Join(allow, ", "))
-			s.fail(ctx, Errorf(CodeMethodNotAllowed, "%s is not allowed on %s", method, path))
+			s.fail(ctx, Errorf(CodeMethodNotAllowed, "%s is not allowed on %s", method, truncate(path, 200)))
 			return
 		}
-		s.fail(ctx, Errorf(CodeNotFound, "no route for %s", path))
+		s.fail(ctx, Errorf(CodeNotFound, "no route for %s", truncate(path, 200)))
 		return
 	}
-	if err := authorize(ctx, r.Route); err != nil {
+	label = r.String()
+	who, err := s.authorize(ctx, r, p)
+	if err != nil {
 		s.fail(ctx, err)
 		return
 	}
-	if err := r.handle(ctx, p); err != nil {
+	c := &call{ctx: ctx, params: p, who: who}
+	if ok, wait := s.limiters.allow(r.limit, c.client(), s.now()); !ok {
+		s.metrics.rateLimited.WithLabelValues(r.limit.String()).Inc()
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, retryAfterSeconds(wait))
+		s.fail(ctx, Errorf(CodeRateLimited, "too many %s requests; retry after the time in Retry-After", r.limit))
+		return
+	}
+	if r.mutating() {
+		if c.key, err = idempotencyKey(ctx); err != nil {
+			s.fail(ctx, err)
+			return
+		}
+		err = s.idempotent(c, r)
+	} else {
+		err = r.handle(c)
+	}
+	if err != nil {
 		s.fail(ctx, err)
 	}
+}
+
+// client names the caller for rate limits and poll bounds: its principal, or its remote address when anonymous.
+func (c *call) client() string {
+	if c.who.Anonymous() {
+		return "ip:" + c.ctx.RemoteIP().String()
+	}
+	return c.who.scope()
+}
+
+// deadline returns the context of one call into the cluster.
+func (s *Server) deadline() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 }
 
 // handleParseError answers requests fasthttp refused before routing (body too large, malformed request line, ...).
@@ -269,7 +361,7 @@ func (s *Server) writeProblem(ctx *fasthttp.RequestCtx, e *Error) {
 	if !ok {
 		kind = problems[CodeInternal]
 	}
-	if kind.status == nethttp.StatusServiceUnavailable {
+	if kind.status == nethttp.StatusServiceUnavailable && len(ctx.Response.Header.Peek(fasthttp.HeaderRetryAfter)) == 0 {
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int((s.cfg.RetryAfter+time.Second-1)/time.Second)))
 	}
 	body, err := json.Marshal(problem{
@@ -297,12 +389,9 @@ func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) error {
 	return nil
 }
 
-// protoJSON encodes API shapes with snake_case names and every field present, so clients see a stable shape.
-var protoJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
-
 // writeProto writes m as JSON with the status.
 func (s *Server) writeProto(ctx *fasthttp.RequestCtx, status int, m proto.Message) error {
-	body, err := protoJSON.Marshal(m)
+	body, err := marshalProto(m)
 	if err != nil {
 		return fmt.Errorf("encode response: %w", err)
 	}

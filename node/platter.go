@@ -159,7 +159,7 @@ func (m *Main) Run(ctx context.Context) error {
 	// The edge opens before the join so that /healthz answers (and /readyz says 503) while the node joins.
 	hcfg := http.DefaultConfig(cfg.HTTPAddr)
 	hcfg.Logger = log
-	srv, err := http.NewServer(hcfg, http.NewClusterBackend(node, journalStore{j}))
+	srv, err := http.NewServer(hcfg, http.NewClusterBackend(node, journalStore{j}, j, http.DefaultIdempotencyRetention))
 	if err != nil {
 		return err
 	}
@@ -177,7 +177,8 @@ func (m *Main) Run(ctx context.Context) error {
 		slog.String("cluster_addr", self.GossipAddr), slog.String("remote_addr", self.RemoteAddr),
 		slog.String("data_dir", cfg.DataDir))
 	fmt.Fprintf(m.Stdout, "platter: node %s serving %s (cluster %s, remote %s, data %s); "+
-		"no token needed yet: authentication arrives with the security issue, and /v1/admin/cluster is open\n",
+		"no authentication yet (it arrives with the security issue): operator and restaurant routes are open, "+
+		"customer and dasher routes answer 401\n",
 		self.Name, srv.URL(), self.GossipAddr, self.RemoteAddr, cfg.DataDir)
 	return nil
 }

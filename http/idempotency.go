@@ -1,0 +1,222 @@
+package http
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/valyala/fasthttp"
+)
+
+// Idempotency-Key (API.md; DESIGN rule 5). Every mutating route takes the header. The first completed response
+// to a key is stored and replayed to every retry with the same key and body; the same key with another body (or
+// on another route) is 422 IDEMPOTENCY_KEY_REUSED; a retry while the first request is still running is 409
+// IDEMPOTENCY_KEY_IN_USE. Keys are scoped per principal, so two callers' keys never meet.
+//
+// The store records a claim before the handler runs and the response after it. A claim whose request never
+// completed (the node died) lapses after Config.IdempotencyLease, and the next retry runs the request again; the
+// actors' command ids derive from the key (commandID), so the actor recognises the retried command and does not
+// apply it twice. Responses with a 5xx status are not stored: the claim is released and a retry runs again.
+
+// IdempotencyStore keeps Idempotency-Key records. Implementations must be safe for concurrent use, including
+// from several nodes sharing one store: two Begin calls for one key must never both return ClaimNew.
+type IdempotencyStore interface {
+	// Begin looks key up at now. Without a live record it claims the key for fingerprint until now+lease and
+	// returns ClaimNew with a token for Complete/Release. With a live claim or stored response it returns
+	// ClaimInFlight or ClaimDone (with the response) and the fingerprint it was made with. Records older than the
+	// store's retention are treated as absent.
+	Begin(ctx context.Context, key string, fingerprint string, now time.Time, lease time.Duration) (Claim, error)
+	// Complete stores the response of a claimed key, ending the claim.
+	Complete(ctx context.Context, claim Claim, res StoredResponse) error
+	// Release drops a claim without a response, so that a retry runs the request again.
+	Release(ctx context.Context, claim Claim) error
+}
+
+// ClaimState is what Begin found.
+type ClaimState int
+
+const (
+	ClaimNew      ClaimState = iota // the caller holds the key now and must Complete or Release it
+	ClaimInFlight                   // another request holds the key and has not completed
+	ClaimDone                       // a response is stored
+)
+
+// Claim is Begin's answer.
+type Claim struct {
+	State       ClaimState
+	Fingerprint string         // of the request that claimed the key or stored the response
+	Response    StoredResponse // for ClaimDone
+	Token       any            // the store's handle for Complete and Release (ClaimNew)
+}
+
+// StoredResponse is a response kept for replay.
+type StoredResponse struct {
+	Status      int       `json:"status"`
+	ContentType string    `json:"content_type,omitempty"`
+	Location    string    `json:"location,omitempty"`
+	Body        []byte    `json:"body,omitempty"`
+	At          time.Time `json:"at"`
+}
+
+// idempotencyKey returns the request's Idempotency-Key ("" when absent); a key must be 1-255 printable ASCII
+// characters.
+func idempotencyKey(ctx *fasthttp.RequestCtx) (string, error) {
+	h := ctx.Request.Header.Peek("Idempotency-Key")
+	if h == nil {
+		return "", nil
+	}
+	key := string(h)
+	if len(key) == 0 || len(key) > 255 {
+		return "", Errorf(CodeInvalidArgument, "Idempotency-Key must be 1-255 characters")
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return "", Errorf(CodeInvalidArgument, "Idempotency-Key must be printable ASCII")
+		}
+	}
+	return key, nil
+}
+
+// storeKey is the key under which a principal's Idempotency-Key is stored.
+func storeKey(who Principal, key string) string {
+	sum := sha256.Sum256([]byte(who.scope() + "\x00" + key))
+	return hex.EncodeToString(sum[:])
+}
+
+// fingerprint identifies a request's meaning for key reuse: method, path and body. The body of the payment-method
+// route enters only without its card number and CVC (their last four digits, expiry and CVC length), so that the
+// stored fingerprint cannot be searched for a card number.
+func fingerprint(ctx *fasthttp.RequestCtx, r *route) string {
+	body := ctx.PostBody()
+	if r.Pattern == paymentMethodPattern {
+		body = redactCard(body)
+	}
+	h := sha256.New()
+	h.Write(ctx.Method())
+	h.Write([]byte{0})
+	h.Write(ctx.Path())
+	h.Write([]byte{0})
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+const paymentMethodPattern = "/v1/customers/me/payment-method"
+
+func redactCard(body []byte) []byte {
+	var req paymentMethodRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return []byte("unreadable") // refused by the handler anyway
+	}
+	n := req.CardNumber
+	if len(n) > 4 {
+		n = n[len(n)-4:]
+	}
+	return fmt.Appendf(nil, "%s|%d|%d|%d|%d", n, len(req.CardNumber), deref(req.ExpMonth), deref(req.ExpYear), len(req.CVC))
+}
+
+func deref(p *int64) int64 {
+	if p == nil {
+		return -1
+	}
+	return *p
+}
+
+// idempotencyNamespace scopes the UUIDs and command ids derived from Idempotency-Key values.
+var idempotencyNamespace = uuid.MustParse("5b0b8bd4-6f43-4f7c-9a3e-6b9a8a7f3c11")
+
+// commandID returns the command id of the actor call named purpose (e.g. "create"): derived from the principal
+// and the Idempotency-Key when the request has one, so that a retried request carries the same command id to the
+// actor, and fresh otherwise.
+func (c *call) commandID(purpose string) string {
+	if c.key == "" {
+		return uuid.Must(uuid.NewV7()).String()
+	}
+	return uuid.NewSHA1(idempotencyNamespace, []byte(c.who.scope()+"\x00"+c.key+"\x00"+purpose)).String()
+}
+
+// newID returns a new entity id with prefix ("c_", "r_", "d_"): derived from the key when the request has one,
+// so that a retried create names the same entity.
+func (c *call) newID(prefix string) string {
+	if c.key == "" {
+		return prefix + uuid.Must(uuid.NewV7()).String()
+	}
+	return prefix + uuid.NewSHA1(idempotencyNamespace, []byte(c.who.scope()+"\x00"+c.key+"\x00id")).String()
+}
+
+// idempotent runs the handler of a mutating route under its Idempotency-Key (see the top of this file). Without a
+// key it just runs it.
+func (s *Server) idempotent(c *call, r *route) error {
+	if c.key == "" {
+		return r.handle(c)
+	}
+	ctx := c.ctx
+	key := storeKey(c.who, c.key)
+	fp := fingerprint(ctx, r)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	claim, err := s.backend.Idempotency.Begin(sctx, key, fp, s.now(), s.cfg.IdempotencyLease)
+	cancel()
+	if err != nil {
+		return &Error{Code: CodeUnavailable, Detail: "the idempotency store is unavailable; retry later", Cause: err}
+	}
+	switch {
+	case claim.Fingerprint != fp:
+		return Errorf(CodeIdempotencyKeyReused, "this Idempotency-Key was used with another request")
+	case claim.State == ClaimInFlight:
+		return Errorf(CodeIdempotencyKeyInUse, "a request with this Idempotency-Key is in progress; retry later")
+	case claim.State == ClaimDone:
+		s.metrics.idempotentReplays.Inc()
+		res := claim.Response
+		ctx.SetStatusCode(res.Status)
+		if res.ContentType != "" {
+			ctx.SetContentType(res.ContentType)
+		}
+		if res.Location != "" {
+			ctx.Response.Header.Set(fasthttp.HeaderLocation, res.Location)
+		}
+		ctx.Response.Header.Set("Idempotent-Replayed", "true")
+		ctx.SetBody(res.Body)
+		return nil
+	}
+
+	completed := false
+	defer func() {
+		if completed {
+			return
+		}
+		// The handler failed with a 5xx or panicked: release the key so that a retry runs again.
+		rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+		defer cancel()
+		if err := s.backend.Idempotency.Release(rctx, claim); err != nil {
+			s.log.Warn("release idempotency key", errAttr(err))
+		}
+	}()
+	if err := r.handle(c); err != nil {
+		s.fail(ctx, err)
+	}
+	status := ctx.Response.StatusCode()
+	if status >= 500 {
+		return nil
+	}
+	res := StoredResponse{
+		Status:      status,
+		ContentType: string(ctx.Response.Header.ContentType()),
+		Location:    string(ctx.Response.Header.Peek(fasthttp.HeaderLocation)),
+		Body:        append([]byte(nil), ctx.Response.Body()...),
+		At:          s.now(),
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	if err := s.backend.Idempotency.Complete(cctx, claim, res); err != nil {
+		// The client gets its answer; the deferred release lets a retry run the request again, and the actor
+		// recognises the command id.
+		s.log.Warn("store idempotent response", slog.String("route", r.String()), errAttr(err))
+		return nil
+	}
+	completed = true
+	return nil
+}

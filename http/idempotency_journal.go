@@ -1,0 +1,121 @@
+package http
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/platterhq/platter/actors/journal"
+)
+
+// JournalIdempotency is the IdempotencyStore on the actors' journal: each key is a stream
+// "idempotency/<sha256>" whose events are the key's claims, releases and stored responses. The journal's fenced
+// append decides between racing requests, also across nodes sharing the journal: a claim is appended at the
+// sequence its writer read, so of two racers one wins and the other sees the winner's claim.
+//
+// Retention: records older than Retention are ignored (a key may then be used afresh). The journal has no way to
+// delete a stream, so expired records stay on disk until it gets one.
+type JournalIdempotency struct {
+	j         journal.Journal
+	retention time.Duration
+}
+
+// DefaultIdempotencyRetention is how long a stored response is replayed (API.md: 24 h).
+const DefaultIdempotencyRetention = 24 * time.Hour
+
+// NewJournalIdempotency returns a store on j keeping responses for retention (24 h in production).
+func NewJournalIdempotency(j journal.Journal, retention time.Duration) *JournalIdempotency {
+	return &JournalIdempotency{j: j, retention: retention}
+}
+
+// IdempotencyStreamPrefix starts the journal streams of idempotency records (no actor kind uses it: actor
+// streams are "<kind>/<id>" with a lower-case kind).
+const IdempotencyStreamPrefix = "idempotency/"
+
+const (
+	evClaimed   = "platter.http.IdempotencyClaimed"
+	evReleased  = "platter.http.IdempotencyReleased"
+	evCompleted = "platter.http.IdempotencyCompleted"
+)
+
+// idemRecord is the data of every event of an idempotency stream.
+type idemRecord struct {
+	Fingerprint string          `json:"fingerprint"`
+	At          time.Time       `json:"at"`
+	Until       time.Time       `json:"until,omitempty"` // a claim's lease
+	Response    *StoredResponse `json:"response,omitempty"`
+}
+
+// journalToken is the Claim.Token of this store: the stream and the sequence of the claim.
+type journalToken struct {
+	stream string
+	seq    uint64
+}
+
+func (s *JournalIdempotency) Begin(ctx context.Context, key, fp string, now time.Time, lease time.Duration) (Claim, error) {
+	stream := IdempotencyStreamPrefix + key
+	for range 3 {
+		snap, events, err := s.j.Load(ctx, stream)
+		if err != nil {
+			return Claim{}, fmt.Errorf("load idempotency key: %w", err)
+		}
+		last := journal.LastSeq(snap, events)
+		if len(events) > 0 {
+			ev := events[len(events)-1]
+			var rec idemRecord
+			if err := json.Unmarshal(ev.Data, &rec); err != nil {
+				return Claim{}, fmt.Errorf("decode idempotency record: %w", err)
+			}
+			switch {
+			case ev.Type == evCompleted && rec.Response != nil && now.Sub(rec.At) < s.retention:
+				return Claim{State: ClaimDone, Fingerprint: rec.Fingerprint, Response: *rec.Response}, nil
+			case ev.Type == evClaimed && now.Before(rec.Until):
+				return Claim{State: ClaimInFlight, Fingerprint: rec.Fingerprint}, nil
+			}
+		}
+		data, err := json.Marshal(idemRecord{Fingerprint: fp, At: now, Until: now.Add(lease)})
+		if err != nil {
+			return Claim{}, fmt.Errorf("encode idempotency claim: %w", err)
+		}
+		seq, err := s.j.Append(ctx, stream, last, []journal.Event{{Type: evClaimed, Data: data}})
+		if errors.Is(err, journal.ErrConflict) {
+			continue // another request claimed or completed it: look again
+		}
+		if err != nil {
+			return Claim{}, fmt.Errorf("claim idempotency key: %w", err)
+		}
+		return Claim{State: ClaimNew, Fingerprint: fp, Token: journalToken{stream: stream, seq: seq}}, nil
+	}
+	return Claim{}, errors.New("claim idempotency key: the key's record keeps changing")
+}
+
+func (s *JournalIdempotency) Complete(ctx context.Context, claim Claim, res StoredResponse) error {
+	return s.end(ctx, claim, evCompleted, &res)
+}
+
+func (s *JournalIdempotency) Release(ctx context.Context, claim Claim) error {
+	return s.end(ctx, claim, evReleased, nil)
+}
+
+// end appends the outcome right after the claim. A conflict means the claim lapsed and another request took the
+// key over: this outcome is then dropped, the newer claim decides.
+func (s *JournalIdempotency) end(ctx context.Context, claim Claim, typ string, res *StoredResponse) error {
+	tok, ok := claim.Token.(journalToken)
+	if !ok {
+		return errors.New("idempotency: claim was not made by this store")
+	}
+	at := time.Now()
+	if res != nil {
+		at = res.At
+	}
+	data, err := json.Marshal(idemRecord{Fingerprint: claim.Fingerprint, At: at, Response: res})
+	if err != nil {
+		return fmt.Errorf("encode idempotency record: %w", err)
+	}
+	if _, err := s.j.Append(ctx, tok.stream, tok.seq, []journal.Event{{Type: typ, Data: data}}); err != nil {
+		return fmt.Errorf("store idempotency record: %w", err)
+	}
+	return nil
+}
