@@ -40,9 +40,9 @@ func (r Route) mutating() bool {
 
 type route struct {
 	Route
-	access   access      // who may use it (auth.go)
-	limit    limitClass  // the rate limit it counts against (ratelimit.go), limitNone for most
-	segments []string    // the pattern split on "/"; "{name}" matches one non-empty segment
+	access   access     // who may use it (auth.go)
+	limit    limitClass // the rate limit it counts against (ratelimit.go), limitNone for most
+	segments []string   // the pattern split on "/"; "{name}" matches one non-empty segment
 	handle   handlerFunc
 }
 

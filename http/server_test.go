@@ -319,4 +319,4 @@ func (nopIdempotency) Begin(context.Context, string, string, time.Time, time.Dur
 	return http.Claim{}, errors.New("no idempotency store in this test")
 }
 func (nopIdempotency) Complete(context.Context, http.Claim, http.StoredResponse) error { return nil }
-func (nopIdempotency) Release(context.Context, http.Claim) error                      { return nil }
+func (nopIdempotency) Release(context.Context, http.Claim) error                       { return nil }
