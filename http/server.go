@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,6 +60,9 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Now is the clock (idempotency records, rate limits). Default time.Now.
 	Now func() time.Time
+	// TLS, when set, makes the edge serve HTTPS only (node/tls.go builds it: TLS 1.2 minimum, AEAD suites).
+	// nil serves plain HTTP, which the node allows only with --insecure. Default nil.
+	TLS *tls.Config
 	// Logger receives the edge's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -197,6 +201,9 @@ func (s *Server) Open() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
 	s.ln = ln
 	s.served = make(chan error, 1)
 	go func() { s.served <- s.srv.Serve(ln) }()
@@ -215,6 +222,9 @@ func (s *Server) Addr() net.Addr {
 func (s *Server) URL() string {
 	if s.ln == nil {
 		return ""
+	}
+	if s.cfg.TLS != nil {
+		return "https://" + s.ln.Addr().String()
 	}
 	return "http://" + s.ln.Addr().String()
 }

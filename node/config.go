@@ -27,6 +27,11 @@ type Config struct {
 	ShutdownTimeout time.Duration // --shutdown-timeout: bound on draining HTTP and leaving the cluster
 	LogLevel        slog.Level    // --log-level: debug, info, warn, error
 	LogFormat       string        // --log-format: auto (text on a terminal, JSON otherwise), text, json
+	Insecure        bool          // --insecure: serve plain HTTP instead of HTTPS (development only; logs a warning)
+	TLSCert         string        // --tls-cert: the edge's certificate (PEM); without it a development one is made
+	TLSKey          string        // --tls-key: the key of --tls-cert (PEM)
+	CertsDir        string        // --certs-dir: cluster CA and node certificates (platter cert ...): mutual TLS
+	GossipKey       string        // --gossip-key: base64 key (16, 24 or 32 bytes) that encrypts gossip
 }
 
 func defaultConfig() Config {
@@ -82,6 +87,11 @@ func parseRunFlags(args []string, getenv func(string) string, usage io.Writer) (
 		return cfg.LogLevel.UnmarshalText([]byte(s))
 	})
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "auto (text on a terminal, JSON otherwise), text or json")
+	fs.BoolVar(&cfg.Insecure, "insecure", cfg.Insecure, "serve plain HTTP, without TLS (development only)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "HTTPS certificate file (PEM; default: a self-signed development certificate in the data dir)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "key file of --tls-cert (PEM)")
+	fs.StringVar(&cfg.CertsDir, "certs-dir", cfg.CertsDir, "directory with ca.crt, node.crt, node.key (platter cert ...) for mutual TLS between nodes, and gossip.key")
+	fs.StringVar(&cfg.GossipKey, "gossip-key", cfg.GossipKey, "base64 key (16, 24 or 32 bytes) that encrypts gossip (default: gossip.key in --certs-dir)")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -168,6 +178,17 @@ func (c Config) validate() error {
 	}
 	if c.ClusterName == "" {
 		return errors.New("invalid --cluster-name: empty")
+	}
+	if c.Insecure && (c.TLSCert != "" || c.TLSKey != "") {
+		return errors.New("--insecure serves plain HTTP: drop it, or drop --tls-cert and --tls-key")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together: give both, or neither for a development certificate")
+	}
+	if c.GossipKey != "" {
+		if _, err := decodeGossipKey(c.GossipKey); err != nil {
+			return fmt.Errorf("invalid --gossip-key: %v", err)
+		}
 	}
 	return nil
 }

@@ -159,6 +159,9 @@ func (m *Main) Run(ctx context.Context) error {
 	// The edge opens before the join so that /healthz answers (and /readyz says 503) while the node joins.
 	hcfg := http.DefaultConfig(cfg.HTTPAddr)
 	hcfg.Logger = log
+	if hcfg.TLS, err = m.edgeTLS(); err != nil {
+		return err
+	}
 	srv, err := http.NewServer(hcfg, http.NewClusterBackend(node, journalStore{j}, j, http.DefaultIdempotencyRetention))
 	if err != nil {
 		return err

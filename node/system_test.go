@@ -197,7 +197,7 @@ func (n *sysNode) url() string { return "http://" + n.httpAddr }
 func (n *sysNode) start(t *testing.T) {
 	t.Helper()
 	args := []string{"--data-dir", n.dataDir, "--http-addr", n.httpAddr, "--cluster-addr", n.clusterAddr,
-		"--remote-addr", n.remo, "--cluster-profile", "local", "--join-timeout", "30s", "--log-format", "json"}
+		"--remote-addr", n.remo, "--cluster-profile", "local", "--join-timeout", "30s", "--log-format", "json", "--insecure"}
 	if n.join != "" {
 		args = append(args, "--join", n.join)
 	}
@@ -409,7 +409,7 @@ func TestSystemBadConfiguration(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := []string{"--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0",
-				"--remote-addr", "127.0.0.1:0", "--cluster-profile", "local"}
+				"--remote-addr", "127.0.0.1:0", "--cluster-profile", "local", "--insecure"}
 			p := startProc(t, "bad", append(args, tt.args(t)...)...)
 			if code := p.wait(30 * time.Second); code == 0 {
 				t.Fatal("exit code 0, want non-zero")
@@ -453,7 +453,7 @@ func readOnlyDir(t *testing.T) string {
 func TestSystemStopWhileJoining(t *testing.T) {
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	p := startProc(t, "joining", "--data-dir", t.TempDir(), "--http-addr", httpAddr, "--cluster-addr", "127.0.0.1:0",
-		"--remote-addr", "127.0.0.1:0", "--cluster-profile", "local", "--log-format", "json",
+		"--remote-addr", "127.0.0.1:0", "--cluster-profile", "local", "--log-format", "json", "--insecure",
 		"--join", fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")), "--join-timeout", "60s")
 	waitFor(t, 30*time.Second, 20*time.Millisecond, "the joining node's /healthz", func() bool {
 		status, _, err := tryCall("GET", "http://"+httpAddr+"/healthz", "")
