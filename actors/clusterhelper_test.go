@@ -249,15 +249,6 @@ func wantCode(t *testing.T, what string, err error, code messages.ErrorReason) {
 	}
 }
 
-func streamLen(t *testing.T, j journal.Journal, stream string) int {
-	t.Helper()
-	events, err := j.Events(context.Background(), stream, 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(events)
-}
-
 // mailboxTypes are the event types the entity records for messaging and timers.
 var mailboxTypes = map[string]bool{
 	"platter.OutboxAdded": true, "platter.OutboxAcked": true, "platter.InboxAdvanced": true,

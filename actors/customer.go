@@ -368,7 +368,7 @@ func redactCard(c *messages.SetPaymentMethod) *messages.SetPaymentMethod {
 }
 
 func decideAddToCart(s *messages.CustomerState, c *messages.AddToCart, now time.Time) ([]proto.Message, error) {
-	if err := checkText("restaurant_id", c.GetRestaurantId(), MaxItemIDLen, true); err != nil {
+	if err := checkID("restaurant_id", c.GetRestaurantId()); err != nil { // as the Order checks it
 		return nil, err
 	}
 	if err := checkText("restaurant_name", c.GetRestaurantName(), MaxNameLen, true); err != nil {
@@ -381,7 +381,7 @@ func decideAddToCart(s *messages.CustomerState, c *messages.AddToCart, now time.
 	if item == nil {
 		return nil, refuse(messages.ErrorReason_INVALID_ARGUMENT, "item is required")
 	}
-	if err := checkText("item.id", item.GetId(), MaxItemIDLen, true); err != nil {
+	if err := checkID("item.id", item.GetId()); err != nil {
 		return nil, err
 	}
 	if err := checkText("item.name", item.GetName(), MaxNameLen, true); err != nil {
@@ -420,7 +420,7 @@ func decideAddToCart(s *messages.CustomerState, c *messages.AddToCart, now time.
 }
 
 func decideRemoveFromCart(s *messages.CustomerState, c *messages.RemoveFromCart, _ time.Time) ([]proto.Message, error) {
-	if err := checkText("menu_item_id", c.GetMenuItemId(), MaxItemIDLen, true); err != nil {
+	if err := checkID("menu_item_id", c.GetMenuItemId()); err != nil {
 		return nil, err
 	}
 	if err := requireCustomer(s); err != nil {

@@ -300,6 +300,8 @@ func TestDecideAddToCart(t *testing.T) {
 	}
 	for name, c := range map[string]*messages.AddToCart{
 		"no restaurant":      bad(func(c *messages.AddToCart) { c.RestaurantId = "" }),
+		"restaurant spaces":  bad(func(c *messages.AddToCart) { c.RestaurantId = " r_1" }),
+		"item id spaces":     bad(func(c *messages.AddToCart) { c.Item.Id = "m1 " }),
 		"no restaurant name": bad(func(c *messages.AddToCart) { c.RestaurantName = "" }),
 		"no pickup":          bad(func(c *messages.AddToCart) { c.Pickup = nil }),
 		"no item":            bad(func(c *messages.AddToCart) { c.Item = nil }),

@@ -256,34 +256,20 @@ func (g *grain[S]) query() error {
 }
 
 // Deliver applies a message another actor sent (see outbox.go) with the kind's decision (withDeliver) and
-// acknowledges it; a duplicate is acknowledged without effect. An error answer makes the sender retry.
+// acknowledges it; a duplicate is acknowledged without effect. An error answer makes the sender retry. The decision
+// runs only for a message not applied yet, so a side effect it needs first (the Order authorising a payment for a
+// delivered PlaceOrder) runs once per message, or again only when the append that follows fails; such a side
+// effect must be idempotent (keyed by the message).
 func (g *grain[S]) Deliver(env *messages.Envelope, _ pcluster.GrainContext) (*messages.Ack, error) {
-	return g.deliverWith(env, g.onDeliver)
-}
-
-// deliverWith is Deliver with another decision. A kind whose decision on some payload needs a side effect first
-// (the Order authorising a payment for a delivered PlaceOrder) defines its own Deliver: it checks duplicate
-// first, runs the side effect (idempotent, keyed by the message), then calls deliverWith with a decision that
-// closes over the side effect's outcome.
-func (g *grain[S]) deliverWith(env *messages.Envelope, decide deliverFunc[S]) (*messages.Ack, error) {
 	if err := g.query(); err != nil {
 		return nil, err
 	}
-	feed, err := g.entity.receive(g.bg(), env, decide)
+	feed, err := g.entity.receive(g.bg(), env, g.onDeliver)
 	g.afterWrite(feed)
 	if err := g.answer(err, slog.String("from", env.GetFromStream()), slog.Uint64("out_seq", env.GetOutSeq())); err != nil {
 		return nil, err
 	}
 	return &messages.Ack{}, nil
-}
-
-// duplicate reports whether env was applied already (deliverWith would acknowledge it without effect).
-func (g *grain[S]) duplicate(env *messages.Envelope) bool {
-	if g.entity == nil {
-		return false
-	}
-	mark, ok := g.entity.box.inbox[env.GetFromStream()]
-	return ok && env.GetOutSeq() <= mark.GetOutSeq()
 }
 
 // Wake fires the due timers, resumes the outbox delivery and moves the reminder (the reminder scanner calls it).
