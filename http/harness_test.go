@@ -82,6 +82,7 @@ type fakeActors struct {
 	feedMu  sync.Mutex
 	feeds   map[string][]*messages.FeedItem // "Kind/identity" -> entries, cursor = index+1
 	feedsCh chan struct{}                   // closed and replaced on every append
+	polls   *messages.PollFeed              // the last poll request
 }
 
 func newFakeActors() *fakeActors {
@@ -200,10 +201,24 @@ func (a *fakeActors) addFeed(kind, identity, typ, order string) {
 	a.feedsCh = make(chan struct{})
 }
 
+// lastPoll returns the last PollFeed request.
+func (a *fakeActors) lastPoll(t *testing.T) *messages.PollFeed {
+	t.Helper()
+	a.feedMu.Lock()
+	defer a.feedMu.Unlock()
+	if a.polls == nil {
+		t.Fatal("no poll")
+	}
+	return a.polls
+}
+
 func (a *fakeActors) PollFeed(ctx context.Context, kind, identity string, req *messages.PollFeed) (*messages.FeedPage, error) {
 	if _, err := http.GrainMethod(kind, "PollFeed", req); err != nil {
 		panic(err)
 	}
+	a.feedMu.Lock()
+	a.polls = proto.Clone(req).(*messages.PollFeed)
+	a.feedMu.Unlock()
 	if err := a.enter(); err != nil {
 		return nil, err
 	}
@@ -415,6 +430,7 @@ func doRequest(t *testing.T, base, method, path, contentType string, body []byte
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkResponse(t, req, body, res, b)
 	return response{status: res.StatusCode, header: res.Header, body: b}
 }
 

@@ -1,0 +1,172 @@
+package http_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/platterhq/platter/http"
+)
+
+const customerID = "c_00000000-0000-0000-0000-0000000000c1"
+
+type feedPage struct {
+	Entries []struct {
+		Cursor  uint64 `json:"cursor"`
+		Type    string `json:"type"`
+		OrderID string `json:"order_id"`
+		At      string `json:"at"`
+	} `json:"entries"`
+	NextCursor uint64 `json:"next_cursor"`
+}
+
+func decodePage(t *testing.T, res response) feedPage {
+	t.Helper()
+	if res.status != 200 {
+		t.Fatalf("poll: %d %s", res.status, res.body)
+	}
+	var p feedPage
+	if err := json.Unmarshal(res.body, &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestFeedReturnsEntriesAtOnce(t *testing.T) {
+	h := newHarness(t)
+	h.actors.addFeed("Customer", customerID, "ORDER_PLACED", orderID)
+	h.actors.addFeed("Customer", customerID, "ORDER_ACCEPTED", orderID)
+	start := time.Now()
+	p := decodePage(t, h.do(t, "GET", "/v1/customers/me/feed?wait=25", "", nil, as(customer)...))
+	if time.Since(start) > 5*time.Second || len(p.Entries) != 2 || p.Entries[0].Cursor != 1 || p.Entries[1].Type != "ORDER_ACCEPTED" ||
+		p.NextCursor != 2 || p.Entries[0].OrderID != orderID || p.Entries[0].At == "" {
+		t.Fatalf("page %+v after %v", p, time.Since(start))
+	}
+	// Resuming from a cursor gives only what follows it; limit bounds the page.
+	p = decodePage(t, h.do(t, "GET", "/v1/customers/me/feed?after=1", "", nil, as(customer)...))
+	if len(p.Entries) != 1 || p.Entries[0].Cursor != 2 {
+		t.Fatalf("after 1: %+v", p)
+	}
+	p = decodePage(t, h.do(t, "GET", "/v1/customers/me/feed?limit=1&wait=0", "", nil, as(customer)...))
+	if len(p.Entries) != 1 || p.NextCursor != 1 {
+		t.Fatalf("limit 1: %+v", p)
+	}
+	poll := h.actors.lastPoll(t)
+	if poll.GetWaitMs() != 0 || poll.GetLimit() != 1 {
+		t.Fatalf("poll request %v", poll)
+	}
+}
+
+// TestFeedWakesUp: a parked poll answers as soon as an entry arrives.
+func TestFeedWakesUp(t *testing.T) {
+	h := newHarness(t)
+	done := make(chan response, 1)
+	go func() { done <- h.do(t, "GET", "/v1/dashers/me/feed?wait=20", "", nil, as(dasher)...) }()
+	waitFor(t, 5*time.Second, time.Millisecond, "the poll to park", func() bool { return h.actors.count.Load() == 1 })
+	added := time.Now()
+	h.actors.addFeed("Dasher", "d_00000000-0000-0000-0000-0000000000d1", "DELIVERY_OFFERED", orderID)
+	res := <-done
+	latency := time.Since(added)
+	p := decodePage(t, res)
+	if len(p.Entries) != 1 || p.Entries[0].Type != "DELIVERY_OFFERED" {
+		t.Fatalf("page %+v", p)
+	}
+	// The edge adds nothing but a hop to the actor's wake-up; the bound is loose for -race on a busy machine.
+	if latency > time.Second {
+		t.Fatalf("the poll answered %v after the entry", latency)
+	}
+	t.Logf("wake-up latency %v", latency)
+}
+
+func TestFeedTimesOutWith204(t *testing.T) {
+	h := newHarness(t)
+	start := time.Now()
+	res := h.do(t, "GET", "/v1/restaurants/"+restID+"/feed?wait=0.3", "", nil, as(staff)...)
+	if res.status != 204 || len(res.body) != 0 {
+		t.Fatalf("empty wait: %d %q", res.status, res.body)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("answered after %v, before the wait ended", d)
+	}
+	if poll := h.actors.lastPoll(t); poll.GetWaitMs() != 300 {
+		t.Fatalf("wait_ms %d", poll.GetWaitMs())
+	}
+	if res := h.do(t, "GET", "/v1/restaurants/"+restID+"/feed?wait=0", "", nil, as(staff)...); res.status != 204 {
+		t.Fatalf("wait=0 on an empty feed: %d", res.status)
+	}
+}
+
+// TestFeedDefaultWait: without ?wait= the poll waits Config.DefaultPollWait.
+func TestFeedDefaultWait(t *testing.T) {
+	h := newHarness(t, withConfig(func(c *http.Config) { c.DefaultPollWait = 150 * time.Millisecond }))
+	if res := h.do(t, "GET", "/v1/customers/me/feed", "", nil, as(customer)...); res.status != 204 {
+		t.Fatalf("status %d", res.status)
+	}
+	if poll := h.actors.lastPoll(t); poll.GetWaitMs() != 150 || poll.GetLimit() != 100 || poll.GetAfter() != 0 {
+		t.Fatalf("poll request %v", poll)
+	}
+}
+
+// TestFeedPollBound: a client may have MaxPollsPerClient polls waiting; another client is not affected.
+func TestFeedPollBound(t *testing.T) {
+	h := newHarness(t, withConfig(func(c *http.Config) { c.MaxPollsPerClient = 2 }))
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if res := h.do(t, "GET", "/v1/customers/me/feed?wait=20", "", nil, as(customer)...); res.status != 200 {
+				t.Errorf("parked poll: %d %s", res.status, res.body)
+			}
+		}()
+	}
+	waitFor(t, 5*time.Second, time.Millisecond, "two polls to park", func() bool { return h.actors.count.Load() == 2 })
+	p := wantProblem(t, h.do(t, "GET", "/v1/customers/me/feed?wait=20", "", nil, as(customer)...), 429, http.CodeTooManyPolls)
+	if p.Detail == "" {
+		t.Fatal("no detail")
+	}
+	if res := h.do(t, "GET", "/v1/customers/me/feed?wait=0", "", nil, as("customer:c_00000000-0000-0000-0000-0000000000c2")...); res.status != 204 {
+		t.Fatalf("another customer: %d %s", res.status, res.body)
+	}
+	h.actors.addFeed("Customer", customerID, "ORDER_PLACED", orderID)
+	wg.Wait()
+	if res := h.do(t, "GET", "/v1/customers/me/feed?wait=0", "", nil, as(customer)...); res.status != 200 {
+		t.Fatalf("after the polls ended: %d %s", res.status, res.body)
+	}
+}
+
+// TestFeedPollOutlastsServerTimeouts: the read, write and idle timeouts do not cut a poll that waits longer.
+func TestFeedPollOutlastsServerTimeouts(t *testing.T) {
+	h := newHarness(t, withConfig(func(c *http.Config) {
+		c.ReadTimeout, c.WriteTimeout, c.IdleTimeout = 100*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
+	}))
+	start := time.Now()
+	if res := h.do(t, "GET", "/v1/customers/me/feed?wait=0.6", "", nil, as(customer)...); res.status != 204 {
+		t.Fatalf("status %d %s", res.status, res.body)
+	}
+	if d := time.Since(start); d < 600*time.Millisecond {
+		t.Fatalf("the poll ended after %v", d)
+	}
+}
+
+// TestCloseReleasesPolls: a graceful stop answers parked polls at once instead of waiting for their wait.
+func TestCloseReleasesPolls(t *testing.T) {
+	h := newHarness(t)
+	done := make(chan response, 1)
+	go func() { done <- h.do(t, "GET", "/v1/customers/me/feed?wait=30", "", nil, as(customer)...) }()
+	waitFor(t, 5*time.Second, time.Millisecond, "the poll to park", func() bool { return h.actors.count.Load() == 1 })
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.srv.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-done; res.status != 204 {
+		t.Fatalf("released poll: %d", res.status)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("close took %v", d)
+	}
+}

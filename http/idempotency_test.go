@@ -1,0 +1,239 @@
+package http_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/platterhq/platter/actors/journal"
+	"github.com/platterhq/platter/http"
+	"github.com/platterhq/platter/messages"
+)
+
+func createWithKey(t *testing.T, h *harness, who, key, body string) response {
+	t.Helper()
+	return h.do(t, "POST", "/v1/restaurants", ctJSON, []byte(body), append(as(who), "Idempotency-Key", key)...)
+}
+
+func TestIdempotentReplay(t *testing.T) {
+	h := newHarness(t)
+	first := createWithKey(t, h, operator, "key-1", validRestaurant)
+	again := createWithKey(t, h, operator, "key-1", validRestaurant)
+	if first.status != 201 || again.status != 201 || !bytes.Equal(first.body, again.body) {
+		t.Fatalf("replay: %d %s then %d %s", first.status, first.body, again.status, again.body)
+	}
+	if again.header.Get("Idempotent-Replayed") != "true" || first.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("Idempotent-Replayed: first %q, replay %q", first.header.Get("Idempotent-Replayed"), again.header.Get("Idempotent-Replayed"))
+	}
+	if again.header.Get("Location") != first.header.Get("Location") || again.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("replayed headers %v, first %v", again.header, first.header)
+	}
+	if n := h.actors.callCount("Restaurant", "Create"); n != 1 {
+		t.Fatalf("the actor was called %d times, want once", n)
+	}
+
+	// Another key, or the same key of another principal, is another request.
+	other := createWithKey(t, h, operator, "key-2", validRestaurant)
+	otherCaller := createWithKey(t, h, "operator:op_2", "key-1", validRestaurant)
+	if other.status != 201 || otherCaller.status != 201 || bytes.Equal(first.body, other.body) || bytes.Equal(first.body, otherCaller.body) ||
+		bytes.Equal(other.body, otherCaller.body) {
+		t.Fatalf("distinct requests share a response:\n%s\n%s\n%s", first.body, other.body, otherCaller.body)
+	}
+	if n := h.actors.callCount("Restaurant", "Create"); n != 3 {
+		t.Fatalf("Create called %d times, want 3", n)
+	}
+}
+
+func TestIdempotencyKeyReused(t *testing.T) {
+	h := newHarness(t)
+	if res := createWithKey(t, h, operator, "k", validRestaurant); res.status != 201 {
+		t.Fatalf("first: %d %s", res.status, res.body)
+	}
+	other := `{"name":"Other","position":{"lat":1,"lng":2},"cuisine":"x"}`
+	wantProblem(t, createWithKey(t, h, operator, "k", other), 422, http.CodeIdempotencyKeyReused)
+	// The same key on another route is reuse too.
+	res := h.do(t, "POST", "/v1/dashers", ctJSON, []byte(`{"name":"D","email":"d@example.com","password":"long enough","vehicle":"bike"}`),
+		append(as(operator), "Idempotency-Key", "k")...)
+	wantProblem(t, res, 422, http.CodeIdempotencyKeyReused)
+	if n := h.actors.callCount("Restaurant", "Create") + h.actors.callCount("Dasher", "Create"); n != 1 {
+		t.Fatalf("actors called %d times, want once", n)
+	}
+}
+
+// TestIdempotencyConcurrentDuplicate: a retry while the first request runs is 409 IDEMPOTENCY_KEY_IN_USE; once it
+// completes, retries replay it.
+func TestIdempotencyConcurrentDuplicate(t *testing.T) {
+	h := newHarness(t)
+	h.actors.block = make(chan struct{})
+	h.actors.entered = make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	var first response
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		first = createWithKey(t, h, operator, "dup", validRestaurant)
+	}()
+	<-h.actors.entered
+	const retries = 5
+	results := make([]response, retries)
+	var rwg sync.WaitGroup
+	for i := range retries {
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			results[i] = createWithKey(t, h, operator, "dup", validRestaurant)
+		}()
+	}
+	rwg.Wait()
+	for _, res := range results {
+		wantProblem(t, res, 409, http.CodeIdempotencyKeyInUse)
+	}
+	h.actors.entered = nil
+	close(h.actors.block)
+	wg.Wait()
+	if first.status != 201 {
+		t.Fatalf("first: %d %s", first.status, first.body)
+	}
+	if res := createWithKey(t, h, operator, "dup", validRestaurant); res.status != 201 || !bytes.Equal(res.body, first.body) {
+		t.Fatalf("after completion: %d %s", res.status, res.body)
+	}
+	if n := h.actors.callCount("Restaurant", "Create"); n != 1 {
+		t.Fatalf("Create called %d times", n)
+	}
+}
+
+// TestIdempotencyReplayAfterRestart: the stored response survives a restart of the node (the journal is reopened,
+// the actors are new and must not be called).
+func TestIdempotencyReplayAfterRestart(t *testing.T) {
+	h := newHarness(t)
+	first := createWithKey(t, h, operator, "restart", validRestaurant)
+	if first.status != 201 {
+		t.Fatalf("first: %d %s", first.status, first.body)
+	}
+	h.close(t)
+	h2 := newHarness(t, withJournal(h.jpath))
+	again := createWithKey(t, h2, operator, "restart", validRestaurant)
+	if again.status != 201 || !bytes.Equal(again.body, first.body) || again.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("after restart: %d %s, want %s", again.status, again.body, first.body)
+	}
+	if h2.actors.count.Load() != 0 {
+		t.Fatal("the restarted node called an actor for a replay")
+	}
+	wantProblem(t, createWithKey(t, h2, operator, "restart", `{"name":"B","position":{"lat":1,"lng":2},"cuisine":"x"}`), 422, http.CodeIdempotencyKeyReused)
+}
+
+// TestIdempotencyOutcomes: refusals (4xx) are stored and replayed like successes; 5xx answers are not, so a retry
+// runs again; the command id and the new entity's id derive from the key, so a retry reaches the same actor with
+// the same command.
+func TestIdempotencyOutcomes(t *testing.T) {
+	h := newHarness(t)
+	h.actors.fail = func() error { return errors.New("disk on fire") }
+	wantProblem(t, createWithKey(t, h, operator, "k5", validRestaurant), 500, http.CodeInternal)
+	h.actors.fail = func() error { return http.ErrUnavailable }
+	wantProblem(t, createWithKey(t, h, operator, "k5", validRestaurant), 503, http.CodeUnavailable)
+	h.actors.fail = nil
+	ok := createWithKey(t, h, operator, "k5", validRestaurant)
+	if ok.status != 201 {
+		t.Fatalf("retry after 5xx: %d %s", ok.status, ok.body)
+	}
+	calls := h.actors.calls
+	if len(calls) != 1 {
+		t.Fatalf("%d recorded calls", len(calls))
+	}
+
+	h.actors.fail = func() error { return http.Errorf(http.CodeAlreadyExists, "exists") }
+	wantProblem(t, createWithKey(t, h, operator, "k409", validRestaurant), 409, http.CodeAlreadyExists)
+	h.actors.fail = nil
+	res := createWithKey(t, h, operator, "k409", validRestaurant)
+	wantProblem(t, res, 409, http.CodeAlreadyExists)
+	if res.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatal("a refusal was not replayed")
+	}
+}
+
+// TestIdempotencyDerivedIDs: with a key, the entity id and the command id derive from principal and key.
+func TestIdempotencyDerivedIDs(t *testing.T) {
+	h1 := newHarness(t)
+	h2 := newHarness(t) // another node's store: the request runs again there, with the same ids
+	a := createWithKey(t, h1, operator, "same", validRestaurant)
+	b := createWithKey(t, h2, operator, "same", validRestaurant)
+	if a.status != 201 || !bytes.Equal(a.body, b.body) {
+		t.Fatalf("two runs of one keyed request: %s vs %s", a.body, b.body)
+	}
+	c1 := h1.actors.lastCall(t, "Restaurant", "Create")
+	c2 := h2.actors.lastCall(t, "Restaurant", "Create")
+	if c1.identity != c2.identity || c1.req.(*messages.CreateRestaurant).GetCommandId() != c2.req.(*messages.CreateRestaurant).GetCommandId() {
+		t.Fatalf("ids differ: %s %v / %s %v", c1.identity, c1.req, c2.identity, c2.req)
+	}
+}
+
+// TestJournalIdempotencyLeaseAndRetention drives the store directly: a claim whose request never completed
+// lapses after the lease; a stored response is replayed for the retention and forgotten after it.
+func TestJournalIdempotencyLeaseAndRetention(t *testing.T) {
+	j, err := journal.OpenBolt(filepath.Join(t.TempDir(), "j.db"), journal.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	ctx := context.Background()
+	store := http.NewJournalIdempotency(j, 24*time.Hour)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	lease := 30 * time.Second
+
+	c, err := store.Begin(ctx, "key", "fp", now, lease)
+	if err != nil || c.State != http.ClaimNew {
+		t.Fatalf("first begin: %+v %v", c, err)
+	}
+	if c2, _ := store.Begin(ctx, "key", "fp", now.Add(lease-time.Second), lease); c2.State != http.ClaimInFlight || c2.Fingerprint != "fp" {
+		t.Fatalf("within the lease: %+v", c2)
+	}
+	// The first request's node died: after the lease the key is claimed afresh, and the stale claim cannot
+	// complete any more.
+	c3, err := store.Begin(ctx, "key", "fp", now.Add(lease+time.Second), lease)
+	if err != nil || c3.State != http.ClaimNew {
+		t.Fatalf("after the lease: %+v %v", c3, err)
+	}
+	if err := store.Complete(ctx, c, http.StoredResponse{Status: 201, At: now}); err == nil {
+		t.Fatal("a lapsed claim completed")
+	}
+	at := now.Add(time.Minute)
+	if err := store.Complete(ctx, c3, http.StoredResponse{Status: 201, Body: []byte("first"), At: at}); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := store.Begin(ctx, "key", "other", at.Add(23*time.Hour), lease); d.State != http.ClaimDone || d.Fingerprint != "fp" ||
+		string(d.Response.Body) != "first" {
+		t.Fatalf("within retention: %+v", d)
+	}
+	if n, _ := store.Begin(ctx, "key", "other", at.Add(24*time.Hour+time.Second), lease); n.State != http.ClaimNew {
+		t.Fatalf("after retention: %+v", n)
+	}
+
+	// Racing claims: exactly one wins.
+	var wg sync.WaitGroup
+	states := make([]http.ClaimState, 8)
+	for i := range states {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := store.Begin(ctx, "race", "fp", now, lease)
+			if err != nil {
+				t.Error(err)
+			}
+			states[i] = c.State
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, s := range states {
+		if s == http.ClaimNew {
+			won++
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d racing claims won: %v", won, states)
+	}
+}
