@@ -739,7 +739,8 @@ func decideReleaseDasher(s *messages.OrderState, c *messages.ReleaseDasher, cfg 
 	if err := stepRefusal(s, stepReleaseDasher, c.GetDasherId()); err != nil || !orderTransitions[stepReleaseDasher][from].moves(from) {
 		return nil, err // refused, or no dasher to release: nothing changes
 	}
-	released := &messages.DasherReleased{OrderId: s.GetOrderId(), DasherId: c.GetDasherId(), Reason: strings.TrimSpace(c.GetReason())}
+	released := &messages.DasherReleased{OrderId: s.GetOrderId(), DasherId: c.GetDasherId(), Reason: strings.TrimSpace(c.GetReason()),
+		ReleasedAt: timestamppb.New(now)}
 	return withSends([]proto.Message{released, setTimer(timerDispatch, now.Add(cfg.DispatchSLA))},
 		send{KindCustomer, s.GetCustomerId(), released},
 		send{KindRestaurant, s.GetRestaurantId(), released},
@@ -1122,7 +1123,7 @@ func applyOrder(s *messages.OrderState, event proto.Message) error {
 		s.DasherId = ""
 		s.Delivery = messages.DeliveryStatus_DELIVERY_DISPATCHING
 		s.Status = deriveStatus(s.Kitchen, s.Delivery)
-		record(s, feedDasherReleased, s.GetUpdatedAt())
+		record(s, feedDasherReleased, e.GetReleasedAt())
 	case *messages.FoodReady:
 		s.Kitchen = messages.KitchenStatus_KITCHEN_READY
 		s.Status = deriveStatus(s.Kitchen, s.Delivery)

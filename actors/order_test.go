@@ -574,6 +574,9 @@ func TestOrderBothFacts(t *testing.T) {
 	if stageOf(s) != stageReady || s.GetDasherId() != "" || s.GetDelivery() != messages.DeliveryStatus_DELIVERY_DISPATCHING {
 		t.Errorf("after release: %s %q %s", stageOf(s), s.GetDasherId(), s.GetDelivery())
 	}
+	if last := s.GetTimeline()[len(s.GetTimeline())-1]; last.GetType() != "DASHER_RELEASED" || !last.GetAt().AsTime().Equal(testNow) {
+		t.Errorf("timeline ends with %v", last)
+	}
 }
 
 func TestDecidePlaceOrder(t *testing.T) {

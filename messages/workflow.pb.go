@@ -1855,6 +1855,7 @@ type DasherReleased struct {
 	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	DasherId      string                 `protobuf:"bytes,2,opt,name=dasher_id,json=dasherId,proto3" json:"dasher_id,omitempty"`
 	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	ReleasedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=released_at,json=releasedAt,proto3" json:"released_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1908,6 +1909,13 @@ func (x *DasherReleased) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *DasherReleased) GetReleasedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReleasedAt
+	}
+	return nil
 }
 
 var File_workflow_proto protoreflect.FileDescriptor
@@ -2057,11 +2065,13 @@ const file_workflow_proto_rawDesc = "" +
 	"\x0eOfferWithdrawn\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1b\n" +
 	"\tdasher_id\x18\x02 \x01(\tR\bdasherId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"`\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x9d\x01\n" +
 	"\x0eDasherReleased\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1b\n" +
 	"\tdasher_id\x18\x02 \x01(\tR\bdasherId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason*|\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12;\n" +
+	"\vreleased_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"releasedAt*|\n" +
 	"\vCancelledBy\x12\x1c\n" +
 	"\x18CANCELLED_BY_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CANCELLED_BY_CUSTOMER\x10\x01\x12\x1b\n" +
@@ -2152,13 +2162,14 @@ var file_workflow_proto_depIdxs = []int32{
 	0,  // 30: platter.OrderCancelled.by:type_name -> platter.CancelledBy
 	33, // 31: platter.OrderCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
 	33, // 32: platter.OfferExpired.expired_at:type_name -> google.protobuf.Timestamp
-	12, // 33: platter.EntityMailbox.InboxEntry.value:type_name -> platter.InboxMark
-	33, // 34: platter.EntityMailbox.TimersEntry.value:type_name -> google.protobuf.Timestamp
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	33, // 33: platter.DasherReleased.released_at:type_name -> google.protobuf.Timestamp
+	12, // 34: platter.EntityMailbox.InboxEntry.value:type_name -> platter.InboxMark
+	33, // 35: platter.EntityMailbox.TimersEntry.value:type_name -> google.protobuf.Timestamp
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_workflow_proto_init() }
