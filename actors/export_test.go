@@ -61,6 +61,16 @@ func (p *ProbeSwitch) Refused() int64 { return p.refused.Load() }
 //     and "<id>-b"), to the probe "sink-<identity>" of the same kind: an outbox with two entries to one
 //     destination.
 func ProbeKind(deps Deps, kind string, sw *ProbeSwitch) *pcluster.Kind {
+	return probeKind(deps, kind, sw, false)
+}
+
+// ProbeKindUnrouted is ProbeKind with an actor that does not route its messages through hosted.receive (as a kind
+// that forgot its Receive override): the activation's messages to itself reach the grain's ReceiveDefault.
+func ProbeKindUnrouted(deps Deps, kind string, sw *ProbeSwitch) *pcluster.Kind {
+	return probeKind(deps, kind, sw, true)
+}
+
+func probeKind(deps Deps, kind string, sw *ProbeSwitch, unrouted bool) *pcluster.Kind {
 	d := deps.withDefaults()
 	deliverIdx, err := methodIndex(kind, "Deliver")
 	if err != nil {
@@ -71,7 +81,7 @@ func ProbeKind(deps Deps, kind string, sw *ProbeSwitch) *pcluster.Kind {
 		panic(err)
 	}
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &probeActor{hosted: newHosted(&d, kind), kind: kind, sw: sw, deliverIdx: deliverIdx, wakeIdx: wakeIdx}
+		return &probeActor{hosted: newHosted(&d, kind), kind: kind, sw: sw, deliverIdx: deliverIdx, wakeIdx: wakeIdx, unrouted: unrouted}
 	})
 	return pcluster.NewKind(kind, props)
 }
@@ -85,11 +95,18 @@ type probeActor struct {
 	kind                string
 	sw                  *ProbeSwitch
 	deliverIdx, wakeIdx int32
+	unrouted            bool
 	gctx                pcluster.GrainContext
 	g                   *probeGrain
 }
 
-func (a *probeActor) Receive(ctx actor.Context) { a.receive(ctx, a.dispatch) }
+func (a *probeActor) Receive(ctx actor.Context) {
+	if a.unrouted {
+		a.dispatch(ctx)
+		return
+	}
+	a.receive(ctx, a.dispatch)
+}
 
 // dispatch is what the generated grain actor does, for Deliver and Wake only.
 func (a *probeActor) dispatch(ctx actor.Context) {
@@ -135,6 +152,11 @@ func (a *probeActor) dispatch(ctx actor.Context) {
 		ctx.Respond(resp)
 	case *actor.Stopped:
 		a.g.Terminate(a.gctx)
+	case actor.AutoReceiveMessage, actor.SystemMessage, *actor.Started:
+	default:
+		if a.g != nil {
+			a.g.ReceiveDefault(a.gctx)
+		}
 	}
 }
 

@@ -324,8 +324,13 @@ func (g *grain[S]) Terminate(pcluster.GrainContext) {
 	}
 }
 
-// ReceiveDefault ignores messages that are not grain requests.
-func (g *grain[S]) ReceiveDefault(pcluster.GrainContext) {}
+// ReceiveDefault handles the activation's messages to itself when the kind's actor does not route them through
+// hosted.receive first (then only PollFeed cannot park), and ignores every other message.
+func (g *grain[S]) ReceiveDefault(ctx pcluster.GrainContext) {
+	if g.entity != nil {
+		g.intercept(ctx, -1)
+	}
+}
 
 // intercept handles, before the generated dispatcher, what it cannot: PollFeed requests, the activation's
 // messages to itself, and its stop (timers cancelled, parked polls answered). It reports whether it consumed the

@@ -25,9 +25,15 @@ import (
 // startProbeNode starts a node whose "Order" kind is a probe over the node's own Deps.
 func startProbeNode(t *testing.T, path string, opts nodeOptions, sw *actors.ProbeSwitch) *node {
 	t.Helper()
+	return startProbeNodeWith(t, path, opts, sw, actors.ProbeKind)
+}
+
+func startProbeNodeWith(t *testing.T, path string, opts nodeOptions, sw *actors.ProbeSwitch,
+	probe func(actors.Deps, string, *actors.ProbeSwitch) *pcluster.Kind) *node {
+	t.Helper()
 	deps, j, logs := nodeDeps(t, path, opts)
 	kinds := slices.DeleteFunc(actors.Kinds(deps), func(k *pcluster.Kind) bool { return k.Kind == actors.KindOrder })
-	kinds = append(kinds, actors.ProbeKind(deps, actors.KindOrder, sw))
+	kinds = append(kinds, probe(deps, actors.KindOrder, sw))
 	n := startMember(t, kinds, j, logs)
 	n.deps = deps
 	if !opts.noScanner {
@@ -183,9 +189,18 @@ func TestOutboxDeliversExactlyOnceAcrossReceiverOutage(t *testing.T) {
 // Two entries to one destination go one at a time, in out_seq order, each applied once, across an outage of the
 // destination.
 func TestOutboxKeepsOrderPerDestination(t *testing.T) {
+	for name, probe := range map[string]func(actors.Deps, string, *actors.ProbeSwitch) *pcluster.Kind{
+		"routed":   actors.ProbeKind,
+		"unrouted": actors.ProbeKindUnrouted, // a kind without the Receive override still delivers
+	} {
+		t.Run(name, func(t *testing.T) { testOutboxOrder(t, probe) })
+	}
+}
+
+func testOutboxOrder(t *testing.T, probe func(actors.Deps, string, *actors.ProbeSwitch) *pcluster.Kind) {
 	sw := &actors.ProbeSwitch{}
 	sw.SetDown("sink-relay1", true)
-	n := startProbeNode(t, filepath.Join(t.TempDir(), "journal.db"), nodeOptions{}, sw)
+	n := startProbeNodeWith(t, filepath.Join(t.TempDir(), "journal.db"), nodeOptions{}, sw, probe)
 
 	deliverTo(t, n, actors.KindOrder, "relay1", envelope(t, "test/src", 1, &messages.FoodReady{OrderId: "x"}))
 	deliverTo(t, n, actors.KindOrder, "relay1", envelope(t, "test/src", 2, &messages.FoodReady{OrderId: "y"}))
