@@ -462,6 +462,32 @@ func TestWorkflowRestart(t *testing.T) {
 	}
 }
 
+// TestWorkflowKillRightAfterOrdering: the node dies right after the customer's OrderCart is answered, typically
+// before its PlaceOrder reached the Order (the test does not wait for it); after the restart the customer's outbox
+// delivers it (again, or for the first time) and the order completes once.
+func TestWorkflowKillRightAfterOrdering(t *testing.T) {
+	w := newWorld(t, wfOptions{})
+	var view *messages.CustomerView
+	w.must("order the cart", func() (err error) {
+		view, err = w.n.customer(wfCustomer).OrderCart(&messages.OrderCart{CommandId: "c-order-1"})
+		return err
+	})
+	w.orderID = view.GetLastOrder().GetOrderId()
+	w.acked = append(w.acked, w.orderID)
+	w.restart(true)
+	w.waitStatus("PENDING_ACCEPTANCE")
+	for _, s := range wfSteps[1:] {
+		s.run(w)
+	}
+	w.waitPayment("CAPTURED")
+	w.quiesce()
+	w.checkFeeds(wfCustomerFeed, wfRestaurantFeed, wfDasherFeed)
+	if a := w.auth(); a.CapturedCents != wfTotal {
+		t.Errorf("ledger: %+v", a)
+	}
+	w.checkInvariants()
+}
+
 // TestWorkflowAcceptTimeout: a restaurant that does not accept in time → the system cancels with a full refund
 // (the authorisation is voided) and the customer and restaurant are told; also when the SLA passes while the
 // node is down (the timer fires at once after the restart).
