@@ -45,6 +45,14 @@
 //   - notify(msg, now): an entry in the actor's own feed (feed.go), written with the events. PollFeed answers
 //     entries after a cursor at once, or parks until one arrives or the wait ends.
 //
+// # The Order, payments and invariants
+//
+// order.go is the source of truth of one order: its transition table (orderTransitions) and cancellation matrix
+// are data at the top of the file, the kitchen and delivery statuses are kept apart, the SLA timers cancel by the
+// matrix, and payments are authorised before PlaceOrder is decided and settled by the order's payment timer.
+// payment_sim.go is the built-in PaymentGateway with documented test card numbers. invariants.go checks a whole
+// journal against DESIGN.md's rule 6 (CheckInvariants); the whole-workflow component tests end with it.
+//
 // # Errors
 //
 // Refusals carry a code from messages.ErrorReason. They travel back through the cluster as protoactor
