@@ -72,6 +72,9 @@ type WorkflowConfig struct {
 	FeedMaxWait time.Duration
 	// FeedPageLimit is the most entries one PollFeed answers (and the default when it asks for none). Default 100.
 	FeedPageLimit int
+	// FeedMaxParked is the most PollFeed requests one actor keeps parked; one more ends the oldest with an empty
+	// page (its client polls again). Default 256.
+	FeedMaxParked int
 
 	// InboxRetention is how long a receiver remembers the highest message applied from a sender after the last
 	// one arrived (duplicates older than this are not expected: senders retry every OutboxRetryMax at most).
@@ -126,6 +129,7 @@ const (
 	DefaultWakeTimeout          = 5 * time.Second
 	DefaultFeedMaxWait          = 60 * time.Second
 	DefaultFeedPageLimit        = 100
+	DefaultFeedMaxParked        = 256
 	DefaultInboxRetention       = 7 * 24 * time.Hour
 
 	DefaultOfferTTL               = 45 * time.Second
@@ -170,6 +174,9 @@ func (w WorkflowConfig) withDefaults() WorkflowConfig {
 	}
 	if w.FeedPageLimit <= 0 {
 		w.FeedPageLimit = DefaultFeedPageLimit
+	}
+	if w.FeedMaxParked <= 0 {
+		w.FeedMaxParked = DefaultFeedMaxParked
 	}
 	if w.InboxRetention <= 0 {
 		w.InboxRetention = DefaultInboxRetention

@@ -159,6 +159,9 @@ func (g *grain[S]) pollFeed(ctx actor.Context, raw *pcluster.GrainRequest) {
 		return
 	}
 	wait := min(time.Duration(req.GetWaitMs())*time.Millisecond, cfg.FeedMaxWait)
+	if len(g.polls) >= cfg.FeedMaxParked {
+		g.endOldestPoll()
+	}
 	g.pollSeq++
 	id := g.pollSeq
 	system, self := g.system, g.self
@@ -169,6 +172,22 @@ func (g *grain[S]) pollFeed(ctx actor.Context, raw *pcluster.GrainRequest) {
 		timer:  time.AfterFunc(wait, func() { system.Root.Send(self, pollExpired{id: id}) }),
 	}
 	g.log.Debug("poll parked", slog.Uint64("after", req.GetAfter()), slog.Duration("wait", wait))
+}
+
+// endOldestPoll answers the oldest parked poll with an empty page (WorkflowConfig.FeedMaxParked: callers that
+// gave up early, such as a request attempt that timed out and was retried, leave their poll parked until its
+// deadline; the bound caps that waste).
+func (g *grain[S]) endOldestPoll() {
+	var oldest uint64
+	for id := range g.polls {
+		if oldest == 0 || id < oldest {
+			oldest = id
+		}
+	}
+	if p, ok := g.polls[oldest]; ok {
+		p.timer.Stop()
+		g.pollEnded(pollExpired{id: oldest})
+	}
 }
 
 // readPage reads a page of the activation's feed.

@@ -434,3 +434,37 @@ func TestRestaurantReceivesOrderMessages(t *testing.T) {
 		t.Fatalf("restaurant feed %v, want %v", got, want)
 	}
 }
+
+// Beyond WorkflowConfig.FeedMaxParked parked polls, the oldest is ended with an empty page; the others are
+// answered when an entry arrives.
+func TestParkedPollsAreBounded(t *testing.T) {
+	n := startNode(t, filepath.Join(t.TempDir(), "journal.db"), nodeOptions{workflow: func(w *actors.WorkflowConfig) { w.FeedMaxParked = 2 }})
+	const id = "c_many"
+	if _, err := n.customer(id).Create(&messages.CreateCustomer{CommandId: "create", Name: "Di", Email: "di@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		i    int
+		page *messages.FeedPage
+		err  error
+	}
+	results := make(chan result, 3)
+	for i := range 3 {
+		go func() {
+			p, _, err := pollFeed(n, id, 0, 20*time.Second)
+			results <- result{i, p, err}
+		}()
+		waitFor(t, "the poll to park", 5*time.Second, func() bool { return n.logs.count("poll parked", id) == i+1 })
+	}
+	first := <-results
+	if first.i != 0 || first.err != nil || len(first.page.GetEntries()) != 0 {
+		t.Fatalf("first answer: poll %d, %v, %v; want poll 0 ended empty", first.i, first.page, first.err)
+	}
+	deliverTo(t, n, actors.KindCustomer, id, envelope(t, "order/o_1", 1, &messages.OrderPlaced{OrderId: "o_1", CustomerId: id}))
+	for range 2 {
+		r := <-results
+		if r.err != nil || len(r.page.GetEntries()) != 1 {
+			t.Fatalf("poll %d: %v, %v", r.i, r.page, r.err)
+		}
+	}
+}
