@@ -8,14 +8,14 @@ import (
 )
 
 const (
-	customer   = "customer:c_00000000-0000-0000-0000-0000000000c1"
-	dasher     = "dasher:d_00000000-0000-0000-0000-0000000000d1"
-	restID     = "r_00000000-0000-0000-0000-0000000000a1"
-	staff      = "restaurant:client_1:" + restID
-	orderID    = "o_0123456789abcdef01234567"
-	ctJSON     = "application/json"
-	validPos   = `{"lat":37.77,"lng":-122.41}`
-	validMenu  = `{"items":[{"id":"m1","name":"Pad Thai","price_cents":1250,"tags":["noodles"]}]}`
+	customer  = "customer:c_00000000-0000-0000-0000-0000000000c1"
+	dasher    = "dasher:d_00000000-0000-0000-0000-0000000000d1"
+	restID    = "r_00000000-0000-0000-0000-0000000000a1"
+	staff     = "restaurant:client_1:" + restID
+	orderID   = "o_0123456789abcdef01234567"
+	ctJSON    = "application/json"
+	validPos  = `{"lat":37.77,"lng":-122.41}`
+	validMenu = `{"items":[{"id":"m1","name":"Pad Thai","price_cents":1250,"tags":["noodles"]}]}`
 )
 
 // badInput is one request the edge must refuse with status and code before any actor is called.
@@ -194,4 +194,3 @@ func TestSkeletonAuthorisation(t *testing.T) {
 		t.Fatalf("admin while open: %d %s", res.status, res.body)
 	}
 }
-
