@@ -37,6 +37,9 @@ func TestRestaurantInCluster(t *testing.T) {
 	if got := domainLen(t, n.journal, "restaurant/"+id); got != 0 {
 		t.Fatalf("get wrote %d events", got)
 	}
+	// The empty activation stops; a request that reached its mailbox behind the stop would be dropped by protoactor
+	// and wait out its whole timeout with the test provider's request path, so wait for the stop.
+	waitFor(t, "the empty activation to stop", 5*time.Second, func() bool { return n.logs.count("deactivated", id) == 1 })
 
 	view, err := r.Create(createCommand())
 	if err != nil {
@@ -203,6 +206,7 @@ func TestKindsKeepDepsPerNode(t *testing.T) {
 	b := startMember(t, kindsB, jb, logsB)
 	_, err := b.restaurant("r_1").Get(&messages.GetRestaurant{})
 	wantCode(t, "get on node B", err, messages.ErrorReason_NOT_FOUND)
+	waitFor(t, "the empty activation to stop", 5*time.Second, func() bool { return logsB.count("deactivated", "r_1") == 1 })
 	other := createCommand()
 	other.Name = "Other Place"
 	if _, err := b.restaurant("r_1").Create(other); err != nil {
