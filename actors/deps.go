@@ -46,6 +46,9 @@ type Deps struct {
 	// Workflow holds the timings and policies of the order workflow (docs/workflow.md). Zero fields mean their
 	// defaults.
 	Workflow WorkflowConfig
+
+	// Accounts tunes the Account kind (sign-in throttling; account.go). Zero fields mean their defaults.
+	Accounts AccountConfig
 }
 
 // WorkflowConfig is the tuning of the order workflow: messaging between actors, timers, feeds, and the business
@@ -259,6 +262,7 @@ func (d Deps) withDefaults() Deps {
 		d.StoreTimeout = DefaultStoreTimeout
 	}
 	d.Workflow = d.Workflow.withDefaults()
+	d.Accounts = d.Accounts.withDefaults()
 	if d.Payments == nil {
 		d.Payments = NewPaymentSim(PaymentSimConfig{Now: d.Now})
 	}
@@ -295,6 +299,7 @@ func Kinds(deps Deps) []*pcluster.Kind {
 		messages.AreaFactory(func() messages.Area { return &Area{} })
 		messages.DasherFactory(func() messages.Dasher { return &Dasher{} })
 		messages.OrderFactory(func() messages.Order { return &Order{} })
+		messages.AccountFactory(func() messages.Account { return &Account{} })
 	})
 	restaurant := actor.PropsFromProducer(func() actor.Actor {
 		return &restaurantActor{
@@ -314,7 +319,11 @@ func Kinds(deps Deps) []*pcluster.Kind {
 	order := actor.PropsFromProducer(func() actor.Actor {
 		return &orderActor{OrderActor: messages.OrderActor{Timeout: d.PassivateAfter}, hosted: newHosted(&d, KindOrder)}
 	})
+	account := actor.PropsFromProducer(func() actor.Actor {
+		return &accountActor{AccountActor: messages.AccountActor{Timeout: d.PassivateAfter}, hosted: newHosted(&d, KindAccount)}
+	})
 	return []*pcluster.Kind{
+		pcluster.NewKind(KindAccount, account),
 		pcluster.NewKind(KindRestaurant, restaurant),
 		pcluster.NewKind(KindOrder, order),
 		pcluster.NewKind(KindCustomer, customer),

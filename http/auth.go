@@ -1,9 +1,15 @@
 package http
 
 import (
+	"context"
+	"log/slog"
+	nethttp "net/http"
 	"slices"
+	"strings"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/platterhq/platter/messages"
 )
 
 // Role is what kind of caller a principal is (API.md, "Roles").
@@ -42,6 +48,97 @@ type Authenticator interface {
 	// Authenticate returns the zero Principal for a request without credentials, the principal for valid ones,
 	// and an *Error with CodeUnauthenticated for invalid or expired ones.
 	Authenticate(ctx *fasthttp.RequestCtx) (Principal, error)
+}
+
+// Accounts keeps credentials (http/oauth implements it over the Account actors). Implementations must be safe
+// for concurrent use and return *Error values (ALREADY_EXISTS, UNAVAILABLE, ...) for failures a client may see.
+type Accounts interface {
+	// CreateLogin keeps the email and password (hashed) of a customer or dasher, so that they can sign in through
+	// the authorize form. ALREADY_EXISTS when another account has the email; a retry for the same subject succeeds.
+	CreateLogin(ctx context.Context, role Role, subject, email, password string) error
+	// CreateStaffClient creates a client_credentials client bound to the restaurant and answers its credentials.
+	CreateStaffClient(ctx context.Context, restaurantID, name string) (clientID, clientSecret string, err error)
+}
+
+// OAuthEndpoints serves the authorization server's own paths (OAuthPaths): RFC 6749 answers, not problem+json.
+type OAuthEndpoints interface {
+	Serve(ctx *fasthttp.RequestCtx)
+}
+
+// securityRoutes adds the routes of the security issue to the table: the authorization server's endpoints (served
+// by Backend.OAuth) and the operator's creation of restaurant staff clients.
+func (s *Server) securityRoutes() {
+	const get, post = fasthttp.MethodGet, fasthttp.MethodPost
+	add := s.router.add
+	add(get, "/.well-known/jwks.json", accessPublic, limitNone, s.handleOAuth)
+	add(get, "/oauth2/authorize", accessPublic, limitNone, s.handleOAuth)
+	add(post, "/oauth2/authorize", accessPublic, limitLogin, s.handleOAuth)
+	add(post, "/oauth2/token", accessPublic, limitNone, s.handleOAuth)
+	add(post, "/oauth2/revoke", accessPublic, limitNone, s.handleOAuth)
+	add(post, "/v1/restaurants/{id}/staff-clients", accessOperator, limitNone, s.handleCreateStaffClient)
+}
+
+// answersSecrets reports whether a route's answer holds credentials (tokens, client secrets). Such answers are
+// never kept for Idempotency-Key replay, so these routes ignore the header: the OAuth endpoints follow RFC 6749
+// (a lost token response is retried with a new grant), and a lost staff client is replaced by creating another.
+func (r *route) answersSecrets() bool {
+	return strings.HasPrefix(r.Pattern, "/oauth2/") || strings.HasSuffix(r.Pattern, "/staff-clients")
+}
+
+func (s *Server) handleOAuth(c *call) error {
+	if s.backend.OAuth == nil {
+		return Errorf(CodeNotFound, "this node runs no authorization server")
+	}
+	s.backend.OAuth.Serve(c.ctx)
+	return nil
+}
+
+type staffClientRequest struct {
+	Name string `json:"name"`
+}
+
+type staffClientResponse struct {
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	RestaurantID string `json:"restaurant_id"`
+}
+
+// handleCreateStaffClient creates a client_credentials client for the staff of a restaurant (operator). The
+// secret is in this answer only.
+func (s *Server) handleCreateStaffClient(c *call) error {
+	var req staffClientRequest
+	if len(c.ctx.PostBody()) > 0 {
+		if err := decodeBody(c.ctx, &req, false); err != nil {
+			return err
+		}
+	}
+	if err := checkText("name", req.Name, maxNameLen, false); err != nil {
+		return err
+	}
+	if s.backend.Accounts == nil {
+		return Errorf(CodeFailedPrecondition, "this node keeps no accounts")
+	}
+	id := c.params["id"]
+	ctx, cancel := s.deadline()
+	defer cancel()
+	if _, err := callActor[*messages.RestaurantView](ctx, s.backend.Actors, kindRestaurant, id, "Get", &messages.GetRestaurant{}); err != nil {
+		return err
+	}
+	clientID, secret, err := s.backend.Accounts.CreateStaffClient(ctx, id, req.Name)
+	if err != nil {
+		return err
+	}
+	s.log.Info("staff client created", slog.String("restaurant_id", id), slog.String("client_id", clientID), slog.String("by", c.who.ID))
+	c.ctx.Response.Header.Set("Cache-Control", "no-store")
+	return s.writeJSON(c.ctx, nethttp.StatusCreated, staffClientResponse{ClientID: clientID, ClientSecret: secret, RestaurantID: id})
+}
+
+// createLogin keeps the sign-in of a new customer or dasher (nothing without Backend.Accounts: the skeleton).
+func (s *Server) createLogin(ctx context.Context, role Role, subject, email, password string) error {
+	if s.backend.Accounts == nil {
+		return nil
+	}
+	return s.backend.Accounts.CreateLogin(ctx, role, subject, email, password)
 }
 
 // access is who may use a route; the router table gives one to every route.
@@ -114,6 +211,10 @@ func allowed(who Principal, a access, p params, openSkeleton bool) error {
 		ok = (who.Role == RoleCustomer || who.Role == RoleDasher || who.Role == RoleRestaurant) && (who.ID != "" || len(who.Restaurants) > 0)
 	}
 	if !ok {
+		if a == accessRestaurant && who.Role == RoleRestaurant {
+			// Staff of another restaurant: the restaurant is someone else's, so it does not exist for them.
+			return Errorf(CodeNotFound, "restaurant %s not found", p["id"])
+		}
 		return Errorf(CodePermissionDenied, "a %s may not use this route", who.Role)
 	}
 	return nil

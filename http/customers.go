@@ -81,8 +81,8 @@ func checkPassword(pw string) error {
 	return nil
 }
 
-// handleCreateCustomer signs a customer up. The password is checked here; keeping it (the credential store and
-// the sign-in form) is the security issue's, so until then a customer cannot sign in with it.
+// handleCreateCustomer signs a customer up: Backend.Accounts keeps the email and the password's hash (the customer
+// then signs in through the authorize form), then the Customer actor is created.
 func (s *Server) handleCreateCustomer(c *call) error {
 	var req createCustomerRequest
 	if err := decodeBody(c.ctx, &req, false); err != nil {
@@ -103,6 +103,9 @@ func (s *Server) handleCreateCustomer(c *call) error {
 	id := c.newID("c_")
 	ctx, cancel := s.deadline()
 	defer cancel()
+	if err := s.createLogin(ctx, RoleCustomer, id, req.Email, req.Password); err != nil {
+		return err
+	}
 	view, err := callActor[*messages.CustomerView](ctx, s.backend.Actors, kindCustomer, id, "Create", &messages.CreateCustomer{
 		CommandId: c.commandID("create"), Name: req.Name, Email: req.Email, Phone: req.Phone,
 	})

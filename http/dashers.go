@@ -34,8 +34,8 @@ type declineRequest struct {
 	Reason string `json:"reason"`
 }
 
-// handleCreateDasher creates a dasher (operator). Email and password are checked here; keeping them for sign-in
-// is the security issue's.
+// handleCreateDasher creates a dasher (operator): Backend.Accounts keeps the email and the password's hash for
+// sign-in, then the Dasher actor is created.
 func (s *Server) handleCreateDasher(c *call) error {
 	var req createDasherRequest
 	if err := decodeBody(c.ctx, &req, false); err != nil {
@@ -63,6 +63,9 @@ func (s *Server) handleCreateDasher(c *call) error {
 	id := c.newID("d_")
 	ctx, cancel := s.deadline()
 	defer cancel()
+	if err := s.createLogin(ctx, RoleDasher, id, req.Email, req.Password); err != nil {
+		return err
+	}
 	view, err := callActor[*messages.DasherView](ctx, s.backend.Actors, kindDasher, id, "Create", &messages.CreateDasher{
 		CommandId: c.commandID("create"), Name: req.Name, Vehicle: req.Vehicle, Capacity: int32(capacity),
 	})

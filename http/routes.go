@@ -57,4 +57,7 @@ func (s *Server) routes() {
 	add(post, "/v1/dashers/me/offers/{order_id}/decline", accessDasher, limitNone, s.handleDeclineOffer)
 	add(post, "/v1/dashers/me/orders/{order_id}/delivered", accessDasher, limitNone, s.handleDelivered)
 	add(get, "/v1/dashers/me/feed", accessDasher, limitNone, s.handleDasherFeed)
+
+	// OAuth 2.0 and staff clients (auth.go).
+	s.securityRoutes()
 }

@@ -138,6 +138,10 @@ type Backend struct {
 	Idempotency IdempotencyStore
 	// Auth finds the principal of a request; nil until the security issue provides one (see authorize).
 	Auth Authenticator
+	// Accounts keeps sign-in credentials and clients; nil: sign-ups keep none (the skeleton). See auth.go.
+	Accounts Accounts
+	// OAuth serves the authorization server's endpoints; nil: they answer 404. See auth.go.
+	OAuth OAuthEndpoints
 }
 
 // Server is the HTTP edge of one node: it decodes, authorises, calls the backend and encodes. It holds no business
@@ -296,7 +300,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, Errorf(CodeRateLimited, "too many %s requests; retry after the time in Retry-After", r.limit))
 		return
 	}
-	if r.mutating() {
+	if r.mutating() && !r.answersSecrets() {
 		if c.key, err = idempotencyKey(ctx); err != nil {
 			s.fail(ctx, err)
 			return

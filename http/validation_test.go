@@ -146,7 +146,7 @@ func TestBadInputs(t *testing.T) {
 		badInput{name: "dasher on customer route", who: dasher, method: "GET", path: "/v1/cart", status: 403, code: http.CodePermissionDenied},
 		badInput{name: "customer on dasher route", who: customer, method: "GET", path: "/v1/dashers/me/feed", status: 403, code: http.CodePermissionDenied},
 		badInput{name: "customer on operator route", who: customer, method: "POST", path: "/v1/dashers", contentType: ctJSON, body: `{}`, status: 403, code: http.CodePermissionDenied},
-		badInput{name: "staff of another restaurant", who: "restaurant:client_2:r_00000000-0000-0000-0000-0000000000a2", method: "GET", path: "/v1/restaurants/" + restID + "/orders", status: 403, code: http.CodePermissionDenied},
+		badInput{name: "staff of another restaurant", who: "restaurant:client_2:r_00000000-0000-0000-0000-0000000000a2", method: "GET", path: "/v1/restaurants/" + restID + "/orders", status: 404, code: http.CodeNotFound},
 		badInput{name: "customer on staff route", who: customer, method: "POST", path: "/v1/restaurants/" + restID + "/orders/" + orderID + "/accept", contentType: ctJSON, body: `{"prep_minutes":5}`, status: 403, code: http.CodePermissionDenied},
 		badInput{name: "operator cancels", who: operator, method: "POST", path: "/v1/orders/" + orderID + "/cancel", status: 403, code: http.CodePermissionDenied},
 	)

@@ -1,0 +1,366 @@
+package oauth
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/google/uuid"
+	"github.com/ory/fosite"
+	"github.com/valyala/fasthttp"
+
+	"github.com/platterhq/platter/actors"
+	"github.com/platterhq/platter/http"
+	"github.com/platterhq/platter/messages"
+)
+
+// JWT access tokens (RFC 9068) signed with Ed25519 (alg EdDSA), and their verification on the resource side. We
+// sign and verify with go-jose v4 rather than fosite's JWT strategy: fosite v0.49 signs with go-jose v3 and has no
+// EdDSA key support, no "at+jwt" type, and verifies without pinning the algorithm. Verification here pins EdDSA,
+// requires typ at+jwt and a known kid, and checks iss, aud, exp, iat, sub, role and the lifetime.
+
+// tokenType is the JWT "typ" of access tokens (RFC 9068 section 2.1).
+const tokenType = "at+jwt"
+
+// signingAlg is the only algorithm tokens are signed with and the only one verification accepts.
+const signingAlg = jose.EdDSA
+
+// accessClaims are the claims of an access token.
+type accessClaims struct {
+	jwt.Claims
+	ClientID    string   `json:"client_id"`
+	Scope       string   `json:"scope"`
+	Role        string   `json:"role"`
+	Restaurants []string `json:"restaurants,omitempty"`
+}
+
+// parsedKey is a signing key ready for use.
+type parsedKey struct {
+	kid     string
+	private ed25519.PrivateKey
+	created time.Time
+	retired time.Time // zero while current
+}
+
+// keyring caches the signing keys of the Account "keys" actor: the current key signs, every published key
+// verifies. It re-reads the keys every Config.KeyRefresh, and at once (at most every second) when a token names a
+// kid it does not know (another node rotated). It rotates when the current key is older than KeyRotateAfter.
+type keyring struct {
+	cfg    Config
+	actors http.Actors
+	log    *slog.Logger
+
+	mu          sync.Mutex
+	keys        []parsedKey // oldest first
+	loadedAt    time.Time
+	lastUnknown time.Time
+}
+
+// load reads the keys, creating the first key when there is none and rotating when the current one is too old.
+func (k *keyring) load(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, k.cfg.CallTimeout)
+	defer cancel()
+	res, err := k.actors.Call(ctx, actors.KindAccount, actors.AccountKeys, "GetSigningKeys", &messages.GetSigningKeys{})
+	if err != nil {
+		return fmt.Errorf("read signing keys: %w", err)
+	}
+	keys := res.(*messages.SigningKeys).GetKeys()
+	now := k.cfg.Now()
+	cur := current(keys)
+	if cur == nil || now.Sub(cur.GetCreatedAt().AsTime()) >= k.cfg.KeyRotateAfter {
+		if keys, err = k.rotateFrom(ctx, cur.GetKid()); err != nil {
+			return err
+		}
+	}
+	return k.set(keys, now)
+}
+
+// Rotate makes a new current signing key now; the previous one keeps verifying tokens until they expire.
+func (k *keyring) Rotate(ctx context.Context) error {
+	if err := k.load(ctx); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	kid := ""
+	if c := k.currentLocked(); c != nil {
+		kid = c.kid
+	}
+	k.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, k.cfg.CallTimeout)
+	defer cancel()
+	keys, err := k.rotateFrom(ctx, kid)
+	if err != nil {
+		return err
+	}
+	return k.set(keys, k.cfg.Now())
+}
+
+func (k *keyring) rotateFrom(ctx context.Context, expectedKid string) ([]*messages.SigningKey, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("make signing key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("encode signing key: %w", err)
+	}
+	kid := uuid.NewString()
+	res, err := k.actors.Call(ctx, actors.KindAccount, actors.AccountKeys, "RotateSigningKey", &messages.RotateSigningKey{
+		CommandId: "rotate-key:" + kid, ExpectedKid: expectedKid,
+		Key:      &messages.SigningKey{Kid: kid, Alg: string(signingAlg), PrivatePkcs8: der},
+		RetainMs: (k.cfg.AccessTokenTTL + 2*k.cfg.ClockSkew).Milliseconds(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rotate signing key: %w", err)
+	}
+	keys := res.(*messages.SigningKeys).GetKeys()
+	if c := current(keys); c.GetKid() == kid {
+		k.log.Info("signing key rotated", slog.String("kid", kid), slog.String("previous_kid", expectedKid))
+	}
+	return keys, nil
+}
+
+func current(keys []*messages.SigningKey) *messages.SigningKey {
+	for i := len(keys) - 1; i >= 0; i-- {
+		if keys[i].GetRetiredAt() == nil {
+			return keys[i]
+		}
+	}
+	return nil
+}
+
+func (k *keyring) set(keys []*messages.SigningKey, now time.Time) error {
+	parsed := make([]parsedKey, 0, len(keys))
+	for _, m := range keys {
+		if m.GetAlg() != string(signingAlg) {
+			continue
+		}
+		key, err := x509.ParsePKCS8PrivateKey(m.GetPrivatePkcs8())
+		if err != nil {
+			return fmt.Errorf("decode signing key %s: %w", m.GetKid(), err)
+		}
+		priv, ok := key.(ed25519.PrivateKey)
+		if !ok {
+			return fmt.Errorf("signing key %s is %T, want Ed25519", m.GetKid(), key)
+		}
+		p := parsedKey{kid: m.GetKid(), private: priv, created: m.GetCreatedAt().AsTime()}
+		if m.GetRetiredAt() != nil {
+			p.retired = m.GetRetiredAt().AsTime()
+		}
+		parsed = append(parsed, p)
+	}
+	k.mu.Lock()
+	k.keys, k.loadedAt = parsed, now
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *keyring) currentLocked() *parsedKey {
+	for i := len(k.keys) - 1; i >= 0; i-- {
+		if k.keys[i].retired.IsZero() {
+			return &k.keys[i]
+		}
+	}
+	return nil
+}
+
+// signer returns the current key, re-reading the keys when they are older than KeyRefresh.
+func (k *keyring) signer(ctx context.Context) (parsedKey, error) {
+	k.mu.Lock()
+	stale := k.cfg.Now().Sub(k.loadedAt) >= k.cfg.KeyRefresh
+	k.mu.Unlock()
+	if stale {
+		if err := k.load(ctx); err != nil {
+			return parsedKey{}, err
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if c := k.currentLocked(); c != nil {
+		return *c, nil
+	}
+	return parsedKey{}, errors.New("no current signing key")
+}
+
+// verifier returns the public key of kid: a published key (current, or retired less than the access token
+// lifetime ago). An unknown kid makes it re-read the keys, at most once a second.
+func (k *keyring) verifier(ctx context.Context, kid string) (ed25519.PublicKey, bool) {
+	if pub, ok := k.published(kid); ok {
+		return pub, true
+	}
+	k.mu.Lock()
+	now := k.cfg.Now()
+	retry := now.Sub(k.lastUnknown) >= time.Second || k.loadedAt.IsZero()
+	if retry {
+		k.lastUnknown = now
+	}
+	k.mu.Unlock()
+	if !retry {
+		return nil, false
+	}
+	if err := k.load(ctx); err != nil {
+		k.log.Warn("read signing keys", slog.Any("error", err))
+		return nil, false
+	}
+	return k.published(kid)
+}
+
+func (k *keyring) published(kid string) (ed25519.PublicKey, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	retain := k.cfg.AccessTokenTTL + 2*k.cfg.ClockSkew
+	for _, p := range k.keys {
+		if p.kid == kid && (p.retired.IsZero() || k.cfg.Now().Sub(p.retired) < retain) {
+			return p.private.Public().(ed25519.PublicKey), true
+		}
+	}
+	return nil, false
+}
+
+// JWKS returns the published public keys.
+func (k *keyring) JWKS(ctx context.Context) (jose.JSONWebKeySet, error) {
+	if _, err := k.signer(ctx); err != nil {
+		return jose.JSONWebKeySet{}, err
+	}
+	k.mu.Lock()
+	kids := make([]string, 0, len(k.keys))
+	for _, p := range k.keys {
+		kids = append(kids, p.kid)
+	}
+	k.mu.Unlock()
+	var set jose.JSONWebKeySet
+	for _, kid := range kids {
+		if pub, ok := k.published(kid); ok {
+			set.Keys = append(set.Keys, jose.JSONWebKey{Key: pub, KeyID: kid, Algorithm: string(signingAlg), Use: "sig"})
+		}
+	}
+	return set, nil
+}
+
+// tokenIssuer signs and verifies access tokens.
+type tokenIssuer struct {
+	cfg  Config
+	keys *keyring
+}
+
+// issue signs the access token of a fosite request.
+func (t *tokenIssuer) issue(ctx context.Context, r fosite.Requester) (string, error) {
+	s, ok := r.GetSession().(*session)
+	if !ok || s.Subject == "" || s.Role == "" {
+		return "", errors.New("the session has no subject or role")
+	}
+	key, err := t.keys.signer(ctx)
+	if err != nil {
+		return "", err
+	}
+	now := t.cfg.Now()
+	exp := s.GetExpiresAt(fosite.AccessToken)
+	if exp.IsZero() || exp.Sub(now) > t.cfg.AccessTokenTTL {
+		exp = now.Add(t.cfg.AccessTokenTTL)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: signingAlg, Key: key.private},
+		(&jose.SignerOptions{}).WithType(tokenType).WithHeader("kid", key.kid))
+	if err != nil {
+		return "", fmt.Errorf("make signer: %w", err)
+	}
+	claims := accessClaims{
+		Claims: jwt.Claims{
+			Issuer: t.cfg.Issuer, Subject: s.Subject, Audience: jwt.Audience{t.cfg.Audience},
+			Expiry: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
+			ID: uuid.NewString(),
+		},
+		ClientID: r.GetClient().GetID(), Scope: strings.Join(r.GetGrantedScopes(), " "),
+		Role: s.Role, Restaurants: s.Restaurants,
+	}
+	return jwt.Signed(signer).Claims(claims).Serialize()
+}
+
+// errBadToken is every verification failure a client sees; the cause is only logged at debug.
+var errBadToken = errors.New("invalid access token")
+
+// verify checks an access token and returns its claims.
+func (t *tokenIssuer) verify(ctx context.Context, raw string) (*accessClaims, error) {
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{signingAlg})
+	if err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	if len(tok.Headers) != 1 {
+		return nil, errors.New("want exactly one signature")
+	}
+	h := tok.Headers[0]
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(typ, tokenType) && !strings.EqualFold(typ, "application/"+tokenType) {
+		return nil, fmt.Errorf("typ %q, want %s", typ, tokenType)
+	}
+	if h.Algorithm != string(signingAlg) {
+		return nil, fmt.Errorf("alg %q, want %s", h.Algorithm, signingAlg)
+	}
+	pub, ok := t.keys.verifier(ctx, h.KeyID)
+	if !ok {
+		return nil, fmt.Errorf("unknown kid %q", h.KeyID)
+	}
+	var c accessClaims
+	if err := tok.Claims(pub, &c); err != nil {
+		return nil, fmt.Errorf("signature: %w", err)
+	}
+	now := t.cfg.Now()
+	if c.Expiry == nil || c.IssuedAt == nil {
+		return nil, errors.New("exp and iat are required")
+	}
+	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: t.cfg.Issuer, AnyAudience: jwt.Audience{t.cfg.Audience}, Time: now}, t.cfg.ClockSkew); err != nil {
+		return nil, err
+	}
+	if c.Expiry.Time().Sub(c.IssuedAt.Time()) > MaxAccessTokenTTL {
+		return nil, errors.New("lifetime longer than the maximum")
+	}
+	if c.Subject == "" || c.ClientID == "" {
+		return nil, errors.New("sub and client_id are required")
+	}
+	if !slices.Contains(strings.Fields(c.Scope), Scope) {
+		return nil, fmt.Errorf("scope %q lacks %s", c.Scope, Scope)
+	}
+	switch c.Role {
+	case actors.RoleCustomer, actors.RoleDasher, actors.RoleOperator:
+	case actors.RoleRestaurant:
+		if len(c.Restaurants) == 0 {
+			return nil, errors.New("a restaurant token names no restaurant")
+		}
+	default:
+		return nil, fmt.Errorf("unknown role %q", c.Role)
+	}
+	return &c, nil
+}
+
+// Authenticate implements http.Authenticator: no Authorization header is the anonymous caller; a valid bearer
+// access token is its principal; anything else is 401 UNAUTHENTICATED (with WWW-Authenticate, RFC 6750).
+func (s *Server) Authenticate(ctx *fasthttp.RequestCtx) (http.Principal, error) {
+	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
+	if len(h) == 0 {
+		return http.Principal{}, nil
+	}
+	scheme, raw, ok := strings.Cut(string(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(raw) == "" {
+		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="platter"`)
+		return http.Principal{}, http.Errorf(http.CodeUnauthenticated, "the Authorization header must be \"Bearer <access token>\"")
+	}
+	c, err := s.tokens.verify(context.Background(), strings.TrimSpace(raw))
+	if err != nil {
+		s.log.Debug("access token refused", slog.String("reason", err.Error()))
+		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="platter", error="invalid_token"`)
+		return http.Principal{}, &http.Error{Code: http.CodeUnauthenticated, Detail: errBadToken.Error(), Cause: err}
+	}
+	p := http.Principal{Role: http.Role(c.Role), ID: c.Subject}
+	if c.Role == actors.RoleRestaurant {
+		p.Restaurants = slices.Clone(c.Restaurants)
+	}
+	return p, nil
+}
