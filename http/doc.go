@@ -1,39 +1,63 @@
 // Package http is Platter's HTTP edge, on fasthttp: it decodes a request, authorises it, calls an actor through a
 // small backend port, and encodes the answer. It holds no business rules. (The standard library's net/http is
-// imported as nethttp where its constants are needed.)
+// imported as nethttp where its constants are needed.) ../shared/API.md is the contract; openapi.json documents
+// every route and is served at GET /openapi.json.
 //
 // # Using it
 //
-//	srv, err := http.NewServer(http.DefaultConfig("127.0.0.1:8080"), http.Backend{Cluster: c, Store: st, Restaurants: r})
+//	backend := http.NewClusterBackend(node, store, journal, http.DefaultIdempotencyRetention)
+//	srv, err := http.NewServer(http.DefaultConfig("127.0.0.1:8080"), backend)
 //	err = srv.Open()           // listens (port 0 picks one: srv.Addr()) and serves in the background
-//	defer srv.Close(ctx)       // stops accepting, drains requests in flight until ctx ends
+//	defer srv.Close(ctx)       // answers parked polls, stops accepting, drains requests in flight until ctx ends
 //
-// The Backend interfaces (Cluster, Store, Restaurants) are what handler tests fake; NewClusterBackend adapts a
-// running cluster node for production.
+// Backend holds the ports handler tests fake: Cluster (membership, drain), Store (readiness), Actors (grain calls
+// by kind and method name, and PollFeed), Idempotency (Idempotency-Key records) and Auth (the Authenticator the
+// security issue provides). NewClusterBackend adapts a running cluster node and keeps idempotency records in the
+// journal (JournalIdempotency).
 //
-// # Routes
+// # A request's way through the edge (Server.handle)
 //
-//	GET  /healthz               200 {"status":"ok"} while the process is up
-//	GET  /readyz                200 when the node is a serving cluster member and the store is open, else 503 NOT_READY
-//	GET  /v1/admin/cluster      members (id, name, address, remote_address, status, kinds, self) and activations
-//	POST /v1/restaurants        {name, position{lat,lng}, cuisine} -> 201 restaurant view, Location header
-//	GET  /v1/restaurants/{id}   200 restaurant view, or 404 NOT_FOUND
-//
-// Bodies are JSON with snake_case names (protojson with proto names); request decoding is strict (unknown fields
-// are 400 INVALID_ARGUMENT); a body must be application/json (415) and at most Config.MaxBodySize (413).
-// Restaurant ids are "r_" + UUID, made at the edge; with an Idempotency-Key the id and command id derive from the
-// key, so a retried create returns the first result.
+//  1. Route (router.go, table in routes.go): unknown path 404 NOT_FOUND; known path, other method 405
+//     METHOD_NOT_ALLOWED with Allow.
+//  2. Authorise (auth.go, the one hook): Backend.Auth finds the Principal; the route's access (public, customer,
+//     dasher, restaurant staff of {id}, operator, order party) is checked. Order routes check ownership once the
+//     order is read (authorizeOrder: others get 404).
+//  3. Rate-limit (ratelimit.go): search, placing orders and sign-up count against a per-client token bucket; 429
+//     RATE_LIMITED with Retry-After.
+//  4. Idempotency-Key on mutating routes (idempotency.go): replay, 422 IDEMPOTENCY_KEY_REUSED, 409
+//     IDEMPOTENCY_KEY_IN_USE; the actors' command ids and new entity ids derive from principal and key.
+//  5. The handler (customers.go, orders.go, search.go, restaurants.go, dashers.go, feeds.go, health.go) decodes
+//     strictly (decode.go: unknown fields, wrong types, trailing data, missing or out-of-range values are 400
+//     INVALID_ARGUMENT; 415 for a body that is not JSON; 413 over Config.MaxBodySize), validates ids (a malformed
+//     path id is 404 without activating an actor), calls the actor, and encodes (encode.go: snake_case, every
+//     field present, 64-bit integers as JSON numbers, RFC 3339 times).
 //
 // # Errors
 //
 // Every failure is an RFC 9457 application/problem+json document {type, title, status, detail, code}. Handlers
 // return errors; Server.fail is the single place that maps them: an *Error carries a stable code, and the table in
 // errors.go is the only mapping from code to status. Any other error (or a panic) is logged with its details and
-// shown as 500 INTERNAL. 503 answers (NOT_READY, UNAVAILABLE) carry Retry-After. Unknown paths are 404 NOT_FOUND,
-// a known path with another method 405 METHOD_NOT_ALLOWED with Allow.
+// shown as 500 INTERNAL. 503 and 429 answers carry Retry-After.
 //
-// # Authorisation
+// # Feeds
 //
-// Every matched route passes through authorize (auth.go) before its handler. It allows everything today; the
-// security issue fills it in.
+// GET /v1/customers/me/feed, /v1/restaurants/{id}/feed and /v1/dashers/me/feed take ?after=CURSOR&wait=SECONDS
+// (wait ≤ Config.MaxPollWait = 30 s, default 25 s, fractions allowed) and &limit. The poll parks in the feed's
+// actor (Actors.PollFeed makes one cluster call that outlasts the node's per-attempt timeout); it answers 200 with
+// the entries after the cursor, or 204 when the wait ends. A client has at most Config.MaxPollsPerClient polls
+// waiting (429 TOO_MANY_POLLS). fasthttp applies WriteTimeout only once the handler returns and ReadTimeout only
+// to reading the request, so a poll may wait longer than both, while slow clients are still cut off.
+//
+// # Metrics
+//
+// GET /metrics serves Prometheus text: platter_http_requests_total{route,status},
+// platter_http_request_duration_seconds{route}, platter_http_feed_polls_in_flight,
+// platter_http_rate_limited_total{class}, platter_http_idempotent_replays_total, and the Go and process
+// collectors. Routes are patterns, never raw paths.
+//
+// # Before the security issue
+//
+// No Authenticator is configured in production yet. Then customer and dasher routes (…/me, cart, orders) answer
+// 401 UNAUTHENTICATED, operator and restaurant-staff routes are open as in the walking skeleton, and public routes
+// are public. Tests inject principals through a test Authenticator.
 package http
