@@ -39,9 +39,10 @@ type Main struct {
 
 	Logger *slog.Logger // set by Run
 
-	journal *journal.Bolt
-	node    *cluster.Node
-	http    *http.Server
+	journal   *journal.Bolt
+	node      *cluster.Node
+	http      *http.Server
+	reminders *actors.ReminderScanner // wakes actors whose durable timers or outbox retries are due
 }
 
 // NewMain returns a Main that uses the process's stdout and environment.
@@ -174,6 +175,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.startNode(ctx); err != nil {
 		return err
 	}
+	// Timers and outbox retries are durable reminders in the journal; the scanner wakes their actors (through the
+	// cluster, so the owner fires them), including those that came due while the node was down.
+	m.reminders = actors.StartReminderScanner(deps, node.Cluster)
 	self := node.Self()
 	log.Info("node started",
 		slog.String("node", self.Name), slog.String("member_id", self.ID), slog.String("http", srv.URL()),
@@ -265,6 +269,10 @@ func (m *Main) Close() error {
 		}
 		cancel()
 		m.http = nil
+	}
+	if m.reminders != nil {
+		m.reminders.Stop()
+		m.reminders = nil
 	}
 	if m.node != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
