@@ -11,8 +11,8 @@
 //	defer srv.Close(ctx)       // answers parked polls, stops accepting, drains requests in flight until ctx ends
 //
 // Backend holds the ports handler tests fake: Cluster (membership, drain), Store (readiness), Actors (grain calls
-// by kind and method name, and PollFeed), Idempotency (Idempotency-Key records) and Auth (the Authenticator the
-// security issue provides). NewClusterBackend adapts a running cluster node and keeps idempotency records in the
+// by kind and method name, and PollFeed), Idempotency (Idempotency-Key records), and the security issue's Auth
+// (the Authenticator), Accounts (credentials, staff clients) and OAuth (the authorization server's endpoints). NewClusterBackend adapts a running cluster node and keeps idempotency records in the
 // journal (JournalIdempotency).
 //
 // # A request's way through the edge (Server.handle)
