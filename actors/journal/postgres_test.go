@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -415,4 +416,94 @@ func TestPostgresStreamsByteOrder(t *testing.T) {
 			t.Errorf("Streams(%q) = %q, %v; want %q", c.prefix, got, err, c.want)
 		}
 	}
+}
+
+// childDSN is set in the environment of the writer process that TestPostgresTwoProcessesFenced starts.
+const childDSN = "JOURNAL_PG_CHILD_DSN"
+
+// contend appends to one stream as an actor would (load, append at the last sequence seen) until the stream has
+// total events, and returns how many of its appends won. Every event names its writer.
+func contend(ctx context.Context, j journal.Journal, writer string, total int) (int, error) {
+	wins := 0
+	for {
+		snap, events, err := j.Load(ctx, "order/contested")
+		if err != nil {
+			return wins, err
+		}
+		seq := journal.LastSeq(snap, events)
+		if seq >= uint64(total) {
+			return wins, nil
+		}
+		_, err = j.Append(ctx, "order/contested", seq, []journal.Event{{Type: "Won", Data: []byte(writer)}})
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, journal.ErrConflict):
+			return wins, err
+		}
+	}
+}
+
+// Two processes (this one and a child running TestPostgresChildWriter) race on one stream: every event is written
+// once, by the writer whose append won, with no gap and no overwrite.
+func TestPostgresTwoProcessesFenced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	dsn := pgtest.NewDatabase(t)
+	j := openPostgres(t, dsn, journal.PostgresOptions{})
+	const total = 300
+	ctx := context.Background()
+	child := exec.Command(os.Args[0], "-test.run=^TestPostgresChildWriter$", "-test.count=1")
+	child.Env = append(os.Environ(), childDSN+"="+dsn, fmt.Sprintf("JOURNAL_PG_CHILD_TOTAL=%d", total))
+	var out strings.Builder
+	child.Stdout, child.Stderr = &out, &out
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	parentWins, err := contend(ctx, j, "parent", total)
+	if err != nil {
+		t.Fatalf("parent: %v", err)
+	}
+	if err := child.Wait(); err != nil {
+		t.Fatalf("child writer: %v\n%s", err, out.String())
+	}
+	var childWins int
+	if _, err := fmt.Sscanf(out.String()[strings.Index(out.String(), "wins="):], "wins=%d", &childWins); err != nil {
+		t.Fatalf("child output %q: %v", out.String(), err)
+	}
+	_, events, err := j.Load(ctx, "order/contested")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != total || parentWins+childWins != total {
+		t.Fatalf("%d events; parent won %d, child %d; want %d in all", len(events), parentWins, childWins, total)
+	}
+	byWriter := map[string]int{}
+	for i, e := range events {
+		if e.Seq != uint64(i+1) {
+			t.Fatalf("event %d has seq %d", i, e.Seq)
+		}
+		byWriter[string(e.Data)]++
+	}
+	if byWriter["parent"] != parentWins || byWriter["child"] != childWins {
+		t.Fatalf("events by writer %v; parent won %d, child %d", byWriter, parentWins, childWins)
+	}
+	t.Logf("parent won %d appends, child %d", parentWins, childWins)
+}
+
+// TestPostgresChildWriter is the other process of TestPostgresTwoProcessesFenced; it does nothing on its own.
+func TestPostgresChildWriter(t *testing.T) {
+	dsn := os.Getenv(childDSN)
+	if dsn == "" {
+		t.Skip("runs as the child of TestPostgresTwoProcessesFenced")
+	}
+	var total int
+	fmt.Sscan(os.Getenv("JOURNAL_PG_CHILD_TOTAL"), &total)
+	j := openPostgres(t, dsn, journal.PostgresOptions{})
+	wins, err := contend(context.Background(), j, "child", total)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("wins=%d\n", wins)
 }
