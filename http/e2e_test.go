@@ -397,4 +397,17 @@ func TestEndToEndLifecycle(t *testing.T) {
 	if replay := n.send(t, cust, "POST", "/v1/orders", map[string]any{}, 201, nil, "Idempotency-Key", "order-1"); !bytes.Equal(replay.body, first.body) {
 		t.Fatalf("replay after restart %s, want %s", replay.body, first.body)
 	}
+
+	// The workflow's invariants hold over the whole journal once it is at rest (the checker also reads the
+	// edge's idempotency streams).
+	var violations []actors.Violation
+	waitFor(t, 15*time.Second, 50*time.Millisecond, "the journal to be at rest without violations", func() bool {
+		var err error
+		violations, err = actors.CheckInvariants(context.Background(), n.journal, actors.InvariantOptions{
+			Acknowledged: []string{order.ID}, Quiescent: true})
+		if err != nil {
+			t.Fatalf("check invariants: %v", err)
+		}
+		return len(violations) == 0
+	})
 }

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
 	"github.com/platterhq/platter/actors/journal"
 )
 
@@ -34,14 +37,21 @@ func NewJournalIdempotency(j journal.Journal, retention time.Duration) *JournalI
 // streams are "<kind>/<id>" with a lower-case kind).
 const IdempotencyStreamPrefix = "idempotency/"
 
+// Record kinds.
 const (
-	evClaimed   = "platter.http.IdempotencyClaimed"
-	evReleased  = "platter.http.IdempotencyReleased"
-	evCompleted = "platter.http.IdempotencyCompleted"
+	recClaimed   = "claimed"
+	recReleased  = "released"
+	recCompleted = "completed"
 )
 
-// idemRecord is the data of every event of an idempotency stream.
+// recordEventType is the journal type of every idempotency event: the record is JSON in a
+// google.protobuf.BytesValue, a type every reader of the journal can decode (the invariant checker reads every
+// stream), without a message of this package in messages/.
+const recordEventType = "google.protobuf.BytesValue"
+
+// idemRecord is an event of an idempotency stream.
 type idemRecord struct {
+	Kind        string          `json:"kind"`
 	Fingerprint string          `json:"fingerprint"`
 	At          time.Time       `json:"at"`
 	Until       time.Time       `json:"until,omitempty"` // a claim's lease
@@ -63,23 +73,22 @@ func (s *JournalIdempotency) Begin(ctx context.Context, key, fp string, now time
 		}
 		last := journal.LastSeq(snap, events)
 		if len(events) > 0 {
-			ev := events[len(events)-1]
-			var rec idemRecord
-			if err := json.Unmarshal(ev.Data, &rec); err != nil {
-				return Claim{}, fmt.Errorf("decode idempotency record: %w", err)
+			rec, err := decodeRecord(events[len(events)-1])
+			if err != nil {
+				return Claim{}, err
 			}
 			switch {
-			case ev.Type == evCompleted && rec.Response != nil && now.Sub(rec.At) < s.retention:
+			case rec.Kind == recCompleted && rec.Response != nil && now.Sub(rec.At) < s.retention:
 				return Claim{State: ClaimDone, Fingerprint: rec.Fingerprint, Response: *rec.Response}, nil
-			case ev.Type == evClaimed && now.Before(rec.Until):
+			case rec.Kind == recClaimed && now.Before(rec.Until):
 				return Claim{State: ClaimInFlight, Fingerprint: rec.Fingerprint}, nil
 			}
 		}
-		data, err := json.Marshal(idemRecord{Fingerprint: fp, At: now, Until: now.Add(lease)})
+		ev, err := encodeRecord(idemRecord{Kind: recClaimed, Fingerprint: fp, At: now, Until: now.Add(lease)})
 		if err != nil {
-			return Claim{}, fmt.Errorf("encode idempotency claim: %w", err)
+			return Claim{}, err
 		}
-		seq, err := s.j.Append(ctx, stream, last, []journal.Event{{Type: evClaimed, Data: data}})
+		seq, err := s.j.Append(ctx, stream, last, []journal.Event{ev})
 		if errors.Is(err, journal.ErrConflict) {
 			continue // another request claimed or completed it: look again
 		}
@@ -92,16 +101,16 @@ func (s *JournalIdempotency) Begin(ctx context.Context, key, fp string, now time
 }
 
 func (s *JournalIdempotency) Complete(ctx context.Context, claim Claim, res StoredResponse) error {
-	return s.end(ctx, claim, evCompleted, &res)
+	return s.end(ctx, claim, recCompleted, &res)
 }
 
 func (s *JournalIdempotency) Release(ctx context.Context, claim Claim) error {
-	return s.end(ctx, claim, evReleased, nil)
+	return s.end(ctx, claim, recReleased, nil)
 }
 
 // end appends the outcome right after the claim. A conflict means the claim lapsed and another request took the
 // key over: this outcome is then dropped, the newer claim decides.
-func (s *JournalIdempotency) end(ctx context.Context, claim Claim, typ string, res *StoredResponse) error {
+func (s *JournalIdempotency) end(ctx context.Context, claim Claim, kind string, res *StoredResponse) error {
 	tok, ok := claim.Token.(journalToken)
 	if !ok {
 		return errors.New("idempotency: claim was not made by this store")
@@ -110,12 +119,39 @@ func (s *JournalIdempotency) end(ctx context.Context, claim Claim, typ string, r
 	if res != nil {
 		at = res.At
 	}
-	data, err := json.Marshal(idemRecord{Fingerprint: claim.Fingerprint, At: at, Response: res})
+	ev, err := encodeRecord(idemRecord{Kind: kind, Fingerprint: claim.Fingerprint, At: at, Response: res})
 	if err != nil {
-		return fmt.Errorf("encode idempotency record: %w", err)
+		return err
 	}
-	if _, err := s.j.Append(ctx, tok.stream, tok.seq, []journal.Event{{Type: typ, Data: data}}); err != nil {
+	if _, err := s.j.Append(ctx, tok.stream, tok.seq, []journal.Event{ev}); err != nil {
 		return fmt.Errorf("store idempotency record: %w", err)
 	}
 	return nil
+}
+
+func encodeRecord(rec idemRecord) (journal.Event, error) {
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return journal.Event{}, fmt.Errorf("encode idempotency record: %w", err)
+	}
+	data, err := proto.Marshal(wrapperspb.Bytes(raw))
+	if err != nil {
+		return journal.Event{}, fmt.Errorf("encode idempotency record: %w", err)
+	}
+	return journal.Event{Type: recordEventType, Data: data}, nil
+}
+
+func decodeRecord(ev journal.Event) (idemRecord, error) {
+	var rec idemRecord
+	if ev.Type != recordEventType {
+		return rec, fmt.Errorf("decode idempotency record: event type %q", ev.Type)
+	}
+	var b wrapperspb.BytesValue
+	if err := proto.Unmarshal(ev.Data, &b); err != nil {
+		return rec, fmt.Errorf("decode idempotency record: %w", err)
+	}
+	if err := json.Unmarshal(b.GetValue(), &rec); err != nil {
+		return rec, fmt.Errorf("decode idempotency record: %w", err)
+	}
+	return rec, nil
 }
