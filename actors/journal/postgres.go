@@ -136,7 +136,13 @@ func (o PostgresOptions) withDefaults() PostgresOptions {
 //
 // A batch that fails with a server error was rolled back: the committer retries it (serialization failures and
 // deadlocks) or runs each write alone, so that only the failing write reports an error. A batch whose connection
-// broke has an unknown outcome: each of its writes returns ErrUnavailable.
+// broke has an unknown outcome: each of its writes returns ErrUnavailable. Within a statement, feed counters are
+// locked in name order, but the batches of two nodes can still lock the same feeds in opposite orders; PostgreSQL
+// then aborts one of them after its deadlock_timeout (1 s by default) and the committer runs it again.
+//
+// CockroachDB: the dialect is detected at open (names are STRING there, which compares bytes; the migration lock
+// is a lock row). Serialization failures (40001), which CockroachDB reports where PostgreSQL would wait for a row
+// lock, are retried as above. The backend's tests run against PostgreSQL only.
 type Postgres struct {
 	pool    *pgxpool.Pool
 	opts    PostgresOptions
