@@ -223,6 +223,10 @@ func (s *Server) handleToken(w nethttp.ResponseWriter, r *nethttp.Request) {
 			return
 		}
 		sess.Subject, sess.Role, sess.Restaurants = c.GetID(), c.role, c.restaurants
+		// fosite checked the requested scopes against the client's; granting them is the application's part.
+		for _, scope := range ar.GetRequestedScopes() {
+			ar.GrantScope(scope)
+		}
 	}
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
 	if err != nil {
@@ -322,7 +326,18 @@ func (s *Server) handleAuthorize(w nethttp.ResponseWriter, r *nethttp.Request) {
 		return
 	}
 	s.log.Info("signed in", slog.String("role", res.role), slog.String("subject", res.subject), slog.String("address", addr))
-	s.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
+	s.provider.WriteAuthorizeResponse(ctx, found{w}, ar, resp)
+}
+
+// found turns fosite's 303 See Other after the sign-in POST into the 302 Found API.md promises (browsers follow
+// both with a GET).
+type found struct{ nethttp.ResponseWriter }
+
+func (f found) WriteHeader(status int) {
+	if status == nethttp.StatusSeeOther {
+		status = nethttp.StatusFound
+	}
+	f.ResponseWriter.WriteHeader(status)
 }
 
 // logError logs a refused OAuth request at debug (a client's mistake) and a server error at error.

@@ -1,0 +1,40 @@
+// Package oauth is Platter's OAuth 2.0 authorization server and the resource side's token check. It is built on
+// github.com/ory/fosite (the grants, PKCE, client authentication, refresh rotation with reuse detection, RFC 7009),
+// bridged to the fasthttp edge with fasthttpadaptor, and keeps every credential in the Account actors
+// (actors/account.go): one actor per login, client, token family and the signing keys, so that any node of a
+// cluster serves any request.
+//
+// # Using it
+//
+//	o, err := oauth.NewServer(oauth.DefaultConfig(), backend.Actors)
+//	backend.Auth, backend.Accounts, backend.OAuth = o, o, o   // the edge's Authenticator, Accounts, endpoints
+//	err = o.Start(ctx)                                      // signing keys (the first node makes one)
+//	created, err := o.Bootstrap(ctx, dataDir)               // operator client, once per cluster
+//
+// # Grants (RFC 6749, RFC 9700)
+//
+//   - client_credentials for confidential clients: the bootstrap operator client ("platter-operator", whose secret
+//     the creating node writes to data-dir/operator-credentials.json, mode 0600) and restaurant staff clients
+//     (POST /v1/restaurants/{id}/staff-clients). Secrets are 256 random bits; the store keeps their SHA-256.
+//   - authorization_code with PKCE (S256 only; plain and missing challenges are refused) for the public client
+//     "platter-app", whose redirect URIs are platter://callback and http loopback IP literals on any port and path
+//     (RFC 8252 section 7.3). GET /oauth2/authorize shows the sign-in form; POST checks email and password (argon2id,
+//     throttled per account in its actor and per client address on this node) and answers 302 with code and state.
+//   - refresh_token, rotated on every use. Codes and refresh tokens are opaque ("<family>.<random>"); the store
+//     keeps only their SHA-256, in the actor of their family (fosite's request id, kept across refreshes). A
+//     refresh token used twice, or a code exchanged twice, revokes the whole family, atomically in that actor.
+//   - No implicit grant and no password grant are composed.
+//   - POST /oauth2/revoke (RFC 7009): a refresh token revokes its family. Access tokens are not stored and expire on
+//     their own (revoking one answers 200 and changes nothing).
+//
+// # Access tokens (RFC 9068)
+//
+// JWTs signed with Ed25519 (alg EdDSA, typ at+jwt, kid), at most 15 minutes (Config.AccessTokenTTL), with iss, aud,
+// sub (customer or dasher id, or client id), client_id, iat, nbf, exp, jti, scope ("platter"), role (customer,
+// dasher, restaurant, operator) and, for restaurant staff, restaurants. Authenticate (http.Authenticator) pins
+// EdDSA, requires typ at+jwt, a published kid and every claim above, with Config.ClockSkew leeway; every failure is
+// 401 UNAUTHENTICATED with WWW-Authenticate. Signing keys live in the Account actor "keys"; GET
+// /.well-known/jwks.json publishes the current key and retired keys until their tokens have expired. A node
+// re-reads them every Config.KeyRefresh (at once when a token names an unknown kid) and rotates when the current
+// key is older than Config.KeyRotateAfter (RotateSigningKey does it at once).
+package oauth
