@@ -675,4 +675,3 @@ func TestSigningKeyRotation(t *testing.T) {
 		t.Fatal("jwks publishes a private key")
 	}
 }
-
