@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -287,13 +288,24 @@ func (s *Server) start(ctx context.Context, cred *syscall.Credential) error {
 	// Not tied to ctx: the server outlives the start.
 	s.cmd = serverCommand(context.Background(), cred, s.dir, filepath.Join(s.bin, "postgres"), args...)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
-	if err := s.cmd.Start(); err != nil {
-		return fmt.Errorf("start postgres: %w", err)
-	}
+	// The kernel sends Pdeathsig when the thread that started the child exits, not the process: start and wait
+	// on a goroutine locked to its thread, so that the thread lives exactly as long as the server.
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		if err := s.cmd.Start(); err != nil {
+			started <- err
+			runtime.UnlockOSThread()
+			return
+		}
+		started <- nil
 		s.waitErr = s.cmd.Wait()
 		close(s.exited)
+		runtime.UnlockOSThread()
 	}()
+	if err := <-started; err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
 	if err := s.waitReady(ctx); err != nil {
 		s.kill()
 		return err
