@@ -3,7 +3,6 @@ package http_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	nethttp "net/http"
@@ -149,12 +148,3 @@ func truncateBody(b []byte) string {
 	return string(b)
 }
 
-// prettyJSON is for failure messages.
-func prettyJSON(b []byte) string {
-	var v any
-	if json.Unmarshal(b, &v) != nil {
-		return string(b)
-	}
-	out, _ := json.MarshalIndent(v, "", "  ")
-	return string(out)
-}
