@@ -21,6 +21,7 @@ import (
 	"github.com/platterhq/platter/actors/journal"
 	"github.com/platterhq/platter/cluster"
 	"github.com/platterhq/platter/http"
+	"github.com/platterhq/platter/http/oauth"
 )
 
 // version is set at link time (-ldflags "-X main.version=v1.2.3"); otherwise it comes from the build info.
@@ -163,7 +164,18 @@ func (m *Main) Run(ctx context.Context) error {
 	if hcfg.TLS, err = m.edgeTLS(); err != nil {
 		return err
 	}
-	srv, err := http.NewServer(hcfg, http.NewClusterBackend(node, journalStore{j}, j, http.DefaultIdempotencyRetention))
+	backend := http.NewClusterBackend(node, journalStore{j}, j, http.DefaultIdempotencyRetention)
+	ocfg := oauth.DefaultConfig()
+	ocfg.Logger = log
+	if cfg.Profile == "local" {
+		ocfg.KeyRefresh = 2 * time.Second // nodes of a test cluster agree on the signing keys quickly
+	}
+	auth, err := oauth.NewServer(ocfg, backend.Actors)
+	if err != nil {
+		return err
+	}
+	backend.Auth, backend.Accounts, backend.OAuth = auth, auth, auth
+	srv, err := http.NewServer(hcfg, backend)
 	if err != nil {
 		return err
 	}
@@ -178,14 +190,15 @@ func (m *Main) Run(ctx context.Context) error {
 	// Timers and outbox retries are durable reminders in the journal; the scanner wakes their actors (through the
 	// cluster, so the owner fires them), including those that came due while the node was down.
 	m.reminders = actors.StartReminderScanner(deps, node.Cluster)
+	if err := m.startAuth(ctx, auth); err != nil {
+		return err
+	}
 	self := node.Self()
 	log.Info("node started",
 		slog.String("node", self.Name), slog.String("member_id", self.ID), slog.String("http", srv.URL()),
 		slog.String("cluster_addr", self.GossipAddr), slog.String("remote_addr", self.RemoteAddr),
 		slog.String("data_dir", cfg.DataDir))
-	fmt.Fprintf(m.Stdout, "platter: node %s serving %s (cluster %s, remote %s, data %s); "+
-		"no authentication yet (it arrives with the security issue): operator and restaurant routes are open, "+
-		"customer and dasher routes answer 401\n",
+	fmt.Fprintf(m.Stdout, "platter: node %s serving %s (cluster %s, remote %s, data %s)\n",
 		self.Name, srv.URL(), self.GossipAddr, self.RemoteAddr, cfg.DataDir)
 	return nil
 }

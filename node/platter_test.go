@@ -8,11 +8,18 @@ import (
 	"io"
 	"net"
 	nethttp "net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/platterhq/platter/http/oauth"
 )
 
 // syncBuffer collects a Main's output safely across its goroutines.
@@ -62,6 +69,95 @@ func runMain(t *testing.T, m *Main) {
 		t.Fatalf("run: %v", err)
 	}
 	t.Cleanup(func() { _ = m.Close() })
+	// Plain-HTTP nodes get an operator token for tryCall (the TLS tests talk to /healthz only).
+	if _, err := os.Stat(filepath.Join(m.Config.DataDir, oauth.OperatorCredentialsFile)); err == nil && strings.HasPrefix(m.URL(), "http://") {
+		operatorLogin(t, m.URL(), m.Config.DataDir, client)
+	}
+}
+
+// tokens holds the bearer token tryCall sends to each node (base URL "http://host:port").
+var tokens sync.Map
+
+// operatorLogin gets an operator access token with the credentials the node bootstrapped into dataDir, and makes
+// tryCall send it to baseURL.
+func operatorLogin(t *testing.T, baseURL, dataDir string, hc *nethttp.Client) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, oauth.OperatorCredentialsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var creds oauth.Credentials
+	if err := json.Unmarshal(b, &creds); err != nil {
+		t.Fatal(err)
+	}
+	cc := clientcredentials.Config{ClientID: creds.ClientID, ClientSecret: creds.ClientSecret, TokenURL: baseURL + "/oauth2/token"}
+	tok, err := cc.Token(context.WithValue(context.Background(), oauth2.HTTPClient, hc))
+	if err != nil {
+		t.Fatalf("operator token from %s: %v", baseURL, err)
+	}
+	tokens.Store(baseURL, tok.AccessToken)
+	t.Cleanup(func() { tokens.Delete(baseURL) })
+	return tok.AccessToken
+}
+
+// operatorForNodes gets an operator token that every node (urls, with their data dirs) accepts and makes tryCall
+// send it to all of them. With a journal per node (bbolt), the operator client and the signing keys live in the
+// journal of the node that owns their identity when they are first used; as nodes join, ownership moves and the
+// new owner may bootstrap them again (writing operator-credentials.json into its own data dir). So: the newest
+// credentials file, retried until every node's keyring has caught up (KeyRefresh is 2 s with the local profile).
+func operatorForNodes(t *testing.T, urls, dirs []string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		newest, newestAt := -1, time.Time{}
+		for i, d := range dirs {
+			if fi, err := os.Stat(filepath.Join(d, oauth.OperatorCredentialsFile)); err == nil && fi.ModTime().After(newestAt) {
+				newest, newestAt = i, fi.ModTime()
+			}
+		}
+		if newest >= 0 {
+			if tok, err := tryOperatorLogin(urls[newest], dirs[newest]); err == nil {
+				accepted := 0
+				for _, u := range urls {
+					useToken(t, u, tok)
+					if status, _, err := tryCall("GET", u+"/v1/admin/cluster", ""); err == nil && status == 200 {
+						accepted++
+					}
+				}
+				if accepted == len(urls) {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no operator token accepted by every node within 60s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// tryOperatorLogin is operatorLogin without failing the test.
+func tryOperatorLogin(baseURL, dataDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, oauth.OperatorCredentialsFile))
+	if err != nil {
+		return "", err
+	}
+	var creds oauth.Credentials
+	if err := json.Unmarshal(b, &creds); err != nil {
+		return "", err
+	}
+	cc := clientcredentials.Config{ClientID: creds.ClientID, ClientSecret: creds.ClientSecret, TokenURL: baseURL + "/oauth2/token"}
+	tok, err := cc.Token(context.WithValue(context.Background(), oauth2.HTTPClient, client))
+	if err != nil {
+		return "", err
+	}
+	return tok.AccessToken, nil
+}
+
+// useToken makes tryCall send tok to baseURL (a token is valid on every node of its cluster).
+func useToken(t *testing.T, baseURL, tok string) {
+	tokens.Store(baseURL, tok)
+	t.Cleanup(func() { tokens.Delete(baseURL) })
 }
 
 // call sends a JSON request and decodes a JSON answer into out (when non-nil); it returns the status.
@@ -88,6 +184,9 @@ func tryCall(method, url, body string) (int, []byte, error) {
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if tok, ok := tokens.Load(req.URL.Scheme + "://" + req.URL.Host); ok {
+		req.Header.Set("Authorization", "Bearer "+tok.(string))
 	}
 	res, err := client.Do(req)
 	if err != nil {
@@ -232,9 +331,15 @@ func TestReadyWhileJoining(t *testing.T) {
 	if status := call(t, "GET", url+"/readyz", "", &problem); status != 503 || problem["code"] != "NOT_READY" {
 		t.Fatalf("readyz while joining: %d %v", status, problem)
 	}
+	if status := call(t, "POST", url+"/v1/restaurants", `{"name":"Early","position":{"lat":1,"lng":2},"cuisine":"x"}`, &problem); status != 401 || problem["code"] != "UNAUTHENTICATED" {
+		t.Fatalf("anonymous create while joining: %d %v", status, problem)
+	}
+	// A bearer token cannot be checked before the node has joined (the signing keys are the cluster's): 503.
+	useToken(t, url, "eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIiwidHlwIjoiYXQrand0In0.e30.AAAA")
 	if status := call(t, "POST", url+"/v1/restaurants", `{"name":"Early","position":{"lat":1,"lng":2},"cuisine":"x"}`, &problem); status != 503 || problem["code"] != "NOT_READY" {
 		t.Fatalf("create while joining: %d %v", status, problem)
 	}
+	tokens.Delete(url)
 
 	seed, _ := newTestMain(t, t.TempDir(), "--cluster-addr", seedAddr)
 	runMain(t, seed)
@@ -249,6 +354,7 @@ func TestReadyWhileJoining(t *testing.T) {
 	if status := call(t, "GET", url+"/readyz", "", nil); status != 200 {
 		t.Fatalf("readyz after joining: %d", status)
 	}
+	operatorForNodes(t, []string{url, seed.URL()}, []string{joiner.Config.DataDir, seed.Config.DataDir})
 	var cv clusterView
 	waitFor(t, 10*time.Second, 50*time.Millisecond, "both nodes to list 2 alive members", func() bool {
 		call(t, "GET", url+"/v1/admin/cluster", "", &cv)

@@ -222,8 +222,25 @@ func startCluster(t *testing.T) []*sysNode {
 	for _, n := range nodes {
 		n.start(t)
 	}
+	for _, n := range nodes {
+		waitFor(t, 60*time.Second, 50*time.Millisecond, n.name+" ready", func() bool {
+			status, _, err := tryCall("GET", n.url()+"/readyz", "")
+			return err == nil && status == 200
+		})
+	}
+	operatorForCluster(t, nodes)
 	waitMembers(t, nodes, 3, 60*time.Second)
 	return nodes
+}
+
+// operatorForCluster gets an operator token that every node accepts (see operatorForNodes).
+func operatorForCluster(t *testing.T, nodes []*sysNode) {
+	t.Helper()
+	var urls, dirs []string
+	for _, n := range nodes {
+		urls, dirs = append(urls, n.url()), append(dirs, n.dataDir)
+	}
+	operatorForNodes(t, urls, dirs)
 }
 
 // waitMembers waits until every node in nodes lists exactly want members, all alive, and returns how long it took.

@@ -160,8 +160,27 @@ func (k *keyring) set(keys []*messages.SigningKey, now time.Time) error {
 		parsed = append(parsed, p)
 	}
 	k.mu.Lock()
-	k.keys, k.loadedAt = parsed, now
-	k.mu.Unlock()
+	defer k.mu.Unlock()
+	// A key this node knew that the store no longer lists (its state was lost: a node of a cluster on per-node
+	// journals failed over) keeps verifying as if retired now, so that tokens signed with it live out their time.
+	retain := k.cfg.AccessTokenTTL + 2*k.cfg.ClockSkew
+	listed := map[string]bool{}
+	for _, p := range parsed {
+		listed[p.kid] = true
+	}
+	var kept []parsedKey
+	for _, old := range k.keys {
+		if listed[old.kid] {
+			continue
+		}
+		if old.retired.IsZero() {
+			old.retired = now
+		}
+		if now.Sub(old.retired) < retain {
+			kept = append(kept, old)
+		}
+	}
+	k.keys, k.loadedAt = append(kept, parsed...), now
 	return nil
 }
 
@@ -192,27 +211,39 @@ func (k *keyring) signer(ctx context.Context) (parsedKey, error) {
 	return parsedKey{}, errors.New("no current signing key")
 }
 
+// errUnknownKid: the token names no published key.
+var errUnknownKid = errors.New("unknown kid")
+
 // verifier returns the public key of kid: a published key (current, or retired less than the access token
-// lifetime ago). An unknown kid makes it re-read the keys, at most once a second.
-func (k *keyring) verifier(ctx context.Context, kid string) (ed25519.PublicKey, bool) {
+// lifetime ago). An unknown kid makes it re-read the keys, at most once a second. It fails with errUnknownKid, or
+// with the error of reading the keys (this node cannot check tokens yet: it has not joined, or the cluster is
+// unavailable).
+func (k *keyring) verifier(ctx context.Context, kid string) (ed25519.PublicKey, error) {
 	if pub, ok := k.published(kid); ok {
-		return pub, true
+		return pub, nil
 	}
 	k.mu.Lock()
 	now := k.cfg.Now()
-	retry := now.Sub(k.lastUnknown) >= time.Second || k.loadedAt.IsZero()
+	never := k.loadedAt.IsZero()
+	retry := never || now.Sub(k.lastUnknown) >= time.Second
 	if retry {
 		k.lastUnknown = now
 	}
 	k.mu.Unlock()
 	if !retry {
-		return nil, false
+		return nil, errUnknownKid
 	}
 	if err := k.load(ctx); err != nil {
 		k.log.Warn("read signing keys", slog.Any("error", err))
-		return nil, false
+		if never {
+			return nil, err
+		}
+		return nil, errUnknownKid
 	}
-	return k.published(kid)
+	if pub, ok := k.published(kid); ok {
+		return pub, nil
+	}
+	return nil, errUnknownKid
 }
 
 func (k *keyring) published(kid string) (ed25519.PublicKey, bool) {
@@ -304,9 +335,9 @@ func (t *tokenIssuer) verify(ctx context.Context, raw string) (*accessClaims, er
 	if h.Algorithm != string(signingAlg) {
 		return nil, fmt.Errorf("alg %q, want %s", h.Algorithm, signingAlg)
 	}
-	pub, ok := t.keys.verifier(ctx, h.KeyID)
-	if !ok {
-		return nil, fmt.Errorf("unknown kid %q", h.KeyID)
+	pub, err := t.keys.verifier(ctx, h.KeyID)
+	if err != nil {
+		return nil, fmt.Errorf("kid %q: %w", h.KeyID, err)
 	}
 	var c accessClaims
 	if err := tok.Claims(pub, &c); err != nil {
@@ -353,6 +384,10 @@ func (s *Server) Authenticate(ctx *fasthttp.RequestCtx) (http.Principal, error) 
 		return http.Principal{}, http.Errorf(http.CodeUnauthenticated, "the Authorization header must be \"Bearer <access token>\"")
 	}
 	c, err := s.tokens.verify(context.Background(), strings.TrimSpace(raw))
+	var infra *http.Error
+	if errors.As(err, &infra) && (infra.Code == http.CodeNotReady || infra.Code == http.CodeUnavailable) {
+		return http.Principal{}, infra // the keys could not be read: the token is not known to be bad
+	}
 	if err != nil {
 		s.log.Debug("access token refused", slog.String("reason", err.Error()))
 		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="platter", error="invalid_token"`)
