@@ -168,17 +168,22 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// trackingCreds are plaintext gRPC transport credentials whose only job is to hand the server's accepted
-// connections to a connSet (gRPC offers no other hook on a listener it creates itself).
+// trackingCreds are gRPC transport credentials whose job is to hand the server's accepted connections to a
+// connSet (gRPC offers no other hook on a listener it creates itself); with tls set they then run its handshake
+// (mutual TLS, Config.TLS), else they are plaintext.
 type trackingCreds struct {
 	set *connSet
+	tls credentials.TransportCredentials
 }
 
 type plainAuthInfo struct{ credentials.CommonAuthInfo }
 
 func (plainAuthInfo) AuthType() string { return "insecure" }
 
-func (t trackingCreds) ClientHandshake(_ context.Context, _ string, c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+func (t trackingCreds) ClientHandshake(ctx context.Context, authority string, c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if t.tls != nil {
+		return t.tls.ClientHandshake(ctx, authority, c)
+	}
 	return c, plainAuthInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
 }
 
@@ -187,10 +192,16 @@ func (t trackingCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthIn
 	if err != nil {
 		return nil, nil, err
 	}
+	if t.tls != nil {
+		return t.tls.ServerHandshake(wc)
+	}
 	return wc, plainAuthInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
 }
 
 func (t trackingCreds) Info() credentials.ProtocolInfo {
+	if t.tls != nil {
+		return t.tls.Info()
+	}
 	return credentials.ProtocolInfo{SecurityProtocol: "insecure"}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/hashicorp/memberlist"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -111,13 +112,20 @@ func startIncarnation(cfg Config, kindsFn KindsFunc, gossipBind, remoteBind stri
 	rc := remote.Configure(rhost, rport)
 	rc.MaxRetryCount = cfg.RemoteConnectRetries
 	rc.DialOptions = []grpc.DialOption{grpc.WithContextDialer(inc.conns.dial)}
-	if len(cfg.RemoteDialOptions) == 0 {
+	switch {
+	case cfg.TLS != nil:
+		rc.DialOptions = append(rc.DialOptions, grpc.WithTransportCredentials(credentials.NewTLS(clientTLS(cfg.TLS))))
+	case len(cfg.RemoteDialOptions) == 0:
 		rc.DialOptions = append(rc.DialOptions, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
 	rc.DialOptions = append(rc.DialOptions, cfg.RemoteDialOptions...)
-	if len(cfg.RemoteServerOptions) == 0 {
+	switch {
+	case cfg.TLS != nil:
+		rc.ServerOptions = append([]grpc.ServerOption{grpc.Creds(trackingCreds{set: inc.conns, tls: credentials.NewTLS(serverTLS(cfg.TLS))})},
+			cfg.RemoteServerOptions...)
+	case len(cfg.RemoteServerOptions) == 0:
 		rc.ServerOptions = []grpc.ServerOption{grpc.Creds(trackingCreds{set: inc.conns})}
-	} else {
+	default:
 		rc.ServerOptions = append([]grpc.ServerOption(nil), cfg.RemoteServerOptions...)
 	}
 
@@ -325,7 +333,9 @@ func (inc *incarnation) join(ctx context.Context, seeds []string) error {
 			err = errors.New("no seed answered")
 		}
 		lastErr = err
-		inc.log.Debug("join attempt failed", slog.Int("attempt", attempt), slog.Any("error", err))
+		// At warning level: the reason a node cannot join (no seed up, another gossip key, a refused certificate)
+		// must be in its log.
+		inc.log.Warn("join attempt failed", slog.Int("attempt", attempt), slog.Any("error", err))
 		if bo.wait(ctx, attempt) != nil {
 			return fmt.Errorf("cluster: join: no seed reachable (%s): %v", strings.Join(seeds, ", "), lastErr)
 		}

@@ -120,6 +120,9 @@ func (p *provider) StartMember(c *pcluster.Cluster) error {
 	}
 	mc.Delegate = p
 	mc.Events = p
+	if p.cfg.TLS != nil {
+		mc.Merge = newAdmission(p.selfM.Id, p.cfg.TLS, p.cfg.TCPTimeout, p.log, mc.Merge)
+	}
 	mc.Logger = newMemberlistLogger(p.log)
 	ml, err := memberlist.Create(mc)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +61,7 @@ const usage = `Usage: platter <command> [flags]
 
 Commands:
   run       run a node until SIGINT or SIGTERM (platter run -h lists its flags)
+  cert      create the cluster CA and node certificates (platter cert -h)
   version   print the version
   help      print this help
 `
@@ -85,8 +87,10 @@ func (m *Main) ParseFlags(args []string) error {
 		cfg, err := parseRunFlags(args[1:], m.Getenv, m.Stdout)
 		m.Config = cfg
 		return err
+	case "cert":
+		return runCert(args[1:], m.Stdout, time.Now())
 	default:
-		return fmt.Errorf("unknown command %q (run, version or help)", m.Command)
+		return fmt.Errorf("unknown command %q (run, cert, version or help)", m.Command)
 	}
 }
 
@@ -243,6 +247,19 @@ func (m *Main) clusterConfig() (cluster.Config, error) {
 	c.RemoteAddr = cfg.RemoteAddr
 	c.Seeds = cfg.Join
 	c.Logger = m.Logger
+	sec, err := loadClusterSecurity(cfg.CertsDir, cfg.GossipKey)
+	if err != nil {
+		return c, err
+	}
+	if sec.cert != nil {
+		c.TLS = &tls.Config{Certificates: []tls.Certificate{*sec.cert}, RootCAs: sec.ca}
+	} else {
+		m.Logger.Warn("links between nodes are not authenticated or encrypted: give --certs-dir (platter cert create-ca, create-node)")
+	}
+	c.SecretKey = sec.gossipKey
+	if c.SecretKey == nil {
+		m.Logger.Warn("gossip is not encrypted: give --gossip-key or a gossip.key in --certs-dir")
+	}
 	if cfg.AdvertiseAddr != "" {
 		// Port 0 advertises the bound port: a bare host keeps both ports, host:port sets the gossip port.
 		host, port, err := net.SplitHostPort(cfg.AdvertiseAddr)

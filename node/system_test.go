@@ -184,6 +184,8 @@ type sysNode struct {
 	dataDir                     string
 	join                        string
 	proc                        *proc
+	extra                       []string // more flags (--certs-dir, ...)
+	joinTimeout                 string   // --join-timeout; default 30s
 }
 
 func newSysNode(t *testing.T, name, ip, join string) *sysNode {
@@ -196,8 +198,12 @@ func (n *sysNode) url() string { return "http://" + n.httpAddr }
 
 func (n *sysNode) start(t *testing.T) {
 	t.Helper()
-	args := []string{"--data-dir", n.dataDir, "--http-addr", n.httpAddr, "--cluster-addr", n.clusterAddr,
-		"--remote-addr", n.remo, "--cluster-profile", "local", "--join-timeout", "30s", "--log-format", "json", "--insecure"}
+	jt := n.joinTimeout
+	if jt == "" {
+		jt = "30s"
+	}
+	args := append([]string{"--data-dir", n.dataDir, "--http-addr", n.httpAddr, "--cluster-addr", n.clusterAddr,
+		"--remote-addr", n.remo, "--cluster-profile", "local", "--join-timeout", jt, "--log-format", "json", "--insecure"}, n.extra...)
 	if n.join != "" {
 		args = append(args, "--join", n.join)
 	}
