@@ -675,3 +675,69 @@ func TestSigningKeyRotation(t *testing.T) {
 		t.Fatal("jwks publishes a private key")
 	}
 }
+
+// TestCardNumberNeverStoredOrLogged: after a payment-method update (with and without Idempotency-Key), the card
+// number and CVC appear nowhere in the data directory, the debug logs or the response.
+func TestCardNumberNeverStoredOrLogged(t *testing.T) {
+	n := startNode(t, oauth.Config{})
+	n.signUp(t, "dana@example.com", "correct horse")
+	tok := codeFlow(t, n, appConfig(n, "platter://callback"), "dana@example.com", "correct horse")
+	const card, cvc = "4242424242424242", "973"
+	for i, key := range []string{"", "pm-key-1"} {
+		req, _ := nethttp.NewRequest("PUT", n.url+"/v1/customers/me/payment-method",
+			strings.NewReader(`{"card_number":"4242 4242 4242 4242","exp_month":12,"exp_year":2031,"cvc":"`+cvc+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		res, err := plain.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !strings.Contains(string(b), `"last4":"4242"`) {
+			t.Fatalf("update %d: %d %s", i, res.StatusCode, b)
+		}
+		if strings.Contains(string(b), card) || strings.Contains(string(b), cvc) {
+			t.Fatalf("the response holds the card: %s", b)
+		}
+	}
+	status, b := n.do(t, tok.AccessToken, "GET", "/v1/customers/me", "")
+	if status != 200 || strings.Contains(string(b), card) {
+		t.Fatalf("profile: %d %s", status, b)
+	}
+	needles := []string{card, "4242 4242 4242 4242", `"cvc":"` + cvc}
+	var files int
+	control := false // the store holds the customer's email in clear: the grep can find what is there
+	err := filepath.Walk(n.dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		files++
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		control = control || bytes.Contains(data, []byte("dana@example.com"))
+		for _, s := range needles {
+			if bytes.Contains(data, []byte(s)) {
+				t.Errorf("%s holds %q", path, s)
+			}
+		}
+		return nil
+	})
+	if err != nil || files == 0 || !control {
+		t.Fatalf("walk the data dir: %v (%d files, control found: %v)", err, files, control)
+	}
+	logs := n.logs.String()
+	if !strings.Contains(logs, "payment-method") {
+		t.Fatal("the captured logs do not show the request at all: the grep below would prove nothing")
+	}
+	for _, s := range needles {
+		if strings.Contains(logs, s) {
+			t.Errorf("the logs hold %q", s)
+		}
+	}
+}
