@@ -18,10 +18,15 @@ import (
 // and delivers its outbox, after any restart. The woken actor moves or deletes the reminder; until it does, every
 // scan wakes it again (at least once). A stream whose Wake is still in flight is not woken twice at once.
 //
+// With a journal shared by several nodes (PostgreSQL) every node's scanner reads every due reminder; WakeOwnedOnly
+// makes each node wake only the identities it owns in its own view, so that each reminder is woken by one node,
+// the owner, and, once a dead owner has left the views, by the identity's new owner.
+//
 // Concurrency: Start and Stop are for the node's wiring goroutine; the scanner runs on its own goroutines.
 type ReminderScanner struct {
 	deps    Deps
 	cluster func() *pcluster.Cluster
+	owns    func(kind, identity string) bool // nil: wake every due reminder
 	log     *slog.Logger
 
 	stop chan struct{}
@@ -35,10 +40,22 @@ type ReminderScanner struct {
 // ReminderWakeParallelism is how many Wake calls one scanner has in flight at most.
 const ReminderWakeParallelism = 16
 
+// ReminderOption tunes a ReminderScanner.
+type ReminderOption func(*ReminderScanner)
+
+// WakeOwnedOnly makes the scanner wake only the due reminders of identities for which owns(kind, identity) is
+// true: in a node, cluster.Node.Owns (the identities it owns in its own view; none while it drains or fences).
+// The Wake still goes through the cluster, so a view a moment stale during a membership change can at worst
+// wake an identity twice (timers fire once regardless: TimerFired removes the timer in the same append) or a
+// moment late. owns must be safe for concurrent use.
+func WakeOwnedOnly(owns func(kind, identity string) bool) ReminderOption {
+	return func(s *ReminderScanner) { s.owns = owns }
+}
+
 // StartReminderScanner starts the node's scanner over deps.Journal. cluster returns the node's current protoactor
 // cluster (it may change after a self-fence; nil while there is none: the scan is skipped). Stop it before
 // closing the journal.
-func StartReminderScanner(deps Deps, cluster func() *pcluster.Cluster) *ReminderScanner {
+func StartReminderScanner(deps Deps, cluster func() *pcluster.Cluster, opts ...ReminderOption) *ReminderScanner {
 	if deps.Journal == nil {
 		panic("actors.StartReminderScanner: Deps.Journal is nil")
 	}
@@ -50,6 +67,9 @@ func StartReminderScanner(deps Deps, cluster func() *pcluster.Cluster) *Reminder
 		stop:     make(chan struct{}),
 		inFlight: make(map[string]bool),
 		slots:    make(chan struct{}, ReminderWakeParallelism),
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	s.done.Add(1)
 	go s.run()
@@ -96,8 +116,10 @@ func (s *ReminderScanner) scan() {
 	if len(due) == 0 {
 		return
 	}
-	kinds := make(map[string]string) // stream prefix → kind
-	for _, k := range c.GetClusterKinds() {
+	// Stream prefix → kind: the kinds Kinds registers (protoactor's GetClusterKinds is empty for a member started
+	// without Cluster.StartMember, as package cluster starts them), plus whatever the cluster reports.
+	kinds := make(map[string]string)
+	for _, k := range append(hostedKinds(), c.GetClusterKinds()...) {
 		kinds[strings.ToLower(k)] = k
 	}
 	for _, r := range due {
@@ -106,6 +128,9 @@ func (s *ReminderScanner) scan() {
 		if !ok || kind == "" || identity == "" {
 			s.log.Debug("reminder of a stream no hosted kind owns", slog.String("stream", r.Stream))
 			continue
+		}
+		if s.owns != nil && !s.owns(kind, identity) {
+			continue // another node owns it and wakes it
 		}
 		s.mu.Lock()
 		busy := s.inFlight[r.Stream]
@@ -140,4 +165,9 @@ func (s *ReminderScanner) release(stream string) {
 	s.mu.Lock()
 	delete(s.inFlight, stream)
 	s.mu.Unlock()
+}
+
+// hostedKinds are the kinds Kinds returns, whose streams the scanner wakes.
+func hostedKinds() []string {
+	return []string{KindAccount, KindRestaurant, KindOrder, KindCustomer, KindArea, KindDasher}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -143,6 +144,18 @@ type Config struct {
 	// Logger receives the node's logs, and protoactor's and memberlist's at mapped levels. nil: slog.Default().
 	Logger *slog.Logger
 
+	// Attributes are advertised to every member in this node's metadata (Member.Attributes), e.g. which journal
+	// it keeps its actors' state in. Keys are non-empty and hold no "="; keys and values must fit memberlist's
+	// 512-byte metadata together with the kinds. Default none.
+	Attributes map[string]string
+
+	// Admit decides whether this node shares a cluster with peer (as peer's metadata describes it: kinds,
+	// Attributes). It is called from memberlist's goroutines for every member this node learns of, and must be
+	// fast and safe for concurrent use. An error keeps peer out: when this node joins, a refused member behind
+	// the seed fails Start at once with a *RefusedError; a refused member that joins this node's cluster is
+	// ignored here (its own Admit usually refuses too). nil admits every member.
+	Admit func(peer Member) error
+
 	// Faults, when set, lets a test pause this node's transports (see Faults). nil in production.
 	Faults *Faults
 }
@@ -263,6 +276,11 @@ func (c Config) Validate() error {
 	}
 	if c.TLS != nil && (len(c.TLS.Certificates) == 0 || c.TLS.RootCAs == nil) {
 		return errors.New("cluster: TLS needs Certificates (this member's) and RootCAs (the cluster CA)")
+	}
+	for k := range c.Attributes {
+		if k == "" || strings.Contains(k, "=") {
+			return fmt.Errorf("cluster: attribute name %q: want a non-empty name without \"=\"", k)
+		}
 	}
 	switch len(c.SecretKey) {
 	case 0, 16, 24, 32:

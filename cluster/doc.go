@@ -10,6 +10,7 @@
 //	err = node.Start(ctx)                      // binds, joins a seed (retrying until ctx ends), serves
 //	reply, err := node.Request(ctx, "r-42", "Restaurant", msg)
 //	view, err := messages.GetRestaurantGrainClient(node.Cluster(), "r-42").Get(&messages.GetRestaurant{})
+//	err = node.Drain(ctx)                      // optional: hand identities over, keep routing requests
 //	err = node.Stop(ctx)                       // passivate, leave, shut down
 //
 // Fetch node.Cluster() for every use: it changes when the node fences itself (below).
@@ -30,8 +31,22 @@
 //   - node.go, state.go, incarnation.go: the node's lifecycle (new → joining → serving ⇄ fencing → stopping →
 //     stopped, or killed) as an explicit transition table. An incarnation is one actor system + remote +
 //     memberlist under one member id.
+//   - member.go: the metadata a member announces. protoactor's Member message plus, in field numbers it does not
+//     use, Config.Attributes (e.g. the journal the node keeps state in) and a draining flag. Config.Admit sees
+//     each peer's metadata and can keep it out of the cluster (provider.go: memberlist's merge and alive
+//     delegates); a join refused that way fails Start at once with a *RefusedError.
 //   - faults.go: Faults pauses a node's transports in-process for tests (see clustertest).
 //   - log.go: protoactor and memberlist logs go to the configured slog logger at mapped levels.
+//
+// # Draining, scale out, ownership
+//
+// Node.Drain hands a node's identities over without leaving: it announces "draining" in its metadata, so every
+// member (itself included) counts it out of the owners of every identity; its placement actor refuses
+// activations and stops the local ones, while the other members activate them once their views have settled.
+// Requests through a draining node keep working (they reach the new owners); Ready is false. Node.Stop then
+// leaves. A node that joins takes over the identities it owns in the new view the same way: the previous
+// owners passivate what they no longer own as soon as their view changes, the joiner activates after the settle
+// time. Node.Owns tells whether this node owns an identity in its view (the reminder scanner wakes only those).
 //
 // # Self-fencing
 //

@@ -159,7 +159,7 @@ func startIncarnation(cfg Config, kindsFn KindsFunc, gossipBind, remoteBind stri
 	host, portStr, _ := net.SplitHostPort(inc.remoteAddr)
 	port, _ := strconv.Atoi(portStr)
 	prov.selfM.Host, prov.selfM.Port = host, int32(port)
-	if prov.meta, err = encodeMeta(prov.selfM); err != nil {
+	if err = prov.updateMeta(); err != nil {
 		return inc, fmt.Errorf("cluster: %w", err)
 	}
 
@@ -328,6 +328,10 @@ func (inc *incarnation) join(ctx context.Context, seeds []string) error {
 			inc.log.Info("joined cluster", slog.Int("contacted", n))
 			inc.markJoined()
 			return nil
+		}
+		if rerr := inc.provider.refusal(); rerr != nil {
+			// Config.Admit refused a member of the cluster behind a seed: trying again will not change that.
+			return fmt.Errorf("cluster: join: %w", rerr)
 		}
 		if err == nil {
 			err = errors.New("no seed answered")

@@ -6,9 +6,11 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/hashicorp/memberlist"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -29,14 +31,52 @@ type Member struct {
 	Status     string   // StatusAlive, StatusSuspect, StatusDead or StatusLeft
 	Kinds      []string // actor kinds it hosts, sorted
 	Self       bool     // this node
+	Draining   bool     // it is draining (Node.Drain): it owns no identity any more and is about to leave
+
+	// Attributes are what the member advertises of itself (its Config.Attributes), e.g. the journal it uses.
+	Attributes map[string]string
 }
 
-// encodeMeta encodes the memberlist node metadata of a member: protoactor's own Member message (id, host, port,
-// kinds), so the topology handed to protoactor is exactly what the member announced.
+// memberMeta is what a member announces in its memberlist metadata: protoactor's Member message (id, remote
+// host/port, kinds), so the topology handed to protoactor is exactly what the member announced, followed by our
+// own fields in protobuf field numbers protoactor's message does not use. protoactor keeps them as unknown fields
+// and ignores them; a member that does not know them decodes the rest.
+type memberMeta struct {
+	pm         *pcluster.Member
+	attributes map[string]string
+	draining   bool
+}
+
+// Field numbers of our extensions to protoactor's Member message.
+const (
+	metaFieldAttribute protowire.Number = 1001 // repeated bytes: one key=value attribute
+	metaFieldDraining  protowire.Number = 1002 // bool: the member is draining
+)
+
+// encodeMeta encodes the memberlist node metadata of a member (see memberMeta).
 func encodeMeta(m *pcluster.Member) ([]byte, error) {
-	b, err := proto.Marshal(m)
+	return encodeMemberMeta(memberMeta{pm: m})
+}
+
+func encodeMemberMeta(mm memberMeta) ([]byte, error) {
+	pm := proto.Clone(mm.pm).(*pcluster.Member)
+	pm.ProtoReflect().SetUnknown(nil)
+	b, err := proto.Marshal(pm)
 	if err != nil {
 		return nil, fmt.Errorf("encode member metadata: %w", err)
+	}
+	keys := make([]string, 0, len(mm.attributes))
+	for k := range mm.attributes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b = protowire.AppendTag(b, metaFieldAttribute, protowire.BytesType)
+		b = protowire.AppendString(b, k+"="+mm.attributes[k])
+	}
+	if mm.draining {
+		b = protowire.AppendTag(b, metaFieldDraining, protowire.VarintType)
+		b = protowire.AppendVarint(b, 1)
 	}
 	if len(b) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("encode member metadata: %d bytes, memberlist allows %d (too many kinds?)", len(b), memberlist.MetaMaxSize)
@@ -46,6 +86,60 @@ func encodeMeta(m *pcluster.Member) ([]byte, error) {
 
 // decodeMeta decodes the metadata of a memberlist node and checks that it names that node.
 func decodeMeta(name string, meta []byte) (*pcluster.Member, error) {
+	mm, err := decodeMemberMeta(name, meta)
+	if err != nil {
+		return nil, err
+	}
+	return mm.pm, nil
+}
+
+// decodeMemberMeta decodes the metadata of a memberlist node, our extensions included, and checks that it names
+// that node. The returned Member carries no unknown fields.
+func decodeMemberMeta(name string, meta []byte) (memberMeta, error) {
+	m, err := decodeProtoactorMeta(name, meta)
+	if err != nil {
+		return memberMeta{}, err
+	}
+	mm := memberMeta{pm: m}
+	rest := m.ProtoReflect().GetUnknown()
+	m.ProtoReflect().SetUnknown(nil)
+	for len(rest) > 0 {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 {
+			return memberMeta{}, fmt.Errorf("decode member metadata: %w", protowire.ParseError(n))
+		}
+		rest = rest[n:]
+		switch {
+		case num == metaFieldAttribute && typ == protowire.BytesType:
+			v, n := protowire.ConsumeString(rest)
+			if n < 0 {
+				return memberMeta{}, fmt.Errorf("decode member metadata: %w", protowire.ParseError(n))
+			}
+			rest = rest[n:]
+			key, value, _ := strings.Cut(v, "=")
+			if mm.attributes == nil {
+				mm.attributes = map[string]string{}
+			}
+			mm.attributes[key] = value
+		case num == metaFieldDraining && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(rest)
+			if n < 0 {
+				return memberMeta{}, fmt.Errorf("decode member metadata: %w", protowire.ParseError(n))
+			}
+			rest = rest[n:]
+			mm.draining = v != 0
+		default: // a field of a newer build: skip it
+			n := protowire.ConsumeFieldValue(num, typ, rest)
+			if n < 0 {
+				return memberMeta{}, fmt.Errorf("decode member metadata: %w", protowire.ParseError(n))
+			}
+			rest = rest[n:]
+		}
+	}
+	return mm, nil
+}
+
+func decodeProtoactorMeta(name string, meta []byte) (*pcluster.Member, error) {
 	if len(meta) == 0 {
 		return nil, errors.New("decode member metadata: empty")
 	}
@@ -73,10 +167,12 @@ func memberOf(n *memberlist.Node, self string) Member {
 
 		Self: n.Name == self,
 	}
-	if pm, err := decodeMeta(n.Name, n.Meta); err == nil {
-		m.RemoteAddr = pm.Address()
-		m.Kinds = append([]string(nil), pm.Kinds...)
+	if mm, err := decodeMemberMeta(n.Name, n.Meta); err == nil {
+		m.RemoteAddr = mm.pm.Address()
+		m.Kinds = append([]string(nil), mm.pm.Kinds...)
 		sort.Strings(m.Kinds)
+		m.Draining = mm.draining
+		m.Attributes = mm.attributes
 	}
 	return m
 }
@@ -84,19 +180,30 @@ func memberOf(n *memberlist.Node, self string) Member {
 // topologyMembers turns memberlist's live nodes into the protoactor topology: every alive or suspect node whose
 // metadata decodes. bad receives the nodes that were skipped.
 func topologyMembers(nodes []*memberlist.Node, bad func(name string, err error)) pcluster.Members {
-	out := make(pcluster.Members, 0, len(nodes))
+	metas := liveMetas(nodes, bad)
+	out := make(pcluster.Members, 0, len(metas))
+	for _, mm := range metas {
+		out = append(out, mm.pm)
+	}
+	return out
+}
+
+// liveMetas decodes the metadata of every alive or suspect node. bad receives the nodes whose metadata does not
+// decode (they are skipped).
+func liveMetas(nodes []*memberlist.Node, bad func(name string, err error)) []memberMeta {
+	out := make([]memberMeta, 0, len(nodes))
 	for _, n := range nodes {
 		if n.State != memberlist.StateAlive && n.State != memberlist.StateSuspect {
 			continue
 		}
-		m, err := decodeMeta(n.Name, n.Meta)
+		mm, err := decodeMemberMeta(n.Name, n.Meta)
 		if err != nil {
 			if bad != nil {
 				bad(n.Name, err)
 			}
 			continue
 		}
-		out = append(out, m)
+		out = append(out, mm)
 	}
 	return out
 }

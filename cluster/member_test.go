@@ -7,6 +7,7 @@ import (
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/hashicorp/memberlist"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -74,5 +75,39 @@ func TestTopologyMembers(t *testing.T) {
 	}
 	if len(bad) != 1 || bad[0] != "c" {
 		t.Fatalf("skipped = %v, want [c]", bad)
+	}
+}
+
+// TestMetaExtensions: attributes and the draining flag ride in field numbers protoactor's Member does not use;
+// protoactor's own decoder still reads the member, and ours reads them back.
+func TestMetaExtensions(t *testing.T) {
+	pm := &pcluster.Member{Id: "m1", Host: "10.0.0.7", Port: 8090, Kinds: []string{"Order"}}
+	b, err := encodeMemberMeta(memberMeta{pm: pm, attributes: map[string]string{"journal": "postgres:abc", "zone": "a=b"}, draining: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plain pcluster.Member
+	if err := proto.Unmarshal(b, &plain); err != nil || plain.Id != "m1" || plain.Port != 8090 || len(plain.Kinds) != 1 {
+		t.Fatalf("protoactor's decoding: %v %v", &plain, err)
+	}
+	mm, err := decodeMemberMeta("m1", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(mm.pm, pm) || len(mm.pm.ProtoReflect().GetUnknown()) != 0 {
+		t.Fatalf("member %v, want %v without unknown fields", mm.pm, pm)
+	}
+	if !mm.draining || mm.attributes["journal"] != "postgres:abc" || mm.attributes["zone"] != "a=b" || len(mm.attributes) != 2 {
+		t.Fatalf("extensions: draining %v, attributes %v", mm.draining, mm.attributes)
+	}
+	// A field of a newer build is skipped.
+	newer := protowire.AppendTag(append([]byte(nil), b...), 1999, protowire.VarintType)
+	newer = protowire.AppendVarint(newer, 7)
+	if mm, err := decodeMemberMeta("m1", newer); err != nil || !mm.draining {
+		t.Fatalf("with an unknown field: %v %v", mm, err)
+	}
+	m := memberOf(&memberlist.Node{Name: "m1", Meta: b}, "other")
+	if !m.Draining || m.Attributes["journal"] != "postgres:abc" || m.RemoteAddr != "10.0.0.7:8090" {
+		t.Fatalf("memberOf: %+v", m)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -42,6 +43,7 @@ func NewNode(cfg Config, kinds KindsFunc) (*Node, error) {
 		return nil, err
 	}
 	cfg.Seeds = slices.Clone(cfg.Seeds)
+	cfg.Attributes = maps.Clone(cfg.Attributes)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{
 		cfg:        cfg,
@@ -201,7 +203,7 @@ func (n *Node) Stop(ctx context.Context) error {
 		return nil
 	}
 	n.mu.Unlock()
-	if err := n.transitionFrom([]nodeState{stateJoining, stateServing, stateFencing}, stateStopping); err != nil {
+	if err := n.transitionFrom([]nodeState{stateJoining, stateServing, stateDraining, stateFencing}, stateStopping); err != nil {
 		return nil
 	}
 	n.cancel()
@@ -218,6 +220,58 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 	_ = n.transition(stateStopping, stateStopped)
 	return nil
+}
+
+// Drain hands this node's identities over to the other members without leaving the cluster: it announces in
+// its metadata that it is draining (every member, this one included, then counts it out of the owners of every
+// identity, and the new owners activate its identities once their views have settled), refuses activations
+// here and stops the local ones. It returns once none is left, or with an error when ctx ends or DrainTimeout
+// passes first. From the start Ready reports false (a load balancer stops sending traffic), while Request keeps
+// working: requests through this node reach the new owners, so requests in flight finish. Stop then leaves.
+// Drain on a node that is not serving returns ErrNotReady; a node drains once.
+func (n *Node) Drain(ctx context.Context) error {
+	if err := n.transition(stateServing, stateDraining); err != nil {
+		return ErrNotReady
+	}
+	inc := n.current()
+	start := time.Now()
+	n.log.Info("draining", slog.Any("activations", inc.counts.snapshot()))
+	if err := inc.provider.setDraining(); err != nil {
+		// The activations still stop here; the others learn of the drain when this member leaves.
+		n.log.Warn("announce drain", slog.Any("error", err))
+	}
+	timeout := n.cfg.DrainTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	if _, err := inc.system.Root.RequestFuture(inc.placement, &drainRequest{}, timeout).Result(); err != nil {
+		return fmt.Errorf("cluster: drain: activations still running after %v: %w", timeout, err)
+	}
+	n.log.Info("drained", slog.Duration("took", time.Since(start)))
+	return nil
+}
+
+// State returns the node's lifecycle state: "new", "joining", "serving", "draining", "fencing", "stopping",
+// "stopped" or "killed".
+func (n *Node) State() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.state.String()
+}
+
+// Owns reports whether this node owns identity of kind in its current view: it is serving (not draining), and
+// would activate the identity if asked (once its view has settled). Other members may disagree for a moment
+// during a membership change; a caller that acts on ownership (the reminder scanner) still goes through the
+// cluster, which activates the identity at most once.
+func (n *Node) Owns(kind, identity string) bool {
+	n.mu.Lock()
+	inc, state := n.inc, n.state
+	n.mu.Unlock()
+	if state != stateServing || inc == nil || !inc.serving.Load() {
+		return false
+	}
+	v := inc.view.Load()
+	return v != nil && v.owner(kind, identity) == inc.remoteAddr
 }
 
 // Kill ends the node abruptly, like kill -9 of its process: transports close without leaving the memberlist,
@@ -300,6 +354,8 @@ func (n *Node) Self() Member {
 	switch state {
 	case stateStopped, stateStopping:
 		m.Status = StatusLeft
+	case stateDraining:
+		m.Draining = true
 	case stateKilled:
 		m.Status = StatusDead
 	}
@@ -318,12 +374,12 @@ func (n *Node) Cluster() *pcluster.Cluster {
 
 // Request sends msg to the activation of identity (of kind) and returns its reply, retrying with back-off
 // until ctx's deadline (Config.RequestTimeout when ctx has none). It returns ErrNotReady when the node does not
-// serve identities.
+// serve identities (it does while draining: the requests reach the identities' new owners).
 func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any, error) {
 	n.mu.Lock()
 	inc, state := n.inc, n.state
 	n.mu.Unlock()
-	if state != stateServing || inc == nil || !inc.serving.Load() {
+	if (state != stateServing && state != stateDraining) || inc == nil || !inc.serving.Load() {
 		return nil, ErrNotReady
 	}
 	if _, ok := ctx.Deadline(); !ok {

@@ -26,7 +26,10 @@ type provider struct {
 	log   *slog.Logger
 	inc   *incarnation // nil in unit tests
 	selfM *pcluster.Member
-	meta  []byte
+
+	metaMu   sync.Mutex
+	meta     []byte // what NodeMeta announces: selfM, Config.Attributes, draining
+	draining bool
 
 	// Set before the loop starts.
 	ml      *memberlist.Memberlist
@@ -59,16 +62,22 @@ type provider struct {
 	notices  map[string]time.Time // member id that declared us dead → when it last said so
 
 	// Loop-confined.
-	lastHash     uint64
-	installed    bool
-	blockedSince map[string]time.Time // live member ids we have blocked → since when
-	recentPeers  map[string]time.Time // peer ids → last seen live (isolation check)
+	lastHash      uint64
+	lastDrainHash uint64 // of the ids of draining members in the last installed view
+	installed     bool
+	blockedSince  map[string]time.Time // live member ids we have blocked → since when
+	recentPeers   map[string]time.Time // peer ids → last seen live (isolation check)
 
 	leaving map[string]time.Time // peers that announced a graceful leave (under noticeMu)
+
+	// Refusals by Config.Admit (memberlist goroutines).
+	refusedMu     sync.Mutex
+	refused       error           // the last refusal, for a join to report
+	refusedLogged map[string]bool // member names whose refusal was logged
 }
 
 func newProvider(cfg Config, log *slog.Logger, self *pcluster.Member) (*provider, error) {
-	meta, err := encodeMeta(self)
+	meta, err := encodeMemberMeta(memberMeta{pm: self, attributes: cfg.Attributes})
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +97,36 @@ func newProvider(cfg Config, log *slog.Logger, self *pcluster.Member) (*provider
 		blockedSince:  map[string]time.Time{},
 		recentPeers:   map[string]time.Time{},
 		leaving:       map[string]time.Time{},
+		refusedLogged: map[string]bool{},
 	}, nil
+}
+
+// updateMeta re-encodes this member's metadata (after the remote address is known, or when it starts draining).
+func (p *provider) updateMeta() error {
+	p.metaMu.Lock()
+	defer p.metaMu.Unlock()
+	meta, err := encodeMemberMeta(memberMeta{pm: p.selfM, attributes: p.cfg.Attributes, draining: p.draining})
+	if err != nil {
+		return err
+	}
+	p.meta = meta
+	return nil
+}
+
+// setDraining announces that this member is draining: every member (this one included) then leaves it out of
+// the owners of every identity. It waits up to LeaveTimeout for the announcement to go out.
+func (p *provider) setDraining() error {
+	p.metaMu.Lock()
+	p.draining = true
+	p.metaMu.Unlock()
+	if err := p.updateMeta(); err != nil {
+		return err
+	}
+	defer p.poke()
+	if p.ml == nil {
+		return nil
+	}
+	return p.ml.UpdateNode(p.cfg.LeaveTimeout)
 }
 
 var _ pcluster.ClusterProvider = (*provider)(nil)
@@ -120,6 +158,8 @@ func (p *provider) StartMember(c *pcluster.Cluster) error {
 	}
 	mc.Delegate = p
 	mc.Events = p
+	mc.Merge = p
+	mc.Alive = p
 	if p.cfg.TLS != nil {
 		mc.Merge = newAdmission(p.selfM.Id, p.cfg.TLS, p.cfg.TCPTimeout, p.log, mc.Merge)
 	}
@@ -242,16 +282,38 @@ func (p *provider) loop() {
 // view, send block notices and decide whether to fence.
 func (p *provider) refresh() {
 	nodes := p.members()
-	members := topologyMembers(nodes, func(name string, err error) {
+	metas := liveMetas(nodes, func(name string, err error) {
 		p.log.Warn("member with unreadable metadata ignored", slog.String("node", name), slog.Any("error", err))
 	})
+	members := make(pcluster.Members, 0, len(metas))
+	for _, mm := range metas {
+		members = append(members, mm.pm)
+	}
 	p.topo.UpdateClusterTopology(members)
 	set := p.topo.Members()
-	if !p.installed || set.TopologyHash() != p.lastHash || p.reinstall.Swap(false) {
+	// The view is protoactor's active (not blocked) members as they announce themselves now: protoactor keeps the
+	// Member it saw first, so a member's later change (it started draining) is read from memberlist. A draining
+	// member is in the view but hosts no kind: it owns nothing.
+	var active pcluster.Members
+	var draining []string
+	for _, mm := range metas {
+		if !set.ContainsID(mm.pm.Id) {
+			continue
+		}
+		m := mm.pm
+		if mm.draining {
+			m = &pcluster.Member{Id: m.Id, Host: m.Host, Port: m.Port}
+			draining = append(draining, m.Id)
+		}
+		active = append(active, m)
+	}
+	drainHash := hashStrings(draining)
+	if !p.installed || set.TopologyHash() != p.lastHash || drainHash != p.lastDrainHash || p.reinstall.Swap(false) {
 		p.installed = true
-		p.lastHash = set.TopologyHash()
-		v := newView(set.TopologyHash(), set.Members(), p.now())
-		p.log.Info("topology changed", slog.Int("members", len(v.members)), slog.Uint64("hash", v.hash))
+		p.lastHash, p.lastDrainHash = set.TopologyHash(), drainHash
+		v := newView(set.TopologyHash(), active, p.now())
+		p.log.Info("topology changed", slog.Int("members", len(v.members)), slog.Int("draining", len(draining)),
+			slog.Uint64("hash", v.hash))
 		if p.install != nil {
 			p.install(v)
 		}
@@ -397,7 +459,11 @@ func decodeNotice(b []byte) (from, to string, ok bool) {
 
 // memberlist.Delegate (called from memberlist goroutines).
 
-func (p *provider) NodeMeta(int) []byte { return p.meta }
+func (p *provider) NodeMeta(int) []byte {
+	p.metaMu.Lock()
+	defer p.metaMu.Unlock()
+	return p.meta
+}
 
 func (p *provider) NotifyMsg(b []byte) {
 	if id, found := bytes.CutPrefix(b, leavingMagic); found && len(id) > 0 {
@@ -425,6 +491,57 @@ func (p *provider) GetBroadcasts(int, int) [][]byte { return nil }
 func (p *provider) LocalState(bool) []byte { return nil }
 
 func (p *provider) MergeRemoteState([]byte, bool) {}
+
+// memberlist.MergeDelegate and memberlist.AliveDelegate (called from memberlist goroutines): Config.Admit keeps
+// refused members out, both when this member joins a cluster (the merge of the seed's member list) and when a
+// member joins this one or is gossiped about (its alive messages are ignored).
+
+func (p *provider) NotifyMerge(peers []*memberlist.Node) error {
+	for _, n := range peers {
+		if n.State != memberlist.StateAlive && n.State != memberlist.StateSuspect {
+			continue
+		}
+		if err := p.admit(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *provider) NotifyAlive(peer *memberlist.Node) error { return p.admit(peer) }
+
+// admit asks Config.Admit about n. Members whose metadata does not decode are left to the topology loop (which
+// skips them).
+func (p *provider) admit(n *memberlist.Node) error {
+	if p.cfg.Admit == nil || n.Name == p.selfM.Id {
+		return nil
+	}
+	if _, err := decodeMemberMeta(n.Name, n.Meta); err != nil {
+		return nil
+	}
+	m := memberOf(n, p.selfM.Id)
+	aerr := p.cfg.Admit(m)
+	if aerr == nil {
+		return nil
+	}
+	err := &RefusedError{Member: m, Reason: aerr}
+	p.refusedMu.Lock()
+	p.refused = err
+	logged := p.refusedLogged[n.Name]
+	p.refusedLogged[n.Name] = true
+	p.refusedMu.Unlock()
+	if !logged {
+		p.log.Warn("member refused", slog.String("node", n.Name), slog.String("addr", m.GossipAddr), slog.Any("error", aerr))
+	}
+	return err
+}
+
+// refusal returns the last refusal by Config.Admit, or nil.
+func (p *provider) refusal() error {
+	p.refusedMu.Lock()
+	defer p.refusedMu.Unlock()
+	return p.refused
+}
 
 // memberlist.EventDelegate (called from memberlist goroutines).
 

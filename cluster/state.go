@@ -13,13 +13,14 @@ const (
 	stateNew      nodeState = iota // created, not started
 	stateJoining                   // Start: transports bound, joining seeds, waiting for the first topology
 	stateServing                   // serving identities (Ready, if the incarnation is serving)
+	stateDraining                  // Drain: owns nothing, hands its activations over; requests still routed
 	stateFencing                   // declared dead: old incarnation torn down, rejoining under a fresh id
 	stateStopping                  // Stop in progress
 	stateStopped                   // stopped, or Start failed (terminal)
 	stateKilled                    // Kill (terminal)
 )
 
-var stateNames = [...]string{"new", "joining", "serving", "fencing", "stopping", "stopped", "killed"}
+var stateNames = [...]string{"new", "joining", "serving", "draining", "fencing", "stopping", "stopped", "killed"}
 
 func (s nodeState) String() string {
 	if int(s) < len(stateNames) {
@@ -33,7 +34,8 @@ func (s nodeState) String() string {
 var transitions = map[nodeState][]nodeState{
 	stateNew:      {stateJoining, stateStopped},
 	stateJoining:  {stateServing, stateStopping, stateStopped},
-	stateServing:  {stateFencing, stateStopping},
+	stateServing:  {stateDraining, stateFencing, stateStopping},
+	stateDraining: {stateStopping},
 	stateFencing:  {stateServing, stateStopping},
 	stateStopping: {stateStopped},
 }

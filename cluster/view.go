@@ -118,3 +118,16 @@ func (h *viewHistory) ownedThroughout(self, kind, identity string, now time.Time
 	}
 	return true
 }
+
+// hashStrings hashes a list of strings (order matters) with FNV-1a; 0 for none.
+func hashStrings(ss []string) uint64 {
+	if len(ss) == 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	for _, s := range ss {
+		_, _ = h.Write([]byte(s))
+		_, _ = h.Write([]byte{0})
+	}
+	return h.Sum64()
+}

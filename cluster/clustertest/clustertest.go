@@ -42,8 +42,9 @@ type member struct {
 }
 
 type options struct {
-	configure func(*cluster.Config)
-	kinds     func() []*pcluster.Kind
+	configure       func(*cluster.Config)
+	configureMember func(i int, c *cluster.Config)
+	kinds           func() []*pcluster.Kind
 }
 
 // Option changes how New builds members.
@@ -53,6 +54,12 @@ type Option func(*options)
 // seeds are set).
 func WithConfig(f func(*cluster.Config)) Option {
 	return func(o *options) { o.configure = f }
+}
+
+// WithMemberConfig lets a test adjust member i's configuration (after WithConfig's function, before addresses and
+// seeds are set). It is called for every start of the member (Add, Restart).
+func WithMemberConfig(f func(i int, c *cluster.Config)) Option {
+	return func(o *options) { o.configureMember = f }
 }
 
 // WithKinds adds kinds to every member, next to EchoKind. f is called for every incarnation.
@@ -135,6 +142,9 @@ func (c *Cluster) config(m *member, seeds []string) cluster.Config {
 	cfg := cluster.DefaultLocalConfig()
 	if c.opts.configure != nil {
 		c.opts.configure(&cfg)
+	}
+	if c.opts.configureMember != nil {
+		c.opts.configureMember(m.index, &cfg)
 	}
 	cfg.BindAddr = m.gossip
 	cfg.RemoteAddr = m.remote
@@ -222,6 +232,17 @@ func (c *Cluster) Stop(i int) {
 	c.mu.Lock()
 	m.down = true
 	c.mu.Unlock()
+}
+
+// Drain drains member i (cluster.Node.Drain): it keeps routing requests but owns and hosts nothing once Drain
+// returns. Stop it afterwards.
+func (c *Cluster) Drain(i int) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.member(i).node.Drain(ctx); err != nil {
+		c.t.Fatalf("clustertest: drain member %d: %v", i, err)
+	}
 }
 
 // Restart starts member i again (after Kill or Stop; a live member is killed first) on the same addresses with a
