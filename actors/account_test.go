@@ -1,0 +1,188 @@
+package actors
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/platterhq/platter/messages"
+)
+
+// Decisions of the Account kind (the transition table in account.go), without a cluster.
+
+var accountNow = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func accountCode(err error) messages.ErrorReason {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return messages.ErrorReason_ERROR_REASON_UNSPECIFIED
+}
+
+// fold applies events to s, failing the test on a fold error.
+func foldAccount(t *testing.T, s *messages.AccountState, events []proto.Message) {
+	t.Helper()
+	for _, ev := range events {
+		if err := applyAccount(s, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestDecideCreateLogin(t *testing.T) {
+	hash := "$argon2id$v=19$m=8192,t=1,p=1$c2FsdA$aGFzaA"
+	ok := &messages.CreateLogin{Role: RoleCustomer, Subject: "c_1", Email: "Ann@Example.com", PasswordHash: hash}
+	s := &messages.AccountState{}
+	events, err := decideCreateLogin(LoginIdentity("ann@example.com"), s, ok, accountNow)
+	if err != nil || len(events) != 1 {
+		t.Fatalf("create: %v %v", events, err)
+	}
+	foldAccount(t, s, events)
+	if s.GetLogin().GetEmail() != "ann@example.com" || s.GetLogin().GetPasswordHash() != hash {
+		t.Fatalf("state %v", s)
+	}
+	tests := []struct {
+		name     string
+		identity string
+		cmd      *messages.CreateLogin
+		want     messages.ErrorReason
+	}{
+		{"same subject again", LoginIdentity("ann@example.com"), ok, messages.ErrorReason_ERROR_REASON_UNSPECIFIED},
+		{"another subject", LoginIdentity("ann@example.com"), &messages.CreateLogin{Role: RoleCustomer, Subject: "c_2", Email: "ann@example.com", PasswordHash: hash}, messages.ErrorReason_ALREADY_EXISTS},
+		{"operator role", LoginIdentity("ann@example.com"), &messages.CreateLogin{Role: RoleOperator, Subject: "c_1", Email: "ann@example.com", PasswordHash: hash}, messages.ErrorReason_INVALID_ARGUMENT},
+		{"identity of another email", LoginIdentity("bob@example.com"), ok, messages.ErrorReason_INVALID_ARGUMENT},
+		{"not argon2id", LoginIdentity("ann@example.com"), &messages.CreateLogin{Role: RoleCustomer, Subject: "c_1", Email: "ann@example.com", PasswordHash: "plain"}, messages.ErrorReason_INVALID_ARGUMENT},
+	}
+	for _, tt := range tests {
+		events, err := decideCreateLogin(tt.identity, s, tt.cmd, accountNow)
+		if accountCode(err) != tt.want || len(events) != 0 {
+			t.Errorf("%s: %v, %v; want %v and no event", tt.name, events, err, tt.want)
+		}
+	}
+}
+
+func TestDecideCreateClient(t *testing.T) {
+	sum := make([]byte, 32)
+	s := &messages.AccountState{}
+	cmd := &messages.CreateClient{Role: RoleRestaurant, Restaurants: []string{"r_1"}, SecretSha256: sum}
+	events, err := decideCreateClient("client:rs_1", s, cmd, accountNow)
+	if err != nil || len(events) != 1 {
+		t.Fatalf("create: %v %v", events, err)
+	}
+	foldAccount(t, s, events)
+	if s.GetClient().GetClientId() != "rs_1" {
+		t.Fatalf("client %v", s.GetClient())
+	}
+	other := make([]byte, 32)
+	other[0] = 1
+	for _, tt := range []struct {
+		name string
+		id   string
+		cmd  *messages.CreateClient
+		want messages.ErrorReason
+	}{
+		{"same secret again", "client:rs_1", cmd, messages.ErrorReason_ERROR_REASON_UNSPECIFIED},
+		{"another secret", "client:rs_1", &messages.CreateClient{Role: RoleRestaurant, Restaurants: []string{"r_1"}, SecretSha256: other}, messages.ErrorReason_ALREADY_EXISTS},
+		{"restaurant without restaurants", "client:x", &messages.CreateClient{Role: RoleRestaurant, SecretSha256: sum}, messages.ErrorReason_INVALID_ARGUMENT},
+		{"customer role", "client:x", &messages.CreateClient{Role: RoleCustomer, SecretSha256: sum}, messages.ErrorReason_INVALID_ARGUMENT},
+		{"short hash", "client:x", &messages.CreateClient{Role: RoleOperator, SecretSha256: sum[:16]}, messages.ErrorReason_INVALID_ARGUMENT},
+		{"not a client identity", "login:x", &messages.CreateClient{Role: RoleOperator, SecretSha256: sum}, messages.ErrorReason_INVALID_ARGUMENT},
+	} {
+		events, err := decideCreateClient(tt.id, s, tt.cmd, accountNow)
+		if accountCode(err) != tt.want || len(events) != 0 {
+			t.Errorf("%s: %v, %v; want %v", tt.name, events, err, tt.want)
+		}
+	}
+}
+
+func TestDecideRotateSigningKey(t *testing.T) {
+	s := &messages.AccountState{}
+	key := func(kid string) *messages.SigningKey {
+		return &messages.SigningKey{Kid: kid, Alg: "EdDSA", PrivatePkcs8: []byte{1}}
+	}
+	rotate := func(expected, kid string, now time.Time) ([]proto.Message, error) {
+		return decideRotateSigningKey(AccountKeys, s, &messages.RotateSigningKey{ExpectedKid: expected, Key: key(kid), RetainMs: time.Hour.Milliseconds()}, now)
+	}
+	events, err := rotate("", "k1", accountNow)
+	if err != nil || len(events) != 1 {
+		t.Fatalf("first key: %v %v", events, err)
+	}
+	foldAccount(t, s, events)
+	if events, err := rotate("", "k-late", accountNow); err != nil || len(events) != 0 {
+		t.Fatalf("a second node's first key: %v %v, want no event (k1 is current)", events, err)
+	}
+	events, _ = rotate("k1", "k2", accountNow.Add(time.Minute))
+	foldAccount(t, s, events)
+	if currentKey(s).GetKid() != "k2" || s.GetKeys()[0].GetRetiredAt() == nil {
+		t.Fatalf("after rotation: %v", s.GetKeys())
+	}
+	// Two hours later k1 (retired an hour and 59 minutes ago) is dropped; k2 is retired and kept.
+	events, _ = rotate("k2", "k3", accountNow.Add(2*time.Hour))
+	foldAccount(t, s, events)
+	if len(s.GetKeys()) != 2 || s.GetKeys()[0].GetKid() != "k2" || currentKey(s).GetKid() != "k3" {
+		t.Fatalf("after the second rotation: %v", s.GetKeys())
+	}
+	if _, err := decideRotateSigningKey("family:x", s, &messages.RotateSigningKey{Key: key("k")}, accountNow); accountCode(err) != messages.ErrorReason_INVALID_ARGUMENT {
+		t.Fatalf("rotation on another identity: %v", err)
+	}
+}
+
+func TestTokenFamily(t *testing.T) {
+	s := &messages.AccountState{}
+	exp := timestamppb.New(accountNow.Add(time.Hour))
+	issue := func(sig string) ([]proto.Message, error) {
+		return decideIssueRefresh(s, &messages.IssueRefresh{ClientId: "platter-app", Subject: "c_1", Signature: sig, ExpiresAt: exp}, accountNow)
+	}
+	rotate := func(sig string) []proto.Message {
+		t.Helper()
+		events, err := decideRotateRefresh(s, &messages.RotateRefresh{Signature: sig}, accountNow)
+		if err != nil {
+			t.Fatalf("rotate %s: %v", sig, err)
+		}
+		return events
+	}
+	events, err := issue("rt1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	foldAccount(t, s, events)
+	if _, err := issue("rt1"); accountCode(err) != messages.ErrorReason_ALREADY_EXISTS {
+		t.Fatalf("the same token twice: %v", err)
+	}
+	if _, err := decideIssueRefresh(s, &messages.IssueRefresh{ClientId: "other", Signature: "x", ExpiresAt: exp}, accountNow); accountCode(err) != messages.ErrorReason_FAILED_PRECONDITION {
+		t.Fatalf("another client's token in the family: %v", err)
+	}
+	foldAccount(t, s, rotate("rt1")) // rt1 used
+	events, _ = issue("rt2")
+	foldAccount(t, s, events)
+	if s.GetFamily().GetRevoked() {
+		t.Fatal("revoked after a normal rotation")
+	}
+	// rt1 again: reuse revokes the family; rt2 is dead too and nothing can be issued.
+	events = rotate("rt1")
+	if len(events) != 1 {
+		t.Fatalf("reuse: %v", events)
+	}
+	if _, ok := events[0].(*messages.FamilyRevoked); !ok {
+		t.Fatalf("reuse decided %T, want FamilyRevoked", events[0])
+	}
+	foldAccount(t, s, events)
+	for _, tok := range s.GetFamily().GetRefreshTokens() {
+		if tok.GetActive() {
+			t.Fatalf("token %s active after revocation", tok.GetSignature())
+		}
+	}
+	if events := rotate("rt2"); len(events) != 0 {
+		t.Fatalf("rotation in a revoked family: %v", events)
+	}
+	if _, err := issue("rt3"); accountCode(err) != messages.ErrorReason_FAILED_PRECONDITION {
+		t.Fatalf("issue in a revoked family: %v", err)
+	}
+	if _, err := decideRotateRefresh(s, &messages.RotateRefresh{Signature: "unknown"}, accountNow); accountCode(err) != messages.ErrorReason_NOT_FOUND {
+		t.Fatalf("unknown token: %v", err)
+	}
+}
