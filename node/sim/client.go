@@ -337,7 +337,10 @@ func (c *Client) token(ctx context.Context, step, base, form string, basic [2]st
 
 // ClientCredentials gets a token for a confidential client (operator, restaurant staff).
 func (c *Client) ClientCredentials(ctx context.Context, base, id, secret string) (Token, error) {
-	return c.token(ctx, "oauth.client_credentials", base, "grant_type=client_credentials", [2]string{id, secret})
+	// client_secret_post: the edge authenticates every request's Authorization header as a bearer token, so
+	// client_secret_basic does not reach the token endpoint.
+	form := neturl.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}}
+	return c.token(ctx, "oauth.client_credentials", base, form.Encode(), [2]string{})
 }
 
 // SignIn signs a customer or dasher in through the authorize form (authorization code with PKCE S256) and
@@ -441,10 +444,10 @@ func (s *signedInSource) Token(ctx context.Context) (string, error) {
 
 // ---- Customers, search, cart, orders ----
 
-// SignUp creates a customer (public); n picks the source address.
-func (c *Client) SignUp(ctx context.Context, base string, n int, name, email, password, phone string) (string, error) {
+// SignUp creates a customer (public); n picks the source address, key is the Idempotency-Key.
+func (c *Client) SignUp(ctx context.Context, base string, n int, key, name, email, password, phone string) (string, error) {
 	const step = "customer.sign_up"
-	res, err := c.do(ctx, request{step: step, method: "POST", url: base + "/v1/customers", idemKey: newKey(), via: c.loginClient(n),
+	res, err := c.do(ctx, request{step: step, method: "POST", url: base + "/v1/customers", idemKey: key, via: c.loginClient(n),
 		json: map[string]any{"name": name, "email": email, "password": password, "phone": phone}})
 	if err != nil {
 		return "", err
@@ -471,6 +474,7 @@ func (c *Client) SetPaymentMethod(ctx context.Context, base string, tok TokenSou
 type SearchHit struct {
 	RestaurantID string  `json:"restaurant_id"`
 	Name         string  `json:"name"`
+	Cuisine      string  `json:"cuisine"`
 	DistanceM    float64 `json:"distance_m"`
 	Items        []struct {
 		MenuItemID string `json:"menu_item_id"`
@@ -561,10 +565,10 @@ func (c *Client) CancelOrder(ctx context.Context, base string, tok TokenSource, 
 
 // ---- Restaurants ----
 
-// CreateRestaurant creates a restaurant (operator).
-func (c *Client) CreateRestaurant(ctx context.Context, base string, tok TokenSource, name, cuisine string, p Position) (string, error) {
+// CreateRestaurant creates a restaurant (operator); key is the Idempotency-Key.
+func (c *Client) CreateRestaurant(ctx context.Context, base string, tok TokenSource, key, name, cuisine string, p Position) (string, error) {
 	const step = "restaurant.create"
-	res, err := c.do(ctx, request{step: step, method: "POST", url: base + "/v1/restaurants", token: tok, idemKey: newKey(),
+	res, err := c.do(ctx, request{step: step, method: "POST", url: base + "/v1/restaurants", token: tok, idemKey: key,
 		json: map[string]any{"name": name, "position": p, "cuisine": cuisine}})
 	if err != nil {
 		return "", err
@@ -631,10 +635,10 @@ func (c *Client) Restaurant(ctx context.Context, base string, tok TokenSource, r
 
 // ---- Dashers ----
 
-// CreateDasher creates a dasher account (operator).
-func (c *Client) CreateDasher(ctx context.Context, base string, tok TokenSource, name, email, password string, capacity int) (string, error) {
+// CreateDasher creates a dasher account (operator); key is the Idempotency-Key.
+func (c *Client) CreateDasher(ctx context.Context, base string, tok TokenSource, key, name, email, password string, capacity int) (string, error) {
 	const step = "dasher.create"
-	res, err := c.do(ctx, request{step: step, method: "POST", url: base + "/v1/dashers", token: tok, idemKey: newKey(),
+	res, err := c.do(ctx, request{step: step, method: "POST", url: base + "/v1/dashers", token: tok, idemKey: key,
 		json: map[string]any{"name": name, "email": email, "password": password, "vehicle": "bike", "capacity": capacity}})
 	if err != nil {
 		return "", err

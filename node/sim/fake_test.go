@@ -118,7 +118,7 @@ func (f *fakeAPI) token(w nethttp.ResponseWriter, r *nethttp.Request) {
 	var p principal
 	switch r.PostForm.Get("grant_type") {
 	case "client_credentials":
-		id, secret, _ := r.BasicAuth()
+		id, secret := r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 		switch {
 		case id == "op" && secret == "op-secret":
 			p = principal{"operator", "op"}

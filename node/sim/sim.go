@@ -121,7 +121,20 @@ func New(cfg Config) (*Sim, error) {
 // Stats returns the live statistics.
 func (s *Sim) Stats() *Stats { return s.stats }
 
-func (s *Sim) rng() *rand.Rand { return rand.New(rand.NewPCG(s.cfg.Seed, s.seq.Add(1))) }
+// rng returns a new random source for a goroutine; its choices depend on the seed and the scheduling.
+func (s *Sim) rng() *rand.Rand { return rand.New(rand.NewPCG(s.cfg.Seed, 1<<40+s.seq.Add(1))) }
+
+// rngFor returns the random source of party n of a kind: the population is the same for the same seed.
+func (s *Sim) rngFor(kind, n int) *rand.Rand {
+	return rand.New(rand.NewPCG(s.cfg.Seed, uint64(kind)<<32|uint64(n)))
+}
+
+// Kinds of party, for rngFor.
+const (
+	kindRestaurant = iota + 1
+	kindDasher
+	kindCustomer
+)
 
 func (s *Sim) target(n int) string { return s.cfg.Targets[n%len(s.cfg.Targets)] }
 
@@ -129,6 +142,8 @@ func (s *Sim) target(n int) string { return s.cfg.Targets[n%len(s.cfg.Targets)] 
 // flight, checks the invariants and returns the report. It returns an error only when the simulation could not
 // start (no operator token, no restaurant, dasher or customer could be made).
 func (s *Sim) Run(ctx context.Context) (*Report, error) {
+	s.ctx, s.stop = context.WithCancel(ctx)
+	defer s.stop()
 	setupStart := time.Now()
 	if err := s.setup(ctx); err != nil {
 		return nil, err
@@ -137,8 +152,6 @@ func (s *Sim) Run(ctx context.Context) (*Report, error) {
 	s.log.Info("sim population ready", slog.Int("restaurants", len(s.restaurants)), slog.Int("dashers", len(s.dashers)),
 		slog.Int("customers", len(s.customers)), slog.Duration("setup", setup))
 
-	s.ctx, s.stop = context.WithCancel(ctx)
-	defer s.stop()
 	for _, r := range s.restaurants {
 		s.goRun(func() { s.restaurantLoop(r) })
 	}
@@ -214,14 +227,14 @@ func (s *Sim) setup(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	byCode, _ := s.stats.Errors()
+	_, byCode := s.stats.Errors()
 	switch {
 	case len(rs) == 0:
-		return fmt.Errorf("no restaurant could be created (errors by code: %v)", byCode)
+		return fmt.Errorf("no restaurant could be created (errors by step and code: %v)", byCode)
 	case len(ds) == 0:
-		return fmt.Errorf("no dasher could be created and signed in (errors by code: %v)", byCode)
+		return fmt.Errorf("no dasher could be created and signed in (errors by step and code: %v)", byCode)
 	case len(cs) == 0:
-		return fmt.Errorf("no customer could sign up and sign in (errors by code: %v)", byCode)
+		return fmt.Errorf("no customer could sign up and sign in (errors by step and code: %v)", byCode)
 	}
 	s.idle = make(chan *customer, len(cs))
 	for _, c := range cs {
@@ -257,65 +270,84 @@ func parallel[T any](ctx context.Context, n, conc int, build func(int) *T) []*T 
 }
 
 func (s *Sim) newRestaurant(ctx context.Context, n int) (*restaurant, error) {
-	rng := s.rng()
+	rng := s.rngFor(kindRestaurant, n)
 	base := s.target(n)
 	op := s.operators[n%len(s.operators)]
-	r := &restaurant{n: n, base: base, pos: pointIn(rng, s.world.randomCell(rng)), cuisine: s.world.cuisines[n%len(s.world.cuisines)]}
-	id, err := s.client.CreateRestaurant(ctx, base, op, fmt.Sprintf("%s %s %d", titleCase(r.cuisine), "Kitchen", n), r.cuisine, r.pos)
+	// Restaurants and dashers are dealt to the cells in turn, so that a population at least as large as the city
+	// covers every cell; customers live anywhere.
+	cell := s.world.cells[n%len(s.world.cells)]
+	r := &restaurant{n: n, base: base, pos: pointIn(rng, cell), cuisine: s.world.cuisines[n%len(s.world.cuisines)]}
+	err := s.retry(func(key string) (err error) {
+		r.id, err = s.client.CreateRestaurant(ctx, base, op, key, fmt.Sprintf("%s %s %d", titleCase(r.cuisine), "Kitchen", n), r.cuisine, r.pos)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	r.id, r.tok = id, op
+	r.tok = op
 	if !s.cfg.NoAuth {
-		cid, secret, err := s.client.CreateStaffClient(ctx, base, op, id)
+		var cid, secret string
+		err := s.retry(func(string) (err error) {
+			cid, secret, err = s.client.CreateStaffClient(ctx, base, op, r.id)
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}
 		r.tok = s.client.NewClientCredentialsSource(base, cid, secret)
 	}
-	if err := s.client.PutMenu(ctx, base, r.tok, id, s.world.menu(rng, r.cuisine)); err != nil {
+	menu := s.world.menu(rng, r.cuisine)
+	if err := s.retry(func(string) error { return s.client.PutMenu(ctx, base, r.tok, r.id, menu) }); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
 func (s *Sim) newDasher(ctx context.Context, n int) (*dasher, error) {
-	rng := s.rng()
+	rng := s.rngFor(kindDasher, n)
 	base := s.target(n)
-	d := &dasher{n: n, base: base, rng: rng, cell: s.world.randomCell(rng)}
+	d := &dasher{n: n, base: base, rng: rng, cell: s.world.cells[n%len(s.world.cells)]}
 	d.pos = pointIn(rng, d.cell)
 	email, password := fmt.Sprintf("sim-%s-d%d@example.com", s.runID, n), "sim-password-"+s.runID
-	id, err := s.client.CreateDasher(ctx, base, s.operators[n%len(s.operators)], fmt.Sprintf("Dasher %d", n), email, password, s.cfg.DasherCapacity)
+	err := s.retry(func(key string) (err error) {
+		d.id, err = s.client.CreateDasher(ctx, base, s.operators[n%len(s.operators)], key, fmt.Sprintf("Dasher %d", n), email, password, s.cfg.DasherCapacity)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	d.id = id
 	if d.tok, err = s.signIn(ctx, base, s.cfg.Customers+n, email, password); err != nil {
 		return nil, err
 	}
-	if err := s.client.DasherOnline(ctx, base, d.tok, true, d.pos); err != nil {
+	if err := s.retry(func(string) error { return s.client.DasherOnline(ctx, base, d.tok, true, d.pos) }); err != nil {
 		return nil, err
 	}
 	return d, nil
 }
 
 func (s *Sim) newCustomer(ctx context.Context, n int) (*customer, error) {
-	rng := s.rng()
+	rng := s.rngFor(kindCustomer, n)
 	base := s.target(n)
 	c := &customer{n: n, base: base, pos: pointIn(rng, s.world.randomCell(rng))}
 	email, password := fmt.Sprintf("sim-%s-c%d@example.com", s.runID, n), "sim-password-"+s.runID
-	id, err := s.client.SignUp(ctx, base, n/loginsPerAddr, fmt.Sprintf("Customer %d", n), email, password, "+1 415 555 0100")
+	err := s.retry(func(key string) (err error) {
+		c.id, err = s.client.SignUp(ctx, base, n/loginsPerAddr, key, fmt.Sprintf("Customer %d", n), email, password, "+1 415 555 0100")
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	c.id = id
 	if c.tok, err = s.signIn(ctx, base, n, email, password); err != nil {
 		return nil, err
 	}
-	if err := s.client.SetAddress(ctx, base, c.tok, fmt.Sprintf("%d Market St", 1+n), "San Francisco", "94105", c.pos); err != nil {
+	if err := s.retry(func(string) error {
+		return s.client.SetAddress(ctx, base, c.tok, fmt.Sprintf("%d Market St", 1+n), "San Francisco", "94105", c.pos)
+	}); err != nil {
 		return nil, err
 	}
-	if err := s.client.SetPaymentMethod(ctx, base, c.tok, "4242424242424242", 12, time.Now().Year()+3, "123"); err != nil {
+	if err := s.retry(func(string) error {
+		return s.client.SetPaymentMethod(ctx, base, c.tok, "4242424242424242", 12, time.Now().Year()+3, "123")
+	}); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -325,7 +357,11 @@ func (s *Sim) signIn(ctx context.Context, base string, n int, email, password st
 	if s.cfg.NoAuth {
 		return StaticToken(""), nil
 	}
-	t, err := s.client.SignIn(ctx, base, n/loginsPerAddr, email, password)
+	var t Token
+	err := s.retry(func(string) (err error) {
+		t, err = s.client.SignIn(ctx, base, n/loginsPerAddr, email, password)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -438,22 +474,21 @@ func (s *Sim) visit(c *customer, at time.Time) bool {
 		c.dirty = false
 		c.mu.Unlock()
 	}
-	var hit *SearchHit
-	for try := 0; try < 3 && hit == nil; try++ {
-		// A craving for the cuisine of a random restaurant: popular cuisines are searched more.
-		craving := s.restaurants[rng.IntN(len(s.restaurants))].cuisine
-		hits, err := s.client.Search(ctx, c.base, c.tok, []string{craving}, c.pos)
+	// A craving for the cuisine of a random restaurant (popular cuisines are searched more); when nothing near
+	// serves it, whatever the nearest restaurant cooks.
+	hit, err := s.search(c, rng, s.restaurants[rng.IntN(len(s.restaurants))].cuisine)
+	if err != nil {
+		return false
+	}
+	if hit == nil {
+		nearest, err := s.client.Search(ctx, c.base, c.tok, nil, c.pos)
 		if err != nil {
 			return false
 		}
-		var usable []SearchHit
-		for _, h := range hits {
-			if len(h.Items) > 0 {
-				usable = append(usable, h)
+		if len(nearest) > 0 && nearest[0].Cuisine != "" {
+			if hit, err = s.search(c, rng, nearest[0].Cuisine); err != nil {
+				return false
 			}
-		}
-		if len(usable) > 0 {
-			hit = &usable[rng.IntN(min(3, len(usable)))]
 		}
 	}
 	if hit == nil {
@@ -495,6 +530,24 @@ func (s *Sim) visit(c *customer, at time.Time) bool {
 	return true
 }
 
+// search picks one of the three most relevant restaurants that list items for the term (nil when none does).
+func (s *Sim) search(c *customer, rng *rand.Rand, term string) (*SearchHit, error) {
+	hits, err := s.client.Search(s.ctx, c.base, c.tok, []string{term}, c.pos)
+	if err != nil {
+		return nil, err
+	}
+	var usable []SearchHit
+	for _, h := range hits {
+		if len(h.Items) > 0 {
+			usable = append(usable, h)
+		}
+	}
+	if len(usable) == 0 {
+		return nil, nil
+	}
+	return &usable[rng.IntN(min(3, len(usable)))], nil
+}
+
 func (s *Sim) markDirty(c *customer) {
 	c.mu.Lock()
 	c.dirty = true
@@ -527,12 +580,17 @@ func (s *Sim) order(id string) *order {
 	return o
 }
 
-// retry runs a workflow step up to 4 times with the same Idempotency-Key while it fails transiently.
+// retried are the codes of failures that may pass: transport failures, an overloaded or joining node, rate
+// limits, a duplicate still in flight, a sign-in the node could not check in time.
+var retried = []string{CodeNetwork, CodeTimeout, "UNAVAILABLE", "NOT_READY", "RATE_LIMITED", "IDEMPOTENCY_KEY_IN_USE",
+	"HTTP_502", "HTTP_503", "SIGN_IN_503", "OAUTH_SERVER_ERROR", "OAUTH_TEMPORARILY_UNAVAILABLE"}
+
+// retry runs a step up to 6 times (over about 6 s) with the same Idempotency-Key while it fails transiently.
 func (s *Sim) retry(step func(key string) error) error {
 	key := newKey()
 	var err error
-	for attempt := range 4 {
-		if err = step(key); err == nil || !hasCode(err, CodeNetwork, CodeTimeout, "UNAVAILABLE", "NOT_READY", "RATE_LIMITED", "IDEMPOTENCY_KEY_IN_USE", "HTTP_502", "HTTP_503") {
+	for attempt := range 6 {
+		if err = step(key); err == nil || !hasCode(err, retried...) {
 			return err
 		}
 		select {
