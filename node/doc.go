@@ -2,6 +2,8 @@
 // virtual actors persisted in an embedded bbolt journal, behind a fasthttp edge.
 //
 //	platter run [flags]   run a node until SIGINT or SIGTERM
+//	platter cert create-ca --certs-dir DIR                  the cluster CA (ca.crt, ca.key) and gossip.key
+//	platter cert create-node --certs-dir DIR --host H,...   a node certificate signed by the CA (node.crt, node.key)
 //	platter version       print the version
 //	platter help          print this help
 //
@@ -12,6 +14,16 @@
 //
 // A second node joins with --join pointing at the first node's --cluster-addr. `--cluster-profile local` shortens
 // failure detection to a few seconds (tests); the default "lan" profile uses memberlist's LAN timings.
+//
+// # Security (issue 5; tls.go, cert.go, auth.go)
+//
+// The edge serves HTTPS (TLS 1.2+, AEAD suites) with --tls-cert/--tls-key, or with a self-signed development
+// certificate made in the data directory on first start (tls-dev-cert.pem; its path and SHA-256 are printed).
+// --insecure serves plain HTTP and warns. Requests carry OAuth 2.0 access tokens from the node's authorization
+// server (http/oauth); once the node serves, the first node of a cluster makes the signing key and the operator
+// client, whose secret it writes once to data-dir/operator-credentials.json (mode 0600). Between nodes,
+// --certs-dir gives the actor remote mutual TLS with the cluster CA (members are admitted only after a mutual TLS
+// handshake) and encrypts gossip with gossip.key (or --gossip-key); without them the node warns.
 //
 // # Lifecycle
 //
