@@ -21,7 +21,10 @@
 //     METHOD_NOT_ALLOWED with Allow.
 //  2. Authorise (auth.go, the one hook): Backend.Auth finds the Principal; the route's access (public, customer,
 //     dasher, restaurant staff of {id}, operator, order party) is checked. Order routes check ownership once the
-//     order is read (authorizeOrder: others get 404).
+//     order is read (authorizeOrder: others get 404); staff of another restaurant get 404 too. Backend.Auth is
+//     http/oauth (bearer JWTs); its endpoints (/oauth2/..., /.well-known/jwks.json) are routes served by
+//     Backend.OAuth and, like POST /v1/restaurants/{id}/staff-clients, ignore Idempotency-Key (no secret is kept
+//     for replay).
 //  3. Rate-limit (ratelimit.go): search, placing orders and sign-up count against a per-client token bucket; 429
 //     RATE_LIMITED with Retry-After.
 //  4. Idempotency-Key on mutating routes (idempotency.go): replay, 422 IDEMPOTENCY_KEY_REUSED, 409
