@@ -485,12 +485,14 @@ func TestAuthorizeRefusals(t *testing.T) {
 	if _, err := conf.Exchange(context.Background(), code, oauth2.VerifierOption(oauth2.GenerateVerifier())); err == nil {
 		t.Fatal("a wrong code_verifier was accepted")
 	}
-	// A code is good once: after the failed exchange above the family is gone for good.
+	// A code is good once: the failed exchange above used its PKCE request.
 	if _, err := conf.Exchange(context.Background(), code, oauth2.VerifierOption(verifier)); err == nil {
 		t.Fatal("a code was exchanged after a failed exchange")
 	}
 	// Code reuse after a successful exchange revokes what it issued.
-	status, loc = n.signIn(t, base(), "bob@example.com", "correct horse")
+	if status, loc = n.signIn(t, base(), "bob@example.com", "correct horse"); status != 302 {
+		t.Fatalf("sign-in: %d %s", status, loc)
+	}
 	u, _ = url.Parse(loc)
 	code = u.Query().Get("code")
 	tok, err := conf.Exchange(context.Background(), code, oauth2.VerifierOption(verifier))
