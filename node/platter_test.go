@@ -19,6 +19,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/platterhq/platter/actors/journal/pgtest"
 	"github.com/platterhq/platter/http/oauth"
 )
 
@@ -284,9 +285,12 @@ func TestRunCreateRestartRead(t *testing.T) {
 }
 
 // freePort returns a port on ip that is free for TCP and UDP at the time of the call.
+// handedOutPorts holds every port freePort returned in this test process.
+var handedOutPorts sync.Map
+
 func freePort(t *testing.T, ip string) int {
 	t.Helper()
-	for range 20 {
+	for range 50 {
 		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 		if err != nil {
 			t.Fatal(err)
@@ -296,7 +300,11 @@ func freePort(t *testing.T, ip string) int {
 		ln.Close()
 		if err == nil {
 			pc.Close()
-			return port
+			// The kernel may hand a just-closed port out again: never give one port to two callers of this
+			// process (e.g. a node's HTTP and cluster addresses).
+			if _, taken := handedOutPorts.LoadOrStore(port, true); !taken {
+				return port
+			}
 		}
 	}
 	t.Fatalf("no free TCP+UDP port on %s", ip)
@@ -310,7 +318,8 @@ func TestReadyWhileJoining(t *testing.T) {
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	url := "http://" + httpAddr
 
-	joiner, _ := newTestMain(t, t.TempDir(), "--http-addr", httpAddr, "--join", seedAddr, "--join-timeout", "60s")
+	dsn := pgtest.NewDatabase(t) // a cluster shares its journal
+	joiner, _ := newTestMain(t, t.TempDir(), "--http-addr", httpAddr, "--join", seedAddr, "--join-timeout", "60s", "--journal", dsn)
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr, runDone := make(chan error, 1), make(chan struct{})
 	go func() {
@@ -341,7 +350,7 @@ func TestReadyWhileJoining(t *testing.T) {
 	}
 	tokens.Delete(url)
 
-	seed, _ := newTestMain(t, t.TempDir(), "--cluster-addr", seedAddr)
+	seed, _ := newTestMain(t, t.TempDir(), "--cluster-addr", seedAddr, "--journal", dsn)
 	runMain(t, seed)
 	select {
 	case err := <-runErr:
