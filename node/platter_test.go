@@ -284,10 +284,10 @@ func TestRunCreateRestartRead(t *testing.T) {
 	}
 }
 
-// freePort returns a port on ip that is free for TCP and UDP at the time of the call.
 // handedOutPorts holds every port freePort returned in this test process.
 var handedOutPorts sync.Map
 
+// freePort returns a port on ip that is free for TCP and UDP at the time of the call.
 func freePort(t *testing.T, ip string) int {
 	t.Helper()
 	for range 50 {
