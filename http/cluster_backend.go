@@ -21,8 +21,10 @@ type ClusterNode interface {
 	Ready() bool
 	Members() []cluster.Member
 	Activations() map[string]int
+	State() string
 	Cluster() *pcluster.Cluster
 	Request(ctx context.Context, identity, kind string, msg any) (any, error)
+	Drain(ctx context.Context) error
 	Stop(ctx context.Context) error
 }
 
@@ -42,6 +44,7 @@ type nodeMembership struct{ node ClusterNode }
 
 func (c nodeMembership) Ready() bool                 { return c.node.Ready() }
 func (c nodeMembership) Activations() map[string]int { return c.node.Activations() }
+func (c nodeMembership) State() string               { return c.node.State() }
 
 func (c nodeMembership) Members() []Member {
 	ms := c.node.Members()
@@ -49,14 +52,21 @@ func (c nodeMembership) Members() []Member {
 	for _, m := range ms {
 		out = append(out, Member{
 			ID: m.ID, Name: m.Name, Address: m.GossipAddr, RemoteAddr: m.RemoteAddr,
-			Status: m.Status, Kinds: m.Kinds, Self: m.Self,
+			Status: m.Status, Kinds: m.Kinds, Self: m.Self, Draining: m.Draining, Attributes: m.Attributes,
 		})
 	}
 	return out
 }
 
-// Drain stops the node (cluster.Node.Stop: stop taking activations, passivate, leave).
-func (c nodeMembership) Drain(ctx context.Context) error { return c.node.Stop(ctx) }
+// Drain hands the node's identities over (cluster.Node.Drain: it owns nothing, its activations move, requests
+// through it keep working), then leaves the cluster (cluster.Node.Stop). The platter binary wires Drain to its
+// graceful stop instead, which also closes the edge and exits.
+func (c nodeMembership) Drain(ctx context.Context) error {
+	if err := c.node.Drain(ctx); err != nil {
+		return err
+	}
+	return c.node.Stop(ctx)
+}
 
 // clusterActors calls grains through the node: owner-checked activation and retries with back-off until the
 // deadline.
@@ -92,8 +102,10 @@ func (a clusterActors) Call(ctx context.Context, kind, identity, method string, 
 // AttemptTimeout (seconds), which a parked poll outlasts, so this resolves the activation through the cluster
 // context and waits on one future for the wait plus actors.PollFeedMargin.
 func (a clusterActors) PollFeed(ctx context.Context, kind, identity string, req *messages.PollFeed) (*messages.FeedPage, error) {
+	// Not Ready() alone: a draining node still routes polls to the feeds' new owners. The cluster context
+	// answers cluster.ErrNotReady once the node stops serving.
 	c := a.node.Cluster()
-	if c == nil || !a.node.Ready() {
+	if c == nil || (!a.node.Ready() && a.node.State() != "draining") {
 		return nil, ErrNotReady
 	}
 	md, err := GrainMethod(kind, "PollFeed", req)

@@ -53,6 +53,7 @@ type stubCluster struct{}
 func (stubCluster) Ready() bool                 { return true }
 func (stubCluster) Members() []Member           { return nil }
 func (stubCluster) Activations() map[string]int { return nil }
+func (stubCluster) State() string               { return "serving" }
 func (stubCluster) Drain(context.Context) error { return nil }
 
 type stubStore struct{}

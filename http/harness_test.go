@@ -35,6 +35,12 @@ type fakeCluster struct {
 func (c *fakeCluster) Ready() bool                 { return c.ready.Load() }
 func (c *fakeCluster) Members() []http.Member      { return append([]http.Member(nil), c.members...) }
 func (c *fakeCluster) Activations() map[string]int { return c.activations }
+func (c *fakeCluster) State() string {
+	if c.ready.Load() {
+		return "serving"
+	}
+	return "joining"
+}
 func (c *fakeCluster) Drain(context.Context) error {
 	c.ready.Store(false)
 	if c.drained != nil {

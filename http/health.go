@@ -15,6 +15,9 @@ type Member struct {
 	Status     string   `json:"status"`         // e.g. "alive", "suspect", "dead", "left"
 	Kinds      []string `json:"kinds"`          // the actor kinds it hosts
 	Self       bool     `json:"self"`           // true for the node that answered
+	Draining   bool     `json:"draining"`       // it hands its identities over before it leaves
+	// Attributes is what the member announces of itself, e.g. "journal": the journal it keeps state in.
+	Attributes map[string]string `json:"attributes"`
 }
 
 // Cluster is this node's view of the cluster. Implementations must be safe for concurrent use.
@@ -25,8 +28,11 @@ type Cluster interface {
 	Members() []Member
 	// Activations counts the actors active on this node, by kind.
 	Activations() map[string]int
+	// State is this node's lifecycle state: "joining", "serving", "draining", "fencing", "stopping", "stopped".
+	State() string
 	// Drain stops this node gracefully: it stops taking activations, hands its identities over to the other
-	// members, and leaves the cluster, returning when it has left or ctx ends.
+	// members, and leaves the cluster (in the platter binary the process then exits), returning once the
+	// identities are handed over or ctx ends.
 	Drain(ctx context.Context) error
 }
 
@@ -56,6 +62,7 @@ func (s *Server) handleReadyz(c *call) error {
 // clusterView is the body of GET /v1/admin/cluster.
 type clusterView struct {
 	Ready       bool           `json:"ready"`
+	State       string         `json:"state"` // this node's lifecycle state (Cluster.State)
 	Members     []Member       `json:"members"`
 	Activations map[string]int `json:"activations"` // actors active on the answering node, by kind
 }
@@ -76,19 +83,22 @@ func (s *Server) handleAdminCluster(c *call) error {
 		if members[i].Kinds == nil {
 			members[i].Kinds = []string{}
 		}
+		if members[i].Attributes == nil {
+			members[i].Attributes = map[string]string{}
+		}
 	}
 	act := s.backend.Cluster.Activations()
 	if act == nil {
 		act = map[string]int{}
 	}
 	return s.writeJSON(ctx, nethttp.StatusOK, clusterView{
-		Ready: s.backend.Cluster.Ready(), Members: members, Activations: act,
+		Ready: s.backend.Cluster.Ready(), State: s.backend.Cluster.State(), Members: members, Activations: act,
 	})
 }
 
 // handleDrain starts draining this node in the background and answers 202 at once: the node stops taking
-// activations, hands off and leaves; /readyz then answers 503 and a load balancer stops sending traffic. The
-// process keeps running until it is stopped.
+// activations, hands its identities over and leaves (the platter binary then exits, as on SIGTERM); /readyz
+// answers 503 from the start and a load balancer stops sending traffic.
 func (s *Server) handleDrain(c *call) error {
 	if err := noBody(c.ctx); err != nil {
 		return err

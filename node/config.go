@@ -16,6 +16,7 @@ import (
 // variable). Every field has a default (see defaultConfig) and one flag.
 type Config struct {
 	DataDir         string        // --data-dir: the journal and other state live here; created if missing
+	Journal         string        // --journal: "bbolt" (a file in the data dir) or a postgres:// URL shared by the cluster
 	HTTPAddr        string        // --http-addr: the HTTP edge's listen address
 	ClusterAddr     string        // --cluster-addr: memberlist bind address (TCP and UDP)
 	RemoteAddr      string        // --remote-addr: protoactor remote (gRPC) bind address
@@ -37,6 +38,7 @@ type Config struct {
 func defaultConfig() Config {
 	return Config{
 		DataDir:         "./data",
+		Journal:         journalBolt,
 		HTTPAddr:        "127.0.0.1:8080",
 		ClusterAddr:     "127.0.0.1:7946",
 		RemoteAddr:      "127.0.0.1:8090",
@@ -66,6 +68,7 @@ func parseRunFlags(args []string, getenv func(string) string, usage io.Writer) (
 	fs := flag.NewFlagSet("platter run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the journal and node state (created if missing)")
+	fs.StringVar(&cfg.Journal, "journal", cfg.Journal, "where actors keep their state: bbolt (a file in the data dir, one node only) or a postgres://user:password@host:port/database URL shared by every node of a cluster")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP listen address host:port (port 0 picks one)")
 	fs.StringVar(&cfg.ClusterAddr, "cluster-addr", cfg.ClusterAddr, "memberlist bind address host:port, TCP and UDP")
 	fs.StringVar(&cfg.RemoteAddr, "remote-addr", cfg.RemoteAddr, "actor remote (gRPC) bind address host:port")
@@ -163,6 +166,13 @@ func (c Config) validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("invalid --data-dir: empty")
+	}
+	if err := checkJournalFlag(c.Journal); err != nil {
+		return err
+	}
+	if len(c.Join) > 0 && !isPostgresDSN(c.Journal) {
+		return errors.New("--join needs a shared journal: with the default bbolt journal a node keeps its actors' " +
+			"state in its own data dir; give every node of the cluster --journal postgres://... (PLATTER_JOURNAL)")
 	}
 	if c.Profile != "lan" && c.Profile != "local" {
 		return fmt.Errorf("invalid --cluster-profile %q: want lan or local", c.Profile)

@@ -32,9 +32,11 @@ func TestParseRunFlags(t *testing.T) {
 		}},
 		{"flags", []string{"--data-dir", "/d", "--http-addr", "127.0.0.1:1", "--cluster-addr=127.0.0.2:2",
 			"--remote-addr", "127.0.0.3:3", "--join", "127.0.0.1:7946, 127.0.0.2:7946", "--advertise-addr", "10.0.0.1",
-			"--cluster-profile", "local", "--join-timeout", "2s", "--log-level", "debug", "--log-format", "json"}, nil,
+			"--cluster-profile", "local", "--join-timeout", "2s", "--log-level", "debug", "--log-format", "json",
+			"--journal", "postgres://platter@db:5432/platter"}, nil,
 			func(t *testing.T, c Config) {
 				want := defaultConfig()
+				want.Journal = "postgres://platter@db:5432/platter"
 				want.DataDir, want.HTTPAddr, want.ClusterAddr, want.RemoteAddr = "/d", "127.0.0.1:1", "127.0.0.2:2", "127.0.0.3:3"
 				want.Join = []string{"127.0.0.1:7946", "127.0.0.2:7946"}
 				want.AdvertiseAddr, want.Profile, want.JoinTimeout = "10.0.0.1", "local", 2*time.Second
@@ -44,8 +46,9 @@ func TestParseRunFlags(t *testing.T) {
 				}
 			}},
 		{"environment", nil, []string{"PLATTER_DATA_DIR", "/env", "PLATTER_JOIN", "127.0.0.9:1", "PLATTER_LOG_LEVEL", "warn",
-			"PLATTER_JOIN_TIMEOUT", "5s"}, func(t *testing.T, c Config) {
-			if c.DataDir != "/env" || len(c.Join) != 1 || c.Join[0] != "127.0.0.9:1" || c.LogLevel != slog.LevelWarn || c.JoinTimeout != 5*time.Second {
+			"PLATTER_JOIN_TIMEOUT", "5s", "PLATTER_JOURNAL", "postgresql://db/p"}, func(t *testing.T, c Config) {
+			if c.DataDir != "/env" || len(c.Join) != 1 || c.Join[0] != "127.0.0.9:1" || c.LogLevel != slog.LevelWarn ||
+				c.JoinTimeout != 5*time.Second || c.Journal != "postgresql://db/p" {
 				t.Fatalf("got %+v", c)
 			}
 		}},
@@ -77,7 +80,11 @@ func TestParseRunFlagsErrors(t *testing.T) {
 		{[]string{"--cluster-addr", "127.0.0.1:http"}, nil, `invalid --cluster-addr "127.0.0.1:http": bad port "http"`},
 		{[]string{"--remote-addr", "127.0.0.1:70000"}, nil, `invalid --remote-addr "127.0.0.1:70000": bad port "70000"`},
 		{[]string{"--http-addr", ":8080"}, nil, `invalid --http-addr ":8080": missing host`},
-		{[]string{"--join", "127.0.0.1"}, nil, `invalid --join seed "127.0.0.1": want host:port`},
+		{[]string{"--join", "127.0.0.1", "--journal", "postgres://db/p"}, nil, `invalid --join seed "127.0.0.1": want host:port`},
+		{[]string{"--join", "127.0.0.1:7946"}, nil, `--join needs a shared journal: with the default bbolt journal`},
+		{[]string{"--join", "127.0.0.1:7946", "--journal", "bbolt"}, nil, `give every node of the cluster --journal postgres://`},
+		{[]string{"--journal", "mysql://db"}, nil, `invalid --journal: want "bbolt" or a postgres://`},
+		{[]string{"--journal", "postgres://u:secret@db:5432/%zz"}, nil, `invalid --journal: not a URL`},
 		{[]string{"--advertise-addr", "not an ip"}, nil, `invalid --advertise-addr "not an ip"`},
 		{[]string{"--cluster-profile", "wan"}, nil, `invalid --cluster-profile "wan": want lan or local`},
 		{[]string{"--log-format", "xml"}, nil, `invalid --log-format "xml"`},
@@ -96,6 +103,9 @@ func TestParseRunFlagsErrors(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "\n") {
 				t.Fatalf("error spans lines: %q", err)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Fatalf("error shows the journal's password: %q", err)
 			}
 		})
 	}

@@ -32,7 +32,10 @@ func main() {
 		}
 		fatal(err, 1)
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-m.Stopping(): // POST /v1/admin/drain
+	}
 	if err := m.Close(); err != nil {
 		fatal(err, 1)
 	}

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"syscall"
@@ -41,7 +40,9 @@ type Main struct {
 
 	Logger *slog.Logger // set by Run
 
-	journal   *journal.Bolt
+	journal   journal.Journal
+	journalID string // "<kind>:<id>", announced to the cluster (journal.go)
+	stop      stopSignals
 	node      *cluster.Node
 	http      *http.Server
 	reminders *actors.ReminderScanner // wakes actors whose durable timers or outbox retries are due
@@ -142,14 +143,14 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return err
 	}
-	j, err := journal.OpenBolt(filepath.Join(cfg.DataDir, "journal.db"), journal.BoltOptions{})
+	j, kind, err := m.openJournal(ctx, log)
 	if err != nil {
-		if errors.Is(err, journal.ErrLocked) {
-			return fmt.Errorf("data dir %s is in use by another platter process", cfg.DataDir)
-		}
-		return fmt.Errorf("open journal in data dir %s: %w", cfg.DataDir, err)
+		return err
 	}
 	m.journal = j
+	if m.journalID, err = journalIdentity(ctx, j, kind); err != nil {
+		return err
+	}
 
 	ccfg, err := m.clusterConfig()
 	if err != nil {
@@ -169,6 +170,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	backend := http.NewClusterBackend(node, journalStore{j}, j, http.DefaultIdempotencyRetention)
+	backend.Cluster = drainingCluster{Cluster: backend.Cluster, main: m} // POST /v1/admin/drain stops the process
 	ocfg := oauth.DefaultConfig()
 	ocfg.Logger = log
 	if cfg.Profile == "local" {
@@ -193,17 +195,21 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	// Timers and outbox retries are durable reminders in the journal; the scanner wakes their actors (through the
 	// cluster, so the owner fires them), including those that came due while the node was down.
-	m.reminders = actors.StartReminderScanner(deps, node.Cluster)
+	// With a shared journal every node sees every reminder: each wakes those it owns.
+	m.reminders = actors.StartReminderScanner(deps, node.Cluster, actors.WakeOwnedOnly(node.Owns))
 	if err := m.startAuth(ctx, auth); err != nil {
+		if ctx.Err() != nil {
+			return errInterrupted // a signal while the signing keys were read: a stop, not a failure
+		}
 		return err
 	}
 	self := node.Self()
 	log.Info("node started",
 		slog.String("node", self.Name), slog.String("member_id", self.ID), slog.String("http", srv.URL()),
 		slog.String("cluster_addr", self.GossipAddr), slog.String("remote_addr", self.RemoteAddr),
-		slog.String("data_dir", cfg.DataDir))
-	fmt.Fprintf(m.Stdout, "platter: node %s serving %s (cluster %s, remote %s, data %s)\n",
-		self.Name, srv.URL(), self.GossipAddr, self.RemoteAddr, cfg.DataDir)
+		slog.String("data_dir", cfg.DataDir), slog.String("journal", m.journalID))
+	fmt.Fprintf(m.Stdout, "platter: node %s serving %s (cluster %s, remote %s, data %s, journal %s)\n",
+		self.Name, srv.URL(), self.GossipAddr, self.RemoteAddr, cfg.DataDir, m.journalName())
 	return nil
 }
 
@@ -222,6 +228,7 @@ func (m *Main) startNode(ctx context.Context) error {
 	startCtx, cancel := context.WithTimeout(ctx, cfg.JoinTimeout)
 	defer cancel()
 	err := m.node.Start(startCtx)
+	var refused *cluster.RefusedError
 	switch {
 	case err == nil:
 		return nil
@@ -229,6 +236,8 @@ func (m *Main) startNode(ctx context.Context) error {
 		return errInterrupted
 	case startCtx.Err() != nil && len(cfg.Join) > 0:
 		return fmt.Errorf("could not join the cluster: no --join seed of %v answered within %v", cfg.Join, cfg.JoinTimeout)
+	case errors.As(err, &refused):
+		return fmt.Errorf("refusing to join the cluster: the member at %s: %v", refused.Member.GossipAddr, refused.Reason)
 	case errors.Is(err, syscall.EADDRINUSE):
 		return fmt.Errorf("start cluster node: a port of --cluster-addr %s or --remote-addr %s is in use", cfg.ClusterAddr, cfg.RemoteAddr)
 	default:
@@ -247,6 +256,9 @@ func (m *Main) clusterConfig() (cluster.Config, error) {
 	c.RemoteAddr = cfg.RemoteAddr
 	c.Seeds = cfg.Join
 	c.Logger = m.Logger
+	c.Attributes = map[string]string{journalAttribute: m.journalID}
+	c.Admit = admitJournal(m.journalID)
+	c.Faults = m.faults()
 	sec, err := loadClusterSecurity(cfg.CertsDir, cfg.GossipKey)
 	if err != nil {
 		return c, err
@@ -290,6 +302,16 @@ func (m *Main) Close() error {
 	if m.http != nil || m.node != nil || m.journal != nil {
 		log.Info("stopping node")
 	}
+	if m.node != nil && m.node.Ready() {
+		// Hand the identities over first, while the edge still serves: requests in flight, and those that arrive
+		// before the edge closes, reach the identities' new owners.
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		if err := m.node.Drain(ctx); err != nil {
+			log.Warn("drain", slog.Any("error", err))
+		}
+		cancel()
+	}
+	m.stop.markDrained()
 	if m.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		if err := m.http.Close(ctx); err != nil {

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/platterhq/platter/actors/journal/pgtest"
 )
 
 // binDir holds the platter binary built for this test run (see TestMain and platterBinary).
@@ -30,7 +32,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	code := m.Run()
+	code := pgtest.Main(m) // runs the tests, then stops the shared PostgreSQL of the cluster tests
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -48,7 +50,8 @@ func platterBinary(t *testing.T) string {
 	}
 	bin := filepath.Join(binDir, "platter")
 	buildOnce.Do(func() {
-		out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+		// With the fault-injection hooks of faults_on.go (SIGUSR1 partitions a node, SIGUSR2 heals it).
+		out, err := exec.Command("go", "build", "-tags", "platterfaults", "-o", bin, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -186,12 +189,29 @@ type sysNode struct {
 	proc                        *proc
 	extra                       []string // more flags (--certs-dir, ...)
 	joinTimeout                 string   // --join-timeout; default 30s
+	journal                     string   // --journal; newSysNode sets the test's shared PostgreSQL database
 }
 
 func newSysNode(t *testing.T, name, ip, join string) *sysNode {
 	t.Helper()
 	hp := func() string { return net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip))) }
-	return &sysNode{name: name, ip: ip, httpAddr: hp(), clusterAddr: hp(), remo: hp(), dataDir: t.TempDir(), join: join}
+	return &sysNode{name: name, ip: ip, httpAddr: hp(), clusterAddr: hp(), remo: hp(), dataDir: t.TempDir(), join: join,
+		journal: clusterJournal(t)}
+}
+
+// journals holds each test's shared journal database (by test name).
+var journals sync.Map
+
+// clusterJournal returns the PostgreSQL database that the nodes of test t share (a cluster needs a shared
+// journal), created on first use on the test binary's private server (pgtest).
+func clusterJournal(t *testing.T) string {
+	t.Helper()
+	if dsn, ok := journals.Load(t.Name()); ok {
+		return dsn.(string)
+	}
+	dsn := pgtest.NewDatabase(t)
+	journals.Store(t.Name(), dsn)
+	return dsn
 }
 
 func (n *sysNode) url() string { return "http://" + n.httpAddr }
@@ -206,6 +226,9 @@ func (n *sysNode) start(t *testing.T) {
 		"--remote-addr", n.remo, "--cluster-profile", "local", "--join-timeout", jt, "--log-format", "json", "--insecure"}, n.extra...)
 	if n.join != "" {
 		args = append(args, "--join", n.join)
+	}
+	if n.journal != "" {
+		args = append(args, "--journal", n.journal)
 	}
 	n.proc = startProc(t, n.name, args...)
 }
@@ -414,8 +437,16 @@ func TestSystemBadConfiguration(t *testing.T) {
 		{"unparseable seed", func(*testing.T) []string { return []string{"--join", "seed.example"} },
 			`invalid --join seed "seed.example": want host:port`},
 		{"unreachable seeds", func(t *testing.T) []string {
-			return []string{"--join", fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")), "--join-timeout", "2s"}
+			return []string{"--join", fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")), "--join-timeout", "2s",
+				"--journal", clusterJournal(t)}
 		}, "could not join the cluster: no --join seed of"},
+		{"join with the node-local journal", func(t *testing.T) []string {
+			return []string{"--join", fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))}
+		}, "--join needs a shared journal"},
+		{"journal unreachable", func(t *testing.T) []string {
+			return []string{"--journal", fmt.Sprintf("postgres://platter:secret@127.0.0.1:%d/platter", freePort(t, "127.0.0.1")),
+				"--join-timeout", "2s"}
+		}, "open the PostgreSQL journal postgres://platter:xxxxx@127.0.0.1:"},
 		{"data dir not creatable", func(t *testing.T) []string { return []string{"--data-dir", fileAsParent(t)} },
 			"cannot be created: not a directory"},
 		{"data dir not writable", func(t *testing.T) []string { return []string{"--data-dir", readOnlyDir(t)} },
@@ -477,7 +508,7 @@ func TestSystemStopWhileJoining(t *testing.T) {
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	p := startProc(t, "joining", "--data-dir", t.TempDir(), "--http-addr", httpAddr, "--cluster-addr", "127.0.0.1:0",
 		"--remote-addr", "127.0.0.1:0", "--cluster-profile", "local", "--log-format", "json", "--insecure",
-		"--join", fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")), "--join-timeout", "60s")
+		"--join", fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")), "--join-timeout", "60s", "--journal", clusterJournal(t))
 	waitFor(t, 30*time.Second, 20*time.Millisecond, "the joining node's /healthz", func() bool {
 		status, _, err := tryCall("GET", "http://"+httpAddr+"/healthz", "")
 		return err == nil && status == 200
