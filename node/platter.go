@@ -63,6 +63,7 @@ const usage = `Usage: platter <command> [flags]
 Commands:
   run       run a node until SIGINT or SIGTERM (platter run -h lists its flags)
   cert      create the cluster CA and node certificates (platter cert -h)
+  sim       drive running nodes as a marketplace and report throughput and latency (platter sim -h)
   version   print the version
   help      print this help
 `
@@ -90,6 +91,8 @@ func (m *Main) ParseFlags(args []string) error {
 		return err
 	case "cert":
 		return runCert(args[1:], m.Stdout, time.Now())
+	case "sim":
+		return runSim(args[1:], m.Stdout, m.IsTTY)
 	default:
 		return fmt.Errorf("unknown command %q (run, cert, version or help)", m.Command)
 	}

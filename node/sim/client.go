@@ -29,8 +29,9 @@ type Position struct {
 }
 
 // APIError is a failed call: the problem+json answer of the edge, or a transport failure. Code is the problem's
-// stable code, or one of the simulator's own: NETWORK, TIMEOUT, HTTP_<status> (an answer without a code),
-// OAUTH_<error> (an RFC 6749 error), SIGN_IN_<status> (the authorize form refused).
+// stable code, or one of the simulator's own: NETWORK, TIMEOUT, HTTP_<status> (an answer without a code, such as
+// the sign-in form shown again), OAUTH_<error> (an RFC 6749 error), SIGN_IN_<status> (the authorize form answered
+// neither an error nor a redirect).
 type APIError struct {
 	Step   string
 	Status int
@@ -359,11 +360,7 @@ func (c *Client) SignIn(ctx context.Context, base string, n int, email, password
 	const step = "oauth.authorize"
 	res, err := c.do(ctx, request{step: step, method: "POST", url: base + "/oauth2/authorize", form: form.Encode(), via: c.loginClient(n)})
 	if err != nil {
-		var e *APIError
-		if errors.As(err, &e) && e.Code == "HTTP_"+strconv.Itoa(e.Status) {
-			e.Code = "SIGN_IN_" + strconv.Itoa(e.Status) // the form again: wrong password, throttled
-		}
-		return Token{}, err
+		return Token{}, err // the form again (HTTP_401 wrong password, HTTP_429 throttled, HTTP_503 unavailable)
 	}
 	if res.status != 302 && res.status != 303 {
 		return Token{}, &APIError{Step: step, Status: res.status, Code: "SIGN_IN_" + strconv.Itoa(res.status)}

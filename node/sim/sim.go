@@ -43,7 +43,7 @@ type Sim struct {
 	arrivals, placed, failed       atomic.Int64
 	delivered, cancelled, rejected atomic.Int64
 	endedInWindow                  atomic.Int64
-	windowEnd                      atomic.Int64 // unix nanos of the last scheduled arrival
+	windowEnd                      atomic.Int64 // unix nanos of the end of the arrival window
 }
 
 type restaurant struct {
@@ -398,6 +398,7 @@ func (s *Sim) schedule(ctx context.Context) {
 	rng := s.rng()
 	start := s.started
 	end := start.Add(s.cfg.Duration)
+	s.windowEnd.Store(end.UnixNano())
 	next := start
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -418,7 +419,6 @@ func (s *Sim) schedule(ctx context.Context) {
 				return
 			}
 		}
-		s.windowEnd.Store(next.UnixNano())
 		s.arrivals.Add(1)
 		at := next
 		s.goRun(func() { s.arrive(at) })
@@ -429,7 +429,6 @@ func (s *Sim) schedule(ctx context.Context) {
 		case <-ctx.Done():
 		}
 	}
-	s.windowEnd.Store(end.UnixNano())
 }
 
 // arrive is one customer's visit: take the customer idle the longest, search, fill the cart, order.
@@ -583,7 +582,7 @@ func (s *Sim) order(id string) *order {
 // retried are the codes of failures that may pass: transport failures, an overloaded or joining node, rate
 // limits, a duplicate still in flight, a sign-in the node could not check in time.
 var retried = []string{CodeNetwork, CodeTimeout, "UNAVAILABLE", "NOT_READY", "RATE_LIMITED", "IDEMPOTENCY_KEY_IN_USE",
-	"HTTP_502", "HTTP_503", "SIGN_IN_503", "OAUTH_SERVER_ERROR", "OAUTH_TEMPORARILY_UNAVAILABLE"}
+	"HTTP_502", "HTTP_503", "OAUTH_SERVER_ERROR", "OAUTH_TEMPORARILY_UNAVAILABLE"}
 
 // retry runs a step up to 6 times (over about 6 s) with the same Idempotency-Key while it fails transiently.
 func (s *Sim) retry(step func(key string) error) error {
@@ -854,7 +853,7 @@ func (s *Sim) customerEntry(c *customer, e FeedEntry) {
 	case "REJECTED":
 		s.rejected.Add(1)
 	}
-	if time.Now().UnixNano() <= s.windowEnd.Load() || s.windowEnd.Load() == 0 {
+	if time.Now().UnixNano() <= s.windowEnd.Load() {
 		s.endedInWindow.Add(1)
 	}
 	c.mu.Lock()
