@@ -18,7 +18,7 @@ STATICCHECK := $(TOOLS)/staticcheck
 TESTFLAGS ?=
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build run test test-short proto proto-check bench lint clean tools
+.PHONY: all build run test test-short proto proto-check bench demo lint clean tools
 
 all: build
 
@@ -56,8 +56,15 @@ proto-check: proto
 		git status --porcelain -- messages; git --no-pager diff --stat -- messages; exit 1; \
 	fi
 
+# The benchmark suite: Go benchmarks, simulator scenarios and their ceilings, written to BENCHMARKS.md (takes
+# about half an hour; BENCHFLAGS=--quick checks the suite in a few minutes, BENCHFLAGS=--only=go runs one step).
+BENCHFLAGS ?=
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./node/bench $(BENCHFLAGS)
+
+# One node in a fresh temporary data dir and the simulator at a gentle rate for 30 s: orders flow within seconds.
+demo: build
+	$(GO) run ./node/bench --demo
 
 lint: $(STATICCHECK)
 	$(GO) vet ./...

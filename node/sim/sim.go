@@ -929,11 +929,18 @@ func (s *Sim) progress(stop <-chan struct{}) {
 			ended := s.delivered.Load() + s.cancelled.Load() + s.rejected.Load()
 			rate := float64(ended-lastEnded) / now.Sub(last).Seconds()
 			lastEnded, last = ended, now
-			_, failed := s.stats.Calls()
+			byCode, _ := s.stats.Errors()
+			var errs, unexpected int64
+			for code, n := range byCode {
+				errs += n
+				if _, ok := expected[code]; !ok {
+					unexpected += n
+				}
+			}
 			p := s.stats.Step("arrival.to_placed")
-			fmt.Fprintf(s.cfg.Progress, "sim %5.1fs  arrivals %d  placed %d  ended %d (%.1f/s: delivered %d, cancelled %d, rejected %d)  in flight %d  errors %d  placement p99 %.1f ms\n",
+			fmt.Fprintf(s.cfg.Progress, "sim %5.1fs  arrivals %d  placed %d  ended %d (%.1f/s: delivered %d, cancelled %d, rejected %d)  in flight %d  errors %d (unexpected %d)  placement p99 %.1f ms\n",
 				now.Sub(s.started).Seconds(), s.arrivals.Load(), s.placed.Load(), ended, rate, s.delivered.Load(), s.cancelled.Load(),
-				s.rejected.Load(), s.placed.Load()-ended, failed, p.P99)
+				s.rejected.Load(), s.placed.Load()-ended, errs, unexpected, p.P99)
 		}
 	}
 }
