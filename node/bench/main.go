@@ -50,7 +50,10 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "tiny scales and short runs (development: checks the suite, measures nothing)")
 	flag.DurationVar(&o.simFor, "sim-duration", 60*time.Second, "arrival window of each simulator scenario")
 	flag.IntVar(&o.pollers, "pollers", 20000, "long polls held in the fan-out scenario")
-	flag.Float64Var(&o.highRate, "rate", 1000, "arrival rate of the saturation scenario (orders/s; the target is 1000 lifecycles/s)")
+	// The target is 1000 lifecycles/s, but offering 1000/s needs 6000 customers (the edge lets each order once per
+	// 5 s) whose argon2id sign-ups and sign-ins alone take minutes; one 2-core node saturates far below 300/s
+	// (a calibration run sustained 97/s at 100/s offered, placement p99 300 ms), so 300/s shows the ceiling.
+	flag.Float64Var(&o.highRate, "rate", 300, "arrival rate of the saturation scenario (orders/s)")
 	flag.BoolVar(&o.skipGo, "skip-go", false, "skip the Go benchmarks")
 	flag.BoolVar(&o.skipSim, "skip-sim", false, "skip the simulator and fan-out scenarios")
 	flag.StringVar(&o.analysis, "analysis", "node/bench/analysis.md", "hand-written analysis included in the report")
@@ -128,8 +131,7 @@ type result struct {
 	group, name string
 	value       float64
 	unit        string
-	ceiling     string  // the name of the ceiling result
-	ceilingVal  float64 // filled when written
+	ceiling     string // the name of the ceiling result
 	note        string
 }
 

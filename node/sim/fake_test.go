@@ -165,7 +165,7 @@ func (f *fakeAPI) authorize(w nethttp.ResponseWriter, r *nethttp.Request) {
 	}
 	code := f.id("code-")
 	f.codes[code] = [2]string{login[0], r.PostForm.Get("code_challenge")}
-	nethttp.Redirect(w, r, r.PostForm.Get("redirect_uri")+"?code="+code+"&state="+neturl.QueryEscape(r.PostForm.Get("state")), 302)
+	nethttp.Redirect(w, r, r.PostForm.Get("redirect_uri")+"?code="+code+"&state="+neturl.QueryEscape(r.PostForm.Get("state")), nethttp.StatusFound)
 }
 
 // notify appends an entry to a feed and wakes its pollers (f.mu held).
