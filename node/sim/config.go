@@ -66,6 +66,9 @@ type Config struct {
 	Progress io.Writer
 	// ProgressEvery is the period of progress lines. Default 1 s.
 	ProgressEvery time.Duration
+	// OnWindow, when set, is called with true as the arrival window opens and false as it closes (a benchmark
+	// samples the node's CPU time there). Default none.
+	OnWindow func(open bool)
 	// Logger receives the simulator's own logs. Default: discard.
 	Logger *slog.Logger
 }

@@ -165,9 +165,15 @@ func (s *Sim) Run(ctx context.Context) (*Report, error) {
 	progressStop := make(chan struct{})
 	go func() { defer close(progressDone); s.progress(progressStop) }()
 
+	if s.cfg.OnWindow != nil {
+		s.cfg.OnWindow(true)
+	}
 	s.started = time.Now()
 	s.schedule(ctx)
 	window := time.Since(s.started)
+	if s.cfg.OnWindow != nil {
+		s.cfg.OnWindow(false)
+	}
 	s.drain(ctx)
 	close(progressStop)
 	<-progressDone
