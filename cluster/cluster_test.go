@@ -311,3 +311,64 @@ func TestPause(t *testing.T) {
 		t.Errorf("the rejoined member hosts no activations")
 	}
 }
+
+// TestLeaseNoOverlap: a member cut off from the others (paused transports) stops its activations when its lease
+// lapses, before the others declare it dead and activate its identities: no identity is ever active twice, while
+// every identity is served by the others after failure detection.
+func TestLeaseNoOverlap(t *testing.T) {
+	c := clustertest.New(t, 3)
+	reg := c.Registry()
+	const identities = 60
+	id := func(i int) string { return fmt.Sprintf("lease-%02d", i) }
+	for k := 0; k < identities; k++ {
+		if _, err := request(c, 0, id(k)); err != nil {
+			t.Fatalf("request %s: %v", id(k), err)
+		}
+	}
+	const p = 2
+	hosted := c.Node(p).Activations()[clustertest.EchoKind]
+	if hosted == 0 {
+		t.Fatalf("member %d hosts none of %d identities", p, identities)
+	}
+	stop := make(chan struct{})
+	var doubled []string
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			if d := reg.Doubled(); len(d) > 0 && doubled == nil {
+				doubled = d
+			}
+		}
+	}()
+	c.Pause(p)
+	paused := time.Now()
+	c.WaitFor(func() bool { return c.Node(p).Activations()[clustertest.EchoKind] == 0 && !c.Node(p).Ready() },
+		5*time.Second, "the cut-off member to stop its activations")
+	stopped := time.Since(paused)
+	if n := len(c.Node(0).Members()); n != 3 {
+		t.Fatalf("the others dropped the cut-off member (%d members) before its activations stopped", n)
+	}
+	c.WaitFor(func() bool {
+		for k := 0; k < identities; k++ {
+			if _, err := request(c, 0, id(k)); err != nil {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, "identities served by the others")
+	close(stop)
+	<-sampled
+	if doubled != nil {
+		t.Fatalf("identities active twice during the partition: %v", doubled)
+	}
+	t.Logf("the cut-off member stopped its %d activations %v after the cut; the others took over after %v",
+		hosted, stopped.Round(time.Millisecond), time.Since(paused).Round(time.Millisecond))
+	c.Resume(p)
+	c.WaitConverged(30 * time.Second)
+}

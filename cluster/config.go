@@ -121,6 +121,13 @@ type Config struct {
 	// timeout (SuspicionMaxTimeoutMult * SuspicionMult * ProbeInterval). LAN 60 s, local 8 s.
 	IsolationWindow time.Duration
 
+	// LeaseTimeout: a member that has heard nothing from any other member (no gossip packet, probe, ack or
+	// stream) for this long, while its view holds others, stops and refuses activations until it hears from one
+	// again. The others may be about to declare it dead and activate its identities elsewhere, which takes at
+	// least SuspicionMult × ProbeInterval + TopologySettle; by then its own activations must be gone, so that no
+	// stale state is served. Healthy members hear each other every probe interval. LAN 2 s, local 1 s.
+	LeaseTimeout time.Duration
+
 	// ReconnectInterval is how often this member tries to rejoin the addresses of members that departed (declared
 	// dead or left). memberlist never contacts dead members again, so without this two sides of a healed
 	// partition (or a paused member and the rest) would each go on alone. LAN 5 s, local 500 ms.
@@ -191,6 +198,7 @@ func DefaultLANConfig() Config {
 		BlockNoticeTTL:             5 * time.Second,
 		FenceGrace:                 30 * time.Second,
 		IsolationWindow:            60 * time.Second,
+		LeaseTimeout:               2 * time.Second,
 		ReconnectInterval:          5 * time.Second,
 		ReconnectTimeout:           30 * time.Minute,
 		DrainTimeout:               10 * time.Second,
@@ -230,6 +238,7 @@ func DefaultLocalConfig() Config {
 	c.BlockNoticeTTL = time.Second
 	c.FenceGrace = 8 * time.Second
 	c.IsolationWindow = 8 * time.Second
+	c.LeaseTimeout = time.Second
 	c.ReconnectInterval = 500 * time.Millisecond
 	c.ReconnectTimeout = 30 * time.Second
 	c.DrainTimeout = 2 * time.Second
@@ -308,6 +317,7 @@ func (c Config) Validate() error {
 		{"BlockNoticeTTL", c.BlockNoticeTTL},
 		{"FenceGrace", c.FenceGrace},
 		{"IsolationWindow", c.IsolationWindow},
+		{"LeaseTimeout", c.LeaseTimeout},
 		{"ReconnectInterval", c.ReconnectInterval},
 		{"ReconnectTimeout", c.ReconnectTimeout},
 		{"DrainTimeout", c.DrainTimeout},
@@ -330,6 +340,12 @@ func (c Config) Validate() error {
 	}
 	if c.RetryBackoffMin > c.RetryBackoffMax {
 		return fmt.Errorf("cluster: RetryBackoffMin %v is above RetryBackoffMax %v", c.RetryBackoffMin, c.RetryBackoffMax)
+	}
+	if takeover := time.Duration(c.SuspicionMult)*c.ProbeInterval + c.TopologySettle; c.LeaseTimeout+c.TopologyRefreshInterval >= takeover {
+		return fmt.Errorf("cluster: LeaseTimeout %v plus TopologyRefreshInterval %v must be shorter than SuspicionMult × ProbeInterval + TopologySettle (%v), the earliest the others take over", c.LeaseTimeout, c.TopologyRefreshInterval, takeover)
+	}
+	if c.LeaseTimeout <= c.ProbeInterval {
+		return fmt.Errorf("cluster: LeaseTimeout %v must be longer than ProbeInterval %v", c.LeaseTimeout, c.ProbeInterval)
 	}
 	if c.FenceGrace <= c.TopologyRefreshInterval {
 		return fmt.Errorf("cluster: FenceGrace %v must be longer than TopologyRefreshInterval %v", c.FenceGrace, c.TopologyRefreshInterval)

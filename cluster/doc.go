@@ -60,6 +60,13 @@
 // leaves, and starts a new incarnation on the same addresses under a fresh member id, calling the KindsFunc
 // again. A node configured with seeds serves nothing until it has joined, so it never forms a cluster of its own.
 //
+// Fencing follows the cut-off member's own failure detection, which is slower than the others' (alone, nobody
+// confirms its suspicions). So each member also holds a lease: when it has heard nothing from any other member
+// for Config.LeaseTimeout while its view holds others, it stops and refuses activations (Ready turns false) until
+// it hears from one again. The lease is shorter than the others' earliest takeover (SuspicionMult × ProbeInterval
+// + TopologySettle), so the cut-off member's activations are gone before new ones start elsewhere: it serves no
+// stale state. A cached PID is used only while its member owns the identity in the current view.
+//
 // # What is deliberately not used from protoactor
 //
 // Cluster.StartMember and Cluster.Shutdown (protoactor gossip with heartbeat-expiry blocking, panics, fixed

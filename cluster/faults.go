@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -209,15 +210,17 @@ func (t trackingCreds) Clone() credentials.TransportCredentials { return t }
 
 func (t trackingCreds) OverrideServerName(string) error { return nil }
 
-// faultTransport wraps memberlist's network transport: while paused, packets are dropped both ways, dials fail
-// and accepted streams are closed.
+// faultTransport wraps memberlist's network transport. It records when a packet or stream from another member
+// last arrived (the member's lease, see Config.LeaseTimeout), and applies Faults: while paused, packets are
+// dropped both ways, dials fail and accepted streams are closed.
 type faultTransport struct {
 	*memberlist.NetTransport
-	faults   *Faults
+	faults   *Faults // nil: no faults
 	packetCh chan *memberlist.Packet
 	streamCh chan net.Conn
 	stop     chan struct{}
 	wg       sync.WaitGroup
+	heard    atomic.Int64 // Unix nanoseconds of the last packet or stream delivered to memberlist
 }
 
 func newFaultTransport(nt *memberlist.NetTransport, f *Faults) *faultTransport {
@@ -228,6 +231,7 @@ func newFaultTransport(nt *memberlist.NetTransport, f *Faults) *faultTransport {
 		streamCh:     make(chan net.Conn),
 		stop:         make(chan struct{}),
 	}
+	t.heard.Store(time.Now().UnixNano())
 	t.wg.Add(2)
 	go t.forwardPackets()
 	go t.forwardStreams()
@@ -242,6 +246,7 @@ func (t *faultTransport) forwardPackets() {
 			if t.faults.Paused() {
 				continue
 			}
+			t.heard.Store(time.Now().UnixNano())
 			select {
 			case t.packetCh <- p:
 			case <-t.stop:
@@ -262,6 +267,7 @@ func (t *faultTransport) forwardStreams() {
 				_ = c.Close()
 				continue
 			}
+			t.heard.Store(time.Now().UnixNano())
 			select {
 			case t.streamCh <- c:
 			case <-t.stop:
@@ -273,6 +279,9 @@ func (t *faultTransport) forwardStreams() {
 		}
 	}
 }
+
+// lastHeard returns when a packet or stream from another member last arrived (the transport's start before any).
+func (t *faultTransport) lastHeard() time.Time { return time.Unix(0, t.heard.Load()) }
 
 func (t *faultTransport) PacketCh() <-chan *memberlist.Packet { return t.packetCh }
 

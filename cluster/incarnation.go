@@ -44,6 +44,7 @@ type incarnation struct {
 
 	remoteStarted          bool
 	transport              memberlist.NodeAwareTransport
+	watch                  *faultTransport // the transport, which knows when another member was last heard
 	gossipHost             string
 	gossipPort             int
 	gossipAdvHost          string
@@ -53,6 +54,7 @@ type incarnation struct {
 	gossipBind             string // actually bound gossip address, for the next incarnation
 	view                   atomic.Pointer[view]
 	serving                atomic.Bool // joined, first view installed, not draining
+	suspended              atomic.Bool // the lease lapsed: no activations here until another member is heard
 	joined                 atomic.Bool
 	firstView              chan struct{}
 	firstViewOnce, endOnce sync.Once
@@ -173,6 +175,8 @@ func startIncarnation(cfg Config, kindsFn KindsFunc, gossipBind, remoteBind stri
 
 	prov.blocked = c.Remote.BlockList().IsBlocked
 	prov.install = inc.installView
+	prov.lastHeard = inc.watch.lastHeard
+	prov.suspend = inc.suspend
 	prov.fence = func(reason string) { inc.requestFence(reason) }
 	if err := prov.StartMember(c); err != nil {
 		return inc, fmt.Errorf("cluster: start memberlist on %q: %w", inc.gossipBind, err)
@@ -232,11 +236,9 @@ func (inc *incarnation) bindGossip(bind string) error {
 		return fmt.Errorf("cluster: advertise gossip address: %w", err)
 	}
 	inc.gossipAdvHost, inc.gossipAdvPort = ip.String(), p
-	if inc.cfg.Faults != nil {
-		inc.transport = newFaultTransport(nt, inc.cfg.Faults)
-	} else {
-		inc.transport = nt
-	}
+	// Always wrapped: it tracks the lease (Config.LeaseTimeout); with Faults nil it injects nothing.
+	inc.watch = newFaultTransport(nt, inc.cfg.Faults)
+	inc.transport = inc.watch
 	return nil
 }
 
@@ -372,6 +374,13 @@ func (inc *incarnation) installView(v *view) {
 			close(inc.firstView)
 		})
 	}
+}
+
+// suspend is called by the topology loop when the lease lapses (on) or is renewed (off): the placement actor
+// then stops and refuses activations, or takes them again.
+func (inc *incarnation) suspend(on bool) {
+	inc.suspended.Store(on)
+	inc.system.Root.Send(inc.placement, &suspendRequest{on: on})
 }
 
 // requestFence is called by the topology loop when this incarnation must end; the node does the work.

@@ -267,7 +267,7 @@ func (n *Node) Owns(kind, identity string) bool {
 	n.mu.Lock()
 	inc, state := n.inc, n.state
 	n.mu.Unlock()
-	if state != stateServing || inc == nil || !inc.serving.Load() {
+	if state != stateServing || inc == nil || !inc.serving.Load() || inc.suspended.Load() {
 		return false
 	}
 	v := inc.view.Load()
@@ -303,11 +303,11 @@ func (n *Node) Kill() {
 }
 
 // Ready reports whether the node serves identities: started, joined (when seeds are configured), its first
-// topology installed, not fencing and not stopping.
+// topology installed, not fencing, draining or stopping, and its lease not lapsed (Config.LeaseTimeout).
 func (n *Node) Ready() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.state == stateServing && n.inc != nil && n.inc.serving.Load()
+	return n.state == stateServing && n.inc != nil && n.inc.serving.Load() && !n.inc.suspended.Load()
 }
 
 // Fences returns how many times the node has fenced itself and rejoined.

@@ -22,16 +22,17 @@ const placementName = "platter-placement"
 // drain) → absent (Terminated). A stopping activation is never handed out, so no caller reaches an activation
 // that is on its way out while a new owner may already run one.
 type placement struct {
-	self     string // remote address of this member
-	kinds    map[string]*pcluster.Kind
-	history  viewHistory
-	active   map[string]*activation // by ClusterIdentity.AsKey()
-	byPID    map[string]string      // PID.Id → key
-	draining bool
-	waiters  []*actor.PID // drain requesters, answered when active is empty
-	counts   *activationCounts
-	log      *slog.Logger
-	now      func() time.Time
+	self      string // remote address of this member
+	kinds     map[string]*pcluster.Kind
+	history   viewHistory
+	active    map[string]*activation // by ClusterIdentity.AsKey()
+	byPID     map[string]string      // PID.Id → key
+	draining  bool
+	suspended bool         // the lease lapsed (Config.LeaseTimeout): refuse and stop activations until renewed
+	waiters   []*actor.PID // drain requesters, answered when active is empty
+	counts    *activationCounts
+	log       *slog.Logger
+	now       func() time.Time
 }
 
 type activation struct {
@@ -46,6 +47,9 @@ type viewUpdate struct{ v *view }
 // drainRequest makes the placement actor refuse new activations and stop all of them; it answers drained once
 // none is left.
 type drainRequest struct{}
+
+// suspendRequest stops (on) the activations and refuses new ones until a suspendRequest with on false.
+type suspendRequest struct{ on bool }
 
 type drained struct{}
 
@@ -72,6 +76,8 @@ func (p *placement) Receive(ctx actor.Context) {
 		p.onTerminated(ctx, msg)
 	case *drainRequest:
 		p.onDrain(ctx)
+	case *suspendRequest:
+		p.onSuspend(ctx, msg.on)
 	}
 }
 
@@ -81,7 +87,7 @@ func (p *placement) refuse(ctx actor.Context) {
 
 func (p *placement) onActivationRequest(ctx actor.Context, req *pcluster.ActivationRequest) {
 	ci := req.GetClusterIdentity()
-	if ci == nil || p.draining {
+	if ci == nil || p.draining || p.suspended {
 		p.refuse(ctx)
 		return
 	}
@@ -141,6 +147,22 @@ func (p *placement) onTerminated(ctx actor.Context, t *actor.Terminated) {
 	delete(p.active, key)
 	p.counts.add(a.ci.Kind, -1)
 	p.answerDrained(ctx)
+}
+
+func (p *placement) onSuspend(ctx actor.Context, on bool) {
+	p.suspended = on
+	if !on {
+		return
+	}
+	stopped := 0
+	for _, a := range p.active {
+		if !a.stopping {
+			a.stopping = true
+			ctx.Poison(a.pid)
+			stopped++
+		}
+	}
+	p.log.Debug("activations suspended", slog.Int("count", stopped))
 }
 
 func (p *placement) onDrain(ctx actor.Context) {

@@ -32,14 +32,16 @@ type provider struct {
 	draining bool
 
 	// Set before the loop starts.
-	ml      *memberlist.Memberlist
-	members func() []*memberlist.Node                   // ml.Members in production
-	send    func(to *memberlist.Node, msg []byte) error // ml.SendBestEffort in production
-	topo    *pcluster.MemberList
-	blocked func(id string) bool
-	install func(v *view) // hands a new view to the incarnation
-	fence   func(string)  // asks the node to fence this incarnation, with the reason
-	now     func() time.Time
+	ml        *memberlist.Memberlist
+	members   func() []*memberlist.Node                   // ml.Members in production
+	send      func(to *memberlist.Node, msg []byte) error // ml.SendBestEffort in production
+	topo      *pcluster.MemberList
+	blocked   func(id string) bool
+	install   func(v *view)    // hands a new view to the incarnation
+	fence     func(string)     // asks the node to fence this incarnation, with the reason
+	lastHeard func() time.Time // when another member was last heard (nil: no lease)
+	suspend   func(on bool)    // suspends or resumes activations (the lease)
+	now       func() time.Time
 
 	reinstall atomic.Bool // install the view again even if unchanged (set when the member has joined)
 
@@ -65,6 +67,8 @@ type provider struct {
 	lastHash      uint64
 	lastDrainHash uint64 // of the ids of draining members in the last installed view
 	installed     bool
+	suspended     bool                 // the lease lapsed (see Config.LeaseTimeout)
+	peersInView   bool                 // the last installed view holds other members
 	blockedSince  map[string]time.Time // live member ids we have blocked → since when
 	recentPeers   map[string]time.Time // peer ids → last seen live (isolation check)
 
@@ -312,15 +316,44 @@ func (p *provider) refresh() {
 		p.installed = true
 		p.lastHash, p.lastDrainHash = set.TopologyHash(), drainHash
 		v := newView(set.TopologyHash(), active, p.now())
+		p.peersInView = len(v.members) > 1
 		p.log.Info("topology changed", slog.Int("members", len(v.members)), slog.Int("draining", len(draining)),
 			slog.Uint64("hash", v.hash))
 		if p.install != nil {
 			p.install(v)
 		}
 	}
-	if reason := p.checkFence(nodes); reason != "" && p.fence != nil {
+	reason := p.checkFence(nodes)
+	p.checkLease(reason != "")
+	if reason != "" && p.fence != nil {
 		p.fence(reason)
 	}
+}
+
+// checkLease suspends this member's activations when it has heard nothing from any other member for LeaseTimeout
+// while its view still holds others, and resumes them when it hears from one again. A member cut off from the
+// others (a partition, a long pause) keeps its view until its own failure detection runs, which takes as long as
+// the others' (longer when alone: no one confirms its suspicions). Meanwhile the others declare it dead and,
+// after TopologySettle, activate its identities. Suspending at LeaseTimeout, well before that, means the cut-off
+// member's activations are stopped before the new ones start: no stale state is served. fencing keeps a
+// member suspended in the turn it fences. A member alone in its view (a one-member cluster, or the survivor of a
+// two-member cluster) is never suspended.
+func (p *provider) checkLease(fencing bool) {
+	if p.lastHeard == nil || p.suspend == nil {
+		return
+	}
+	silent := p.now().Sub(p.lastHeard())
+	lapsed := fencing || (p.peersInView && silent > p.cfg.LeaseTimeout)
+	if lapsed == p.suspended {
+		return
+	}
+	p.suspended = lapsed
+	if lapsed {
+		p.log.Warn("lease lapsed: no other member heard; activations suspended", slog.Duration("silent", silent))
+	} else {
+		p.log.Info("lease renewed: activations resumed")
+	}
+	p.suspend(lapsed)
 }
 
 // checkFence sends block notices to live members that this member has blocked, and returns a reason to fence

@@ -224,3 +224,55 @@ func TestProviderIsolation(t *testing.T) {
 		t.Fatalf("fenced after losing peers one by one: %v", *fences)
 	}
 }
+
+// TestProviderLease: activations are suspended when no other member was heard for LeaseTimeout while the view
+// holds others, resumed when one is heard again, never suspended alone in the view, and kept suspended while
+// fencing.
+func TestProviderLease(t *testing.T) {
+	p, fake, _, now, _, _ := newTestProvider(t)
+	heard := *now
+	var calls []bool
+	p.lastHeard = func() time.Time { return heard }
+	p.suspend = func(on bool) { calls = append(calls, on) }
+	lease := p.cfg.LeaseTimeout
+
+	fake.set(mnode("self", 1), mnode("a", 2), mnode("b", 3))
+	p.refresh()
+	*now = now.Add(lease / 2)
+	p.refresh()
+	if len(calls) != 0 {
+		t.Fatalf("suspended within the lease: %v", calls)
+	}
+	*now = now.Add(lease)
+	p.refresh()
+	p.refresh()
+	if !slices.Equal(calls, []bool{true}) {
+		t.Fatalf("after %v of silence: calls %v, want one suspension", lease*3/2, calls)
+	}
+	heard = *now
+	p.refresh()
+	if !slices.Equal(calls, []bool{true, false}) {
+		t.Fatalf("after hearing a member: calls %v, want a resumption", calls)
+	}
+
+	// Alone in the view (the survivor of a two-member cluster): never suspended.
+	fake.set(mnode("self", 1))
+	*now = now.Add(10 * lease)
+	p.refresh()
+	if len(calls) != 2 {
+		t.Fatalf("suspended alone in the view: %v", calls)
+	}
+
+	// Fencing (every peer lost at once) keeps the member suspended, alone or not.
+	p2, fake2, _, now2, _, fences := newTestProvider(t)
+	var calls2 []bool
+	p2.lastHeard = func() time.Time { return *now2 }
+	p2.suspend = func(on bool) { calls2 = append(calls2, on) }
+	fake2.set(mnode("self", 1), mnode("a", 2), mnode("b", 3))
+	p2.refresh()
+	fake2.set(mnode("self", 1))
+	p2.refresh()
+	if len(*fences) == 0 || !slices.Equal(calls2, []bool{true}) {
+		t.Fatalf("isolated: fences %v, calls %v; want a fence with activations suspended", *fences, calls2)
+	}
+}

@@ -14,14 +14,20 @@ import (
 // (in this member's view) to activate it, waiting at most timeout. Errors are all retryable: ErrNoMember,
 // errActivationRefused, or the future's error (timeout, dead letter).
 func (inc *incarnation) resolve(ci *pcluster.ClusterIdentity, timeout time.Duration) (*actor.PID, error) {
-	if pid, ok := inc.cluster.PidCache.Get(ci.Identity, ci.Kind); ok {
-		return pid, nil
-	}
 	v := inc.view.Load()
 	if v == nil {
 		return nil, ErrNotReady
 	}
 	owner := v.owner(ci.Kind, ci.Identity)
+	// A cached PID is used only while its member owns the identity in the current view: when the view moves the
+	// identity (a member joined, drains or left), the old activation is passivated, and calls to it would be
+	// dead letters (a caller that cannot retry, such as a feed poll's single future, would fail).
+	if pid, ok := inc.cluster.PidCache.Get(ci.Identity, ci.Kind); ok {
+		if pid.Address == owner {
+			return pid, nil
+		}
+		inc.cluster.PidCache.RemoveByValue(ci.Identity, ci.Kind, pid)
+	}
 	if owner == "" {
 		return nil, ErrNoMember
 	}

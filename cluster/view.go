@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/fnv"
 	"slices"
 	"time"
@@ -130,4 +131,20 @@ func hashStrings(ss []string) uint64 {
 		_, _ = h.Write([]byte{0})
 	}
 	return h.Sum64()
+}
+
+// OwnerAmong returns which of remoteAddrs (the protoactor remote addresses of the serving members that host the
+// identity's kind) owns identity: the address every member with that view activates it on. Tools and tests use
+// it to tell which node hosts an identity; "" when remoteAddrs is empty.
+func OwnerAmong(identity string, remoteAddrs []string) string {
+	const kind = "k"
+	members := make(pcluster.Members, 0, len(remoteAddrs))
+	for i, a := range remoteAddrs {
+		host, port, err := splitHostPort(a)
+		if err != nil {
+			continue
+		}
+		members = append(members, &pcluster.Member{Id: fmt.Sprint(i), Host: host, Port: int32(port), Kinds: []string{kind}})
+	}
+	return newView(0, members, time.Time{}).owner(kind, identity)
 }

@@ -111,3 +111,29 @@ func TestViewHistorySettle(t *testing.T) {
 		t.Fatalf("history keeps %d views", len(h.views))
 	}
 }
+
+// TestOwnerAmong agrees with the view every member computes.
+func TestOwnerAmong(t *testing.T) {
+	addrs := []string{"127.0.0.1:8090", "127.0.0.2:8090", "127.0.0.3:8090"}
+	var ms pcluster.Members
+	for i, a := range addrs {
+		host, port, _ := splitHostPort(a)
+		ms = append(ms, &pcluster.Member{Id: fmt.Sprint("m", i), Host: host, Port: int32(port), Kinds: []string{"Order"}})
+	}
+	v := newView(1, ms, time.Now())
+	seen := map[string]bool{}
+	for k := range 100 {
+		id := fmt.Sprintf("o_%d", k)
+		got, want := OwnerAmong(id, addrs), v.owner("Order", id)
+		seen[got] = true
+		if got != want {
+			t.Fatalf("OwnerAmong(%s) = %s, the view says %s", id, got, want)
+		}
+	}
+	if len(seen) != 3 {
+		t.Fatalf("owners %v, want all three", seen)
+	}
+	if OwnerAmong("x", nil) != "" {
+		t.Fatal("an owner among no members")
+	}
+}

@@ -117,25 +117,33 @@ func (a clusterActors) PollFeed(ctx context.Context, kind, identity string, req 
 		return nil, fmt.Errorf("encode PollFeed request: %w", err)
 	}
 	timeout := actors.PollFeedTimeout(req)
-	f, err := c.RequestFuture(identity, kind, &pcluster.GrainRequest{MethodIndex: int32(md.Index()), MessageData: data},
-		pcluster.WithTimeout(timeout))
-	if err != nil {
-		return nil, actorError(err)
-	}
 	type result struct {
 		res any
 		err error
 	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := f.Result()
-		done <- result{res, err}
-	}()
 	var r result
-	select {
-	case r = <-done:
-	case <-ctx.Done():
-		return &messages.FeedPage{NextCursor: req.GetAfter()}, nil
+	for deadline := time.Now().Add(timeout); ; {
+		f, err := c.RequestFuture(identity, kind, &pcluster.GrainRequest{MethodIndex: int32(md.Index()), MessageData: data},
+			pcluster.WithTimeout(time.Until(deadline)))
+		if err != nil {
+			return nil, actorError(err)
+		}
+		done := make(chan result, 1)
+		go func() {
+			res, err := f.Result()
+			done <- result{res, err}
+		}()
+		select {
+		case r = <-done:
+		case <-ctx.Done():
+			return &messages.FeedPage{NextCursor: req.GetAfter()}, nil
+		}
+		// A dead letter was never delivered (the activation stopped as the identity moved): ask again, through
+		// a fresh resolution, while the wait lasts.
+		if !errors.Is(r.err, actor.ErrDeadLetter) || time.Until(deadline) < 100*time.Millisecond {
+			break
+		}
+		c.PidCache.Remove(identity, kind)
 	}
 	if r.err != nil {
 		if errors.Is(r.err, actor.ErrTimeout) {

@@ -26,6 +26,7 @@ type Config struct {
 	Profile         string        // --cluster-profile: "lan" (production timings) or "local" (fast, for tests)
 	JoinTimeout     time.Duration // --join-timeout: give up when no seed answers within this
 	ShutdownTimeout time.Duration // --shutdown-timeout: bound on draining HTTP and leaving the cluster
+	DrainGrace      time.Duration // --drain-grace: how long a draining node's edge keeps serving after the hand-over
 	LogLevel        slog.Level    // --log-level: debug, info, warn, error
 	LogFormat       string        // --log-format: auto (text on a terminal, JSON otherwise), text, json
 	Insecure        bool          // --insecure: serve plain HTTP instead of HTTPS (development only; logs a warning)
@@ -46,6 +47,7 @@ func defaultConfig() Config {
 		Profile:         "lan",
 		JoinTimeout:     30 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
+		DrainGrace:      time.Second,
 		LogLevel:        slog.LevelInfo,
 		LogFormat:       "auto",
 	}
@@ -86,6 +88,7 @@ func parseRunFlags(args []string, getenv func(string) string, usage io.Writer) (
 	fs.StringVar(&cfg.Profile, "cluster-profile", cfg.Profile, "cluster timings: lan (production) or local (fast failure detection, for tests)")
 	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", cfg.JoinTimeout, "give up when no --join seed answers within this")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "bound on a graceful stop (drain HTTP, leave the cluster)")
+	fs.DurationVar(&cfg.DrainGrace, "drain-grace", cfg.DrainGrace, "on a drain (SIGTERM, POST /v1/admin/drain), how long the edge keeps serving, with /readyz at 503, after the node handed its actors over, so that load balancers stop sending before it closes")
 	fs.Func("log-level", "debug, info, warn or error (default info)", func(s string) error {
 		return cfg.LogLevel.UnmarshalText([]byte(s))
 	})
@@ -185,6 +188,9 @@ func (c Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("invalid --shutdown-timeout %v: must be positive", c.ShutdownTimeout)
+	}
+	if c.DrainGrace < 0 {
+		return fmt.Errorf("invalid --drain-grace %v: must not be negative", c.DrainGrace)
 	}
 	if c.ClusterName == "" {
 		return errors.New("invalid --cluster-name: empty")

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/platterhq/platter/actors/journal"
 	"github.com/platterhq/platter/cluster"
@@ -31,11 +33,10 @@ import (
 // journalAttribute is the member attribute that carries the journal's identity.
 const journalAttribute = "journal"
 
-// journalIDStream holds the journal's identity: one event whose data is a random UUID. Its name matches no
-// actor kind, so the reminder scanner and the invariant checker never read it.
+// journalIDStream holds the journal's identity: one google.protobuf.StringValue event holding a random UUID (a
+// well-known type, so every journal reader, such as the invariant checker, decodes it). Its name matches no actor
+// kind, so no actor or reminder scanner reads it.
 const journalIDStream = "platter/journal-id"
-
-const journalIDType = "platter.JournalID"
 
 // Journal kinds, the prefix of a journal identity.
 const (
@@ -121,9 +122,18 @@ func journalIdentity(ctx context.Context, j journal.Journal, kind string) (strin
 			return "", fmt.Errorf("read the journal's identity: %w", err)
 		}
 		if len(events) > 0 {
-			return kind + ":" + string(events[0].Data), nil
+			var id wrapperspb.StringValue
+			if err := proto.Unmarshal(events[0].Data, &id); err != nil || id.GetValue() == "" {
+				return "", fmt.Errorf("read the journal's identity: %s holds %q", journalIDStream, events[0].Type)
+			}
+			return kind + ":" + id.GetValue(), nil
 		}
-		_, err = j.Append(ctx, journalIDStream, 0, []journal.Event{{Type: journalIDType, Data: []byte(uuid.NewString())}})
+		data, err := proto.Marshal(wrapperspb.String(uuid.NewString()))
+		if err != nil {
+			return "", err
+		}
+		idType := string(proto.MessageName(&wrapperspb.StringValue{}))
+		_, err = j.Append(ctx, journalIDStream, 0, []journal.Event{{Type: idType, Data: data}})
 		if err != nil && !errors.Is(err, journal.ErrConflict) {
 			return "", fmt.Errorf("write the journal's identity: %w", err)
 		}

@@ -313,6 +313,11 @@ func (m *Main) Close() error {
 			log.Warn("drain", slog.Any("error", err))
 		}
 		cancel()
+		// /readyz has answered 503 since the drain began; give load balancers --drain-grace to notice before the
+		// edge stops accepting. Requests meanwhile still reach the actors' new owners.
+		if grace := m.Config.DrainGrace; grace > 0 {
+			time.Sleep(grace)
+		}
 	}
 	m.stop.markDrained()
 	if m.http != nil {

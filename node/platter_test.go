@@ -49,7 +49,7 @@ func newTestMain(t *testing.T, dataDir string, args ...string) (*Main, *syncBuff
 	m := &Main{Stdout: out, Logs: out, Getenv: envOf()}
 	base := []string{"run", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0",
 		"--remote-addr", "127.0.0.1:0", "--cluster-profile", "local", "--log-level", "debug", "--shutdown-timeout", "10s",
-		"--insecure"}
+		"--drain-grace", "0", "--insecure"}
 	if err := m.ParseFlags(append(base, args...)); err != nil {
 		t.Fatal(err)
 	}

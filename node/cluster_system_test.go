@@ -1,0 +1,522 @@
+package main
+
+// Cluster-mode system tests (issue "Cluster mode"): three platter processes on 127.0.0.1, .2 and .3 sharing one
+// private PostgreSQL journal (pgtest), a steady flow of orders through the HTTP API (workload_test.go), and one
+// fault each: kill -9 of the node hosting the most orders, a graceful drain, a fourth node joining, one node cut off
+// from the others for 30 s and healed. Each test proves its fault fired, and ends with workload.finish: every
+// acknowledged order present and delivered (or ended by policy), at most one dasher per order, transitions only
+// from the table and the other invariants over the PostgreSQL journal, no feed entry missing for any cursor.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	nethttp "net/http"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/platterhq/platter/cluster"
+)
+
+// adminView is GET /v1/admin/cluster.
+type adminView struct {
+	Ready   bool   `json:"ready"`
+	State   string `json:"state"`
+	Members []struct {
+		ID         string            `json:"id"`
+		Status     string            `json:"status"`
+		Draining   bool              `json:"draining"`
+		Self       bool              `json:"self"`
+		Attributes map[string]string `json:"attributes"`
+	} `json:"members"`
+	Activations map[string]int `json:"activations"`
+}
+
+// admin reads n's /v1/admin/cluster directly (not through the balancer); ok is false when n does not answer.
+func admin(n *sysNode, operator string) (adminView, bool) {
+	var v adminView
+	req, _ := nethttp.NewRequest("GET", n.url()+"/v1/admin/cluster", nil)
+	req.Header.Set("Authorization", "Bearer "+operator)
+	hc := &nethttp.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	res, err := hc.Do(req)
+	if err != nil {
+		return v, false
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return v, res.StatusCode == 200 && json.Unmarshal(b, &v) == nil
+}
+
+// faultCluster is three nodes on one shared PostgreSQL journal, behind a balancing client, with an operator token.
+type faultCluster struct {
+	nodes    []*sysNode
+	lb       *lbClient
+	operator string
+	dsn      string
+}
+
+func startFaultCluster(t *testing.T) *faultCluster {
+	t.Helper()
+	nodes := startCluster(t)
+	lb := newLBClient(t, nodes...)
+	fc := &faultCluster{nodes: nodes, lb: lb, operator: operatorToken(t, lb, nodes), dsn: clusterJournal(t)}
+	// Every node announces the same journal.
+	for _, n := range nodes {
+		v, ok := admin(n, fc.operator)
+		if !ok {
+			t.Fatalf("%s: no cluster view", n.name)
+		}
+		for _, m := range v.Members {
+			if j := m.Attributes[journalAttribute]; !strings.HasPrefix(j, journalPostgres+":") {
+				t.Fatalf("%s lists member %s with journal %q, want the shared PostgreSQL one", n.name, m.ID, j)
+			}
+		}
+	}
+	return fc
+}
+
+// logHas reports whether n's log (stdout, JSON lines) has a line with message msg.
+func logHas(n *sysNode, msg string) bool {
+	return strings.Contains(n.proc.output(), `"msg":"`+msg+`"`)
+}
+
+// TestSystemFailoverKill: kill -9 of the node hosting the most orders while orders flow. Its identities activate
+// on the survivors from the journal; requests caught by the kill got 503 problem+json with Retry-After (or no
+// answer from the dead edge) and succeeded when retried through another edge; nothing acknowledged is lost.
+func TestSystemFailoverKill(t *testing.T) {
+	fc := startFaultCluster(t)
+	w := newWorkload(t, fc.lb, fc.operator, 3, 6, 8)
+	w.start()
+	w.waitDelivered(t, 10, 90*time.Second, "before the kill")
+
+	var victim *sysNode
+	most := -1
+	for _, n := range fc.nodes {
+		v, ok := admin(n, fc.operator)
+		if !ok {
+			t.Fatalf("%s: no cluster view", n.name)
+		}
+		if v.Activations["Order"] > most {
+			victim, most = n, v.Activations["Order"]
+		}
+	}
+	survivors := slices.DeleteFunc(slices.Clone(fc.nodes), func(n *sysNode) bool { return n == victim })
+	pid := victim.proc.cmd.Process.Pid
+	killedAt := time.Now()
+	victim.proc.kill() // SIGKILL, waits for the exit
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("pid %d of %s still exists after kill -9 (kill 0: %v)", pid, victim.name, err)
+	}
+	took := waitMembers(t, survivors, 2, 30*time.Second)
+	t.Logf("killed %s (pid %d, %d active orders); survivors listed 2 members after %v", victim.name, pid, most, took)
+
+	w.waitDelivered(t, 15, 2*time.Minute, "after the kill")
+	moved := 0
+	for _, n := range survivors {
+		v, _ := admin(n, fc.operator)
+		moved += v.Activations["Order"]
+	}
+	retried := fc.lb.retriesSince(killedAt)
+	var unavailable int
+	for _, a := range retried {
+		if a.status == 503 {
+			unavailable++
+		}
+	}
+	t.Logf("after the kill: %d attempts retried (%d answered 503 problem+json with Retry-After), %d orders active on the survivors",
+		len(retried), unavailable, moved)
+	w.finish(t, fc.dsn)
+}
+
+// TestSystemDrain: POST /v1/admin/drain to a node while orders flow. The node hands its identities over, stops
+// its edge, leaves and exits 0, and no client request fails meanwhile: the balancer stops sending to it when its
+// /readyz turns 503, and what was in flight finishes.
+func TestSystemDrain(t *testing.T) {
+	fc := startFaultCluster(t)
+	w := newWorkload(t, fc.lb, fc.operator, 3, 6, 8)
+	w.start()
+	w.waitDelivered(t, 10, 90*time.Second, "before the drain")
+
+	victim := fc.nodes[1]
+	v, ok := admin(victim, fc.operator)
+	if !ok || v.State != "serving" {
+		t.Fatalf("%s before the drain: %+v", victim.name, v)
+	}
+	hosted := 0
+	for _, n := range v.Activations {
+		hosted += n
+	}
+	if hosted == 0 {
+		t.Fatalf("%s hosts no actor before the drain", victim.name)
+	}
+	drainAt := time.Now()
+	req, _ := nethttp.NewRequest("POST", victim.url()+"/v1/admin/drain", nil)
+	req.Header.Set("Authorization", "Bearer "+fc.operator)
+	res, err := nethttp.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 202 {
+		t.Fatalf("POST /v1/admin/drain: %d", res.StatusCode)
+	}
+	if code := victim.proc.wait(60 * time.Second); code != 0 {
+		t.Fatalf("%s exited %d after the drain, want 0", victim.name, code)
+	}
+	exited := time.Since(drainAt)
+	for _, msg := range []string{"draining", "drained", "http edge stopped", "left the cluster"} {
+		if !logHas(victim, msg) {
+			t.Fatalf("%s's log has no %q line", victim.name, msg)
+		}
+	}
+	if lines := victim.proc.stderrLines(); len(lines) != 0 {
+		t.Fatalf("%s's stderr after the drain: %q", victim.name, lines)
+	}
+	survivors := []*sysNode{fc.nodes[0], fc.nodes[2]}
+	waitMembers(t, survivors, 2, 10*time.Second)
+	t.Logf("%s hosted %d actors, drained and exited %v after POST /v1/admin/drain", victim.name, hosted, exited)
+
+	w.waitDelivered(t, 10, 90*time.Second, "after the drain")
+	var failed []string
+	for _, a := range fc.lb.retriesSince(drainAt) {
+		if a.status != 429 { // the order rate limit answers 429 whatever the drain does
+			failed = append(failed, a.String())
+		}
+	}
+	if len(failed) > 0 {
+		t.Errorf("%d requests failed during the drain (and were retried): %v", len(failed), failed)
+	}
+	w.finish(t, fc.dsn)
+}
+
+// TestSystemScaleOut: a fourth node joins (127.0.0.4) while orders flow. It takes a share of the identities, and
+// the activations the other nodes no longer own are passivated there: once every identity has been touched
+// again, each node hosts exactly the identities it owns in the four-node view, and no identity is active twice.
+func TestSystemScaleOut(t *testing.T) {
+	fc := startFaultCluster(t)
+	w := newWorkload(t, fc.lb, fc.operator, 3, 6, 8)
+	w.start()
+	w.waitDelivered(t, 10, 90*time.Second, "before the join")
+
+	before := 0
+	for _, n := range fc.nodes {
+		v, _ := admin(n, fc.operator)
+		before += v.Activations["Order"]
+	}
+	n4 := newSysNode(t, "n4", "127.0.0.4", fc.nodes[0].clusterAddr)
+	n4.start(t)
+	useToken(t, n4.url(), fc.operator) // for waitMembers
+	all := append(slices.Clone(fc.nodes), n4)
+	waitMembers(t, all, 4, 60*time.Second)
+	if !logHas(n4, "joined cluster") {
+		t.Fatal("n4's log has no \"joined cluster\" line")
+	}
+	fc.lb.add(n4)
+	fc.lb.waitReady(t, 4)
+	w.waitDelivered(t, 10, 90*time.Second, "after the join")
+	w.finish(t, fc.dsn)
+
+	// Touch every known identity of the four counted kinds again, then compare each node's activations with the
+	// identities it owns in the four-node view (cluster.OwnerAmong computes owners the way every member does).
+	remotes := make([]string, len(all))
+	for i, n := range all {
+		remotes[i] = n.remo
+	}
+	want := map[string]map[string]int{} // node → kind → identities it owns
+	for _, n := range all {
+		want[n.name] = map[string]int{}
+	}
+	own := func(kind, id string) {
+		owner := cluster.OwnerAmong(id, remotes)
+		for _, n := range all {
+			if n.remo == owner {
+				want[n.name][kind]++
+			}
+		}
+	}
+	touch := func(path, token string) {
+		t.Helper()
+		res, err := fc.lb.do(apiReq{method: "GET", path: path, token: token})
+		if err != nil || res.status != 200 {
+			t.Fatalf("GET %s: %v %v", path, res, err)
+		}
+	}
+	for id, o := range w.acked {
+		touch("/v1/orders/"+id+"/status", w.customerToken(o.customer))
+		own("Order", id)
+	}
+	for _, c := range w.customers {
+		touch("/v1/customers/me", c.token)
+		own("Customer", c.id)
+	}
+	for _, d := range w.dashers {
+		touch("/v1/dashers/me", d.token)
+		own("Dasher", d.id)
+	}
+	for _, r := range w.restaurants {
+		touch("/v1/restaurants/"+r.id, r.token)
+		own("Restaurant", r.id)
+	}
+	var got map[string]map[string]int
+	matches := func() bool {
+		got = map[string]map[string]int{}
+		for _, n := range all {
+			v, ok := admin(n, fc.operator)
+			if !ok {
+				return false
+			}
+			got[n.name] = map[string]int{}
+			for _, kind := range []string{"Order", "Customer", "Dasher", "Restaurant"} {
+				got[n.name][kind] = v.Activations[kind]
+				if v.Activations[kind] != want[n.name][kind] {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	if err := pollUntil(10*time.Second, matches); err != nil {
+		t.Fatalf("activations per node %v, want the identities each owns %v", got, want)
+	}
+	if sum(want["n4"]) == 0 {
+		t.Fatalf("n4 owns none of the identities: %v", want)
+	}
+	t.Logf("%d orders were active before the join; activations now match ownership: %v", before, got)
+}
+
+func sum(m map[string]int) int {
+	s := 0
+	for _, v := range m {
+		s += v
+	}
+	return s
+}
+
+// pollUntil polls cond every 50 ms until it holds or timeout passes.
+func pollUntil(timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not within %v", timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
+// TestSystemPartition: one node is cut off from the other two for 30 s while orders flow (SIGUSR1 in a
+// -tags platterfaults build: its gossip is dropped both ways and its actor connections stall; its edge and its
+// journal stay reachable), then healed. Hearing nobody, the cut-off node suspends its activations (its lease
+// lapses) before the majority declares it dead and serves its identities; it then finds itself isolated and
+// fences itself; after the heal it rejoins under a fresh member id and serves again.
+func TestSystemPartition(t *testing.T) {
+	fc := startFaultCluster(t)
+	w := newWorkload(t, fc.lb, fc.operator, 3, 6, 8)
+	w.start()
+	w.waitDelivered(t, 10, 90*time.Second, "before the partition")
+
+	victim := fc.nodes[2]
+	majority := fc.nodes[:2]
+	before, _ := admin(victim, fc.operator)
+	var oldID string
+	for _, m := range before.Members {
+		if m.Self {
+			oldID = m.ID
+		}
+	}
+	cutAt := time.Now()
+	if err := victim.proc.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, 20*time.Millisecond, "the fault to be injected", func() bool { return logHas(victim, "fault injected") })
+	// Hearing nobody, the cut-off node stops its activations (its lease lapses) before the majority takes over.
+	waitFor(t, 10*time.Second, 20*time.Millisecond, victim.name+"'s lease to lapse", func() bool {
+		return logHas(victim, "lease lapsed: no other member heard; activations suspended")
+	})
+	took := waitMembers(t, majority, 2, 30*time.Second)
+	waitFor(t, 30*time.Second, 50*time.Millisecond, victim.name+" to fence itself", func() bool {
+		return logHas(victim, "fencing: this member was declared dead")
+	})
+	if out := victim.proc.output(); !strings.Contains(out, "isolated") && !strings.Contains(out, "declared dead by a majority") {
+		t.Fatalf("%s fenced itself without saying it lost its peers", victim.name)
+	}
+	t.Logf("cut %s off; the majority dropped it after %v and it fenced itself (lost its peers)", victim.name, took)
+	w.waitDelivered(t, 10, 90*time.Second, "during the partition")
+	if v, ok := admin(victim, fc.operator); !ok || v.Ready {
+		t.Fatalf("the cut-off node reports ready during the partition: %+v", v)
+	}
+
+	select {
+	case <-time.After(time.Until(cutAt.Add(30 * time.Second))): // the partition lasts 30 s
+	case <-victim.proc.done:
+		t.Fatalf("%s exited during the partition", victim.name)
+	}
+	if err := victim.proc.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	healedAt := time.Now()
+	waitFor(t, 5*time.Second, 20*time.Millisecond, "the fault to be healed", func() bool { return logHas(victim, "fault healed") })
+	waitFor(t, 60*time.Second, 50*time.Millisecond, victim.name+" to rejoin", func() bool { return logHas(victim, "rejoined after fence") })
+	waitMembers(t, fc.nodes, 3, 60*time.Second)
+	after, _ := admin(victim, fc.operator)
+	for _, m := range after.Members {
+		if m.Self && m.ID == oldID {
+			t.Fatalf("%s rejoined under its old member id %s", victim.name, oldID)
+		}
+	}
+	fc.lb.waitReady(t, 3)
+	t.Logf("healed after %v; %s rejoined in %v", healedAt.Sub(cutAt).Round(time.Second), victim.name, time.Since(healedAt))
+	w.waitDelivered(t, 10, 90*time.Second, "after the heal")
+	if v, _ := admin(victim, fc.operator); sum(v.Activations) == 0 {
+		t.Fatalf("%s hosts no actor after it rejoined", victim.name)
+	}
+	lost := 0
+	for _, n := range fc.nodes {
+		lost += strings.Count(n.proc.output(), `"msg":"activation lost the write race"`)
+	}
+	t.Logf("activations that lost a fenced write to another activation of the same identity: %d", lost)
+	w.finish(t, fc.dsn)
+}
+
+// TestSystemJournalRefusal: a node with the default bbolt journal keeps its state to itself. It refuses --join
+// (one line, exit 1), and a node on PostgreSQL that tries to join it is refused at once, with one line saying why;
+// the bbolt node logs the refusal and goes on alone.
+func TestSystemJournalRefusal(t *testing.T) {
+	solo := newSysNode(t, "bbolt", "127.0.0.1", "")
+	solo.journal = ""
+	solo.start(t)
+	waitFor(t, 30*time.Second, 50*time.Millisecond, "the bbolt node ready", func() bool {
+		status, _, err := tryCall("GET", solo.url()+"/readyz", "")
+		return err == nil && status == 200
+	})
+
+	joiner := newSysNode(t, "pg", "127.0.0.2", solo.clusterAddr)
+	joiner.start(t)
+	if code := joiner.proc.wait(30 * time.Second); code == 0 {
+		t.Fatal("a PostgreSQL node joined a bbolt node")
+	}
+	lines := joiner.proc.stderrLines()
+	want := "platter: refusing to join the cluster: the member at " + solo.clusterAddr + ": that member keeps its actors' state in a node-local bbolt journal"
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], want) {
+		t.Fatalf("stderr %q, want one line starting %q", lines, want)
+	}
+	waitFor(t, 5*time.Second, 20*time.Millisecond, "the bbolt node to log the refusal", func() bool { return logHas(solo, "member refused") })
+	if status, _, err := tryCall("GET", solo.url()+"/readyz", ""); err != nil || status != 200 {
+		t.Fatalf("the bbolt node after the refused join: %d %v", status, err)
+	}
+}
+
+// TestFailoverBenchmark measures failover (not a timed assertion; run it with PLATTER_FAILOVER_BENCH=1): three
+// nodes, orders on all of them; repeatedly kill -9 a node, and time from the kill to the first successful request
+// (GET /v1/orders/{id}/status, through a surviving edge) for an order the killed node hosted; restart the node,
+// let it rejoin, next. Reports p50 and p99 over PLATTER_FAILOVER_KILLS kills (default 12, at least 10).
+// PLATTER_FAILOVER_PROFILE picks the cluster profile (local, the default: tuned memberlist timings; or lan).
+func TestFailoverBenchmark(t *testing.T) {
+	if os.Getenv("PLATTER_FAILOVER_BENCH") == "" {
+		t.Skip("benchmark: set PLATTER_FAILOVER_BENCH=1")
+	}
+	kills := 12
+	if s := os.Getenv("PLATTER_FAILOVER_KILLS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 10 {
+			t.Fatalf("PLATTER_FAILOVER_KILLS=%q: want a number of at least 10", s)
+		}
+		kills = n
+	}
+	profile := os.Getenv("PLATTER_FAILOVER_PROFILE")
+	if profile == "" {
+		profile = "local"
+	}
+	n1 := newSysNode(t, "n1", "127.0.0.1", "")
+	nodes := []*sysNode{n1, newSysNode(t, "n2", "127.0.0.2", n1.clusterAddr), newSysNode(t, "n3", "127.0.0.3", n1.clusterAddr)}
+	for _, n := range nodes {
+		n.extra = append(n.extra, "--cluster-profile", profile, "--drain-grace", "0")
+		n.start(t)
+	}
+	waitMembers(t, nodes, 3, 60*time.Second)
+	lb := newLBClient(t, nodes...)
+	operator := operatorToken(t, lb, nodes)
+	w := newWorkload(t, lb, operator, 1, 0, 4)
+	remotes := []string{nodes[0].remo, nodes[1].remo, nodes[2].remo}
+	type placed struct{ id, token string }
+	var orders []placed
+	for _, c := range w.customers {
+		for k := range 6 {
+			key := fmt.Sprintf("%s-bench-%d", c.id, k)
+			if !w.expect(apiReq{method: "POST", path: "/v1/cart/items", token: c.token, key: key + "-cart",
+				json: map[string]any{"restaurant_id": w.restaurants[0].id, "menu_item_id": "dish", "quantity": 1}}, 200, nil) {
+				t.Fatal(w.failuresNow())
+			}
+			var o struct{ ID string }
+			if !w.expect(apiReq{method: "POST", path: "/v1/orders", token: c.token, key: key + "-order", json: map[string]any{}}, 201, &o) {
+				t.Fatal(w.failuresNow())
+			}
+			orders = append(orders, placed{o.ID, c.token})
+		}
+	}
+	hc := &nethttp.Client{Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	status := func(n *sysNode, o placed) bool {
+		req, _ := nethttp.NewRequest("GET", n.url()+"/v1/orders/"+o.id+"/status", nil)
+		req.Header.Set("Authorization", "Bearer "+o.token)
+		res, err := hc.Do(req)
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode == 200
+	}
+
+	var samples []time.Duration
+	for k := range kills {
+		victim := nodes[k%3]
+		var affected []placed
+		for _, o := range orders {
+			if cluster.OwnerAmong(o.id, remotes) == victim.remo {
+				affected = append(affected, o)
+			}
+		}
+		if len(affected) == 0 {
+			t.Fatalf("no order is owned by %s", victim.name)
+		}
+		o := affected[k%len(affected)]
+		var survivors []*sysNode
+		for _, n := range nodes {
+			if n != victim {
+				survivors = append(survivors, n)
+			}
+		}
+		// The order is active on the victim before the kill.
+		waitFor(t, 30*time.Second, 20*time.Millisecond, "the order to answer before the kill", func() bool { return status(survivors[0], o) })
+		killedAt := time.Now()
+		victim.proc.kill()
+		for i := 0; !status(survivors[i%2], o); i++ {
+			if time.Since(killedAt) > 2*time.Minute {
+				t.Fatalf("kill %d: order %s did not answer within 2 min", k, o.id)
+			}
+		}
+		d := time.Since(killedAt)
+		samples = append(samples, d)
+		t.Logf("kill %d of %s: order %s answered again after %v", k+1, victim.name, o.id, d.Round(time.Millisecond))
+		victim.start(t)
+		waitMembers(t, nodes, 3, 60*time.Second)
+		lb.waitReady(t, 3)
+	}
+	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
+	pct := func(p float64) time.Duration { // nearest rank
+		i := int(p*float64(len(samples)) + 0.999999)
+		return samples[min(max(i, 1), len(samples))-1]
+	}
+	t.Logf("failover (%s profile) over %d kills: p50 %v, p99 %v, min %v, max %v", profile, len(samples),
+		pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), samples[0].Round(time.Millisecond),
+		samples[len(samples)-1].Round(time.Millisecond))
+}
