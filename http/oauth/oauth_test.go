@@ -237,6 +237,15 @@ func TestBootstrapAndClientCredentials(t *testing.T) {
 	if status, b := n.do(t, tok.AccessToken, "GET", "/v1/admin/cluster", ""); status != 200 {
 		t.Fatalf("admin with operator token: %d %s", status, b)
 	}
+	// Both ways of presenting client credentials work (RFC 6749 section 2.3.1): the HTTP Basic header, which
+	// clients must support and curl -u sends, and form parameters.
+	for _, style := range []oauth2.AuthStyle{oauth2.AuthStyleInHeader, oauth2.AuthStyleInParams} {
+		cc := clientcredentials.Config{ClientID: n.opCreds.ClientID, ClientSecret: n.opCreds.ClientSecret,
+			TokenURL: n.url + "/oauth2/token", AuthStyle: style}
+		if _, err := cc.Token(context.Background()); err != nil {
+			t.Fatalf("client_credentials with auth style %v: %v", style, err)
+		}
+	}
 	if status, _ := n.do(t, "", "GET", "/v1/admin/cluster", ""); status != 401 {
 		t.Fatalf("admin without a token: %d, want 401", status)
 	}
