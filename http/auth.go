@@ -173,9 +173,7 @@ func (a access) String() string {
 // starts). Once an Authenticator is configured, an anonymous caller gets 401 on every non-public route.
 func (s *Server) authorize(ctx *fasthttp.RequestCtx, r *route, p params) (Principal, error) {
 	var who Principal
-	// A public route authenticates only bearer tokens: any other Authorization header belongs to the route itself
-	// (the token endpoint's client_secret_basic, RFC 6749 section 2.3.1).
-	if s.backend.Auth != nil && (r.access != accessPublic || hasBearer(ctx)) {
+	if s.backend.Auth != nil {
 		var err error
 		if who, err = s.backend.Auth.Authenticate(ctx); err != nil {
 			return Principal{}, err
@@ -185,12 +183,6 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, r *route, p params) (Princi
 		return Principal{}, err
 	}
 	return who, nil
-}
-
-// hasBearer reports whether the request carries an Authorization header of the Bearer scheme.
-func hasBearer(ctx *fasthttp.RequestCtx) bool {
-	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
-	return len(h) >= 7 && strings.EqualFold(string(h[:7]), "bearer ")
 }
 
 // allowed applies a route's access to a principal. openSkeleton is true while no Authenticator is configured.

@@ -378,6 +378,10 @@ func (s *Server) writeProblem(ctx *fasthttp.RequestCtx, e *Error) {
 	if kind.status == nethttp.StatusServiceUnavailable && len(ctx.Response.Header.Peek(fasthttp.HeaderRetryAfter)) == 0 {
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int((s.cfg.RetryAfter+time.Second-1)/time.Second)))
 	}
+	// Every 401 names the scheme it wants (RFC 9110 section 11.6.1, RFC 6750 section 3).
+	if kind.status == nethttp.StatusUnauthorized && len(ctx.Response.Header.Peek(fasthttp.HeaderWWWAuthenticate)) == 0 {
+		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="platter"`)
+	}
 	body, err := json.Marshal(problem{
 		Type: ProblemType(e.Code), Title: kind.title, Status: kind.status, Detail: e.Detail, Code: e.Code,
 	})

@@ -639,7 +639,8 @@ func TestBadTokensRefused(t *testing.T) {
 			}
 		})
 	}
-	// A scheme other than Bearer is refused, not ignored.
+	// A scheme other than Bearer authenticates nobody: a route that needs a principal refuses it and names the
+	// Bearer scheme.
 	req, _ := nethttp.NewRequest("GET", n.url+"/v1/admin/cluster", nil)
 	req.SetBasicAuth(n.opCreds.ClientID, n.opCreds.ClientSecret)
 	res, err := plain.Do(req)

@@ -371,15 +371,17 @@ func (t *tokenIssuer) verify(ctx context.Context, raw string) (*accessClaims, er
 	return &c, nil
 }
 
-// Authenticate implements http.Authenticator: no Authorization header is the anonymous caller; a valid bearer
-// access token is its principal; anything else is 401 UNAUTHENTICATED (with WWW-Authenticate, RFC 6750).
+// Authenticate implements http.Authenticator: no Authorization header, or one of another scheme, is the
+// anonymous caller (another scheme belongs to the route: the token endpoint's client_secret_basic, RFC 6749
+// section 2.3.1; routes that need a principal refuse the anonymous caller with 401); a valid bearer access token
+// is its principal; a bad bearer token is 401 UNAUTHENTICATED (with WWW-Authenticate, RFC 6750).
 func (s *Server) Authenticate(ctx *fasthttp.RequestCtx) (http.Principal, error) {
 	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
-	if len(h) == 0 {
+	scheme, raw, _ := strings.Cut(string(h), " ")
+	if len(h) == 0 || !strings.EqualFold(scheme, "Bearer") {
 		return http.Principal{}, nil
 	}
-	scheme, raw, ok := strings.Cut(string(h), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(raw) == "" {
+	if strings.TrimSpace(raw) == "" {
 		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="platter"`)
 		return http.Principal{}, http.Errorf(http.CodeUnauthenticated, "the Authorization header must be \"Bearer <access token>\"")
 	}
