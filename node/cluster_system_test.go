@@ -441,9 +441,12 @@ func TestFailoverBenchmark(t *testing.T) {
 		n.extra = append(n.extra, "--cluster-profile", profile, "--drain-grace", "0")
 		n.start(t)
 	}
-	waitMembers(t, nodes, 3, 60*time.Second)
 	lb := newLBClient(t, nodes...)
 	operator := operatorToken(t, lb, nodes)
+	for _, n := range nodes {
+		useToken(t, n.url(), operator) // for waitMembers
+	}
+	waitMembers(t, nodes, 3, 60*time.Second)
 	w := newWorkload(t, lb, operator, 1, 0, 4)
 	remotes := []string{nodes[0].remo, nodes[1].remo, nodes[2].remo}
 	type placed struct{ id, token string }

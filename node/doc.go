@@ -1,5 +1,6 @@
 // Command platter runs one Platter node: a member of a protoactor cluster (membership over memberlist) that hosts
-// virtual actors persisted in an embedded bbolt journal, behind a fasthttp edge.
+// virtual actors persisted in a journal (embedded bbolt for one node, PostgreSQL shared by a cluster), behind a
+// fasthttp edge.
 //
 //	platter run [flags]   run a node until SIGINT or SIGTERM
 //	platter cert create-ca --certs-dir DIR                  the cluster CA (ca.crt, ca.key) and gossip.key
@@ -15,6 +16,16 @@
 // A second node joins with --join pointing at the first node's --cluster-addr. `--cluster-profile local` shortens
 // failure detection to a few seconds (tests); the default "lan" profile uses memberlist's LAN timings.
 //
+// # Cluster mode (issue 6; journal.go, drain.go)
+//
+// --journal (PLATTER_JOURNAL) is "bbolt" (the default: data-dir/journal.db, this node only) or a postgres:// URL
+// that every node of a cluster shares, so that any node can activate any actor, after a failover too. A bbolt
+// node refuses --join (one line, exit 2); every node announces its journal's identity (a random id kept in the
+// journal) in its cluster metadata and admits only members with the same one, so a node joining a bbolt node, or
+// a cluster on another database, is refused at once and says why. Each node's reminder scanner wakes only the
+// actors it owns. faults_on.go (built with -tags platterfaults, for system tests only) cuts the node off from the
+// others on SIGUSR1 and heals it on SIGUSR2.
+//
 // # Security (issue 5; tls.go, cert.go, auth.go)
 //
 // The edge serves HTTPS (TLS 1.2+, AEAD suites) with --tls-cert/--tls-key, or with a self-signed development
@@ -27,12 +38,14 @@
 //
 // # Lifecycle
 //
-// Run opens the data directory (created if missing, checked writable), the journal (data-dir/journal.db), the HTTP
-// edge (so /healthz answers while joining; /readyz stays 503 until the node has joined), then starts the cluster
-// node and joins the seeds, giving up after --join-timeout. It then prints one line saying where it listens.
+// Run opens the data directory (created if missing, checked writable), the journal (--journal), the HTTP edge (so
+// /healthz answers while joining; /readyz stays 503 until the node has joined), then starts the cluster node and
+// joins the seeds, giving up after --join-timeout. It then prints one line saying where it listens.
 //
-// The first SIGINT or SIGTERM stops gracefully: the edge stops accepting connections and drains requests in flight,
-// the node leaves the cluster (other members see it leave at once, not after failure detection), and the journal is
+// The first SIGINT or SIGTERM, or POST /v1/admin/drain, stops gracefully: the node drains (/readyz turns 503; it
+// stops taking activations and hands its actors over while it still routes requests to their new owners), the
+// edge keeps serving for --drain-grace and then stops accepting connections and finishes requests in flight, the
+// node leaves the cluster (other members see it leave at once, not after failure detection), and the journal is
 // closed; the process exits 0. A second signal exits at once with status 1.
 //
 // A configuration that cannot work (an unparseable address, seeds that never answer, a data directory that cannot

@@ -389,22 +389,25 @@ func (c *lbClient) signIn(source int, email, password string) (string, error) {
 }
 
 // operatorToken reads the operator credentials one node of the cluster bootstrapped into its data dir and gets a
-// token (valid on every node: the signing keys are the cluster's).
+// token (valid on every node: the signing keys are the cluster's). The node writes the file before it creates the
+// client (and removes it when another node won the race), so a token is asked for until one is granted.
 func operatorToken(t *testing.T, c *lbClient, nodes []*sysNode) string {
 	t.Helper()
-	var creds oauth.Credentials
-	waitFor(t, 30*time.Second, 50*time.Millisecond, "the operator credentials file", func() bool {
+	var tok string
+	var last error
+	waitFor(t, 30*time.Second, 100*time.Millisecond, "an operator token", func() bool {
 		for _, n := range nodes {
-			if b, err := os.ReadFile(filepath.Join(n.dataDir, oauth.OperatorCredentialsFile)); err == nil && json.Unmarshal(b, &creds) == nil {
+			var creds oauth.Credentials
+			b, err := os.ReadFile(filepath.Join(n.dataDir, oauth.OperatorCredentialsFile))
+			if err != nil || json.Unmarshal(b, &creds) != nil {
+				continue
+			}
+			if tok, last = c.clientCredentials(creds.ClientID, creds.ClientSecret); last == nil {
 				return true
 			}
 		}
 		return false
 	})
-	tok, err := c.clientCredentials(creds.ClientID, creds.ClientSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
 	return tok
 }
 
