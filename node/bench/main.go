@@ -427,9 +427,16 @@ func goBenchmarks(r *results) error {
 	if err != nil {
 		return fmt.Errorf("profile: %v\n%s", err, out)
 	}
-	top, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount", "25", filepath.Join(os.TempDir(), "platter-bench.test"), prof).Output()
-	if err == nil {
-		r.profile = string(top)
+	bin := filepath.Join(os.TempDir(), "platter-bench.test")
+	for _, args := range [][]string{
+		{"-top", "-cum", "-nodecount", "30"},
+		{"-top", "-cum", "-nodecount", "30", "-focus", `http\.\(\*Server\)\.handle$`},
+	} {
+		top, err := exec.Command("go", append(append([]string{"tool", "pprof"}, args...), bin, prof)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("go tool pprof %v: %v\n%s", args, err, top)
+		}
+		r.profile += "$ go tool pprof " + strings.Join(args, " ") + "\n" + string(top) + "\n"
 	}
 	return nil
 }
@@ -789,7 +796,7 @@ func fanout(r *results) error {
 	restaurants := make([]rest, r.opts.pollers)
 	var made atomic.Int64
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
+	sem := make(chan struct{}, 16)
 	var setupErr atomic.Value
 	start := time.Now()
 	for i := range restaurants {
@@ -797,18 +804,19 @@ func fanout(r *results) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			rid, err := c.CreateRestaurant(ctx, n.url, op, fmt.Sprintf("fan-%d", i), fmt.Sprintf("Fan %d", i), "thai", pos)
-			if err != nil {
-				setupErr.CompareAndSwap(nil, err)
-				return
-			}
-			cid, cs, err := c.CreateStaffClient(ctx, n.url, op, rid)
-			if err != nil {
-				setupErr.CompareAndSwap(nil, err)
-				return
+			var rid, cid, cs string
+			err := retry(func() (err error) {
+				rid, err = c.CreateRestaurant(ctx, n.url, op, fmt.Sprintf("fan-%d", i), fmt.Sprintf("Fan %d", i), "thai", pos)
+				return err
+			})
+			if err == nil {
+				err = retry(func() (err error) { cid, cs, err = c.CreateStaffClient(ctx, n.url, op, rid); return err })
 			}
 			tok := c.NewClientCredentialsSource(n.url, cid, cs)
-			if _, err := tok.Token(ctx); err != nil {
+			if err == nil {
+				err = retry(func() error { _, err := tok.Token(ctx); return err })
+			}
+			if err != nil {
 				setupErr.CompareAndSwap(nil, err)
 				return
 			}
@@ -910,6 +918,23 @@ func fanout(r *results) error {
 	s := lat.Step("delivery")
 	r.add("fan-out", "entry to parked poller p99", s.P99, "ms", "", fmt.Sprintf("%d of %d entries; p50 %.1f ms, max %.1f ms; target ≤ 100 ms", s.Count, orders, s.P50, s.Max))
 	return nil
+}
+
+// retry runs a setup step up to 5 times while it fails with a code that may pass (an overloaded node).
+func retry(step func() error) error {
+	var err error
+	for attempt := range 5 {
+		if err = step(); err == nil {
+			return nil
+		}
+		switch sim.ErrorCode(err) {
+		case "UNAVAILABLE", "NOT_READY", sim.CodeTimeout, sim.CodeNetwork, "HTTP_503":
+		default:
+			return err
+		}
+		time.Sleep(time.Duration(200<<attempt) * time.Millisecond)
+	}
+	return err
 }
 
 // pollsInFlight reads the node's platter_http_feed_polls_in_flight gauge.
