@@ -61,6 +61,7 @@ var expected = map[string]string{
 	"OFFER_EXPIRED":           "the offer ended before the answer",
 	"ORDER_NOT_CANCELLABLE":   "the customer cancelled after pickup",
 	"SIM_CANCEL_TOO_LATE":     "(the same, counted once per cancellation)",
+	"SIM_STEP_AFTER_CANCEL":   "a kitchen step refused FAILED_PRECONDITION: the customer had cancelled",
 	"SIM_NO_IDLE_CUSTOMER":    "an arrival waited for a customer (raise --customers)",
 	"SIM_NO_RESTAURANT_FOUND": "a search near the customer found nothing to order",
 }

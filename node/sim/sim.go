@@ -95,6 +95,7 @@ type order struct {
 	ready     bool
 	assigned  bool
 	pickingUp bool
+	cancelled bool // its customer asked to cancel it
 	pickedUp  chan struct{} // closed once the restaurant handed the food over
 	done      chan struct{} // closed once the order ended (or was cancelled)
 	doneOnce  sync.Once
@@ -567,6 +568,9 @@ func (s *Sim) cancelLater(c *customer, o *order, delay time.Duration) {
 	case <-s.ctx.Done():
 		return
 	}
+	o.mu.Lock()
+	o.cancelled = true
+	o.mu.Unlock()
 	err := s.retry(func(key string) error { return s.client.CancelOrder(s.ctx, c.base, c.tok, o.id, key) })
 	if hasCode(err, "ORDER_NOT_CANCELLABLE") {
 		s.stats.Count("SIM_CANCEL_TOO_LATE")
@@ -677,9 +681,7 @@ func (s *Sim) restaurantLoop(r *restaurant) {
 
 // kitchen is a restaurant's work on one order: accept (or reject), cook, mark ready.
 func (s *Sim) kitchen(r *restaurant, o *order, reject bool, prep time.Duration) {
-	act := func(a RestaurantAction) error {
-		return s.retry(func(key string) error { return s.client.Restaurant(s.ctx, r.base, r.tok, r.id, o.id, a, key) })
-	}
+	act := func(a RestaurantAction) error { return s.kitchenStep(r, o, a) }
 	if reject {
 		_ = act(ActReject)
 		return
@@ -703,6 +705,21 @@ func (s *Sim) kitchen(r *restaurant, o *order, reject bool, prep time.Duration) 
 	s.maybePickUp(r, o)
 }
 
+// kitchenStep is one of the restaurant's steps on an order (retried); a refusal because the customer cancelled
+// meanwhile is also counted as SIM_STEP_AFTER_CANCEL, so that the report tells it from a real fault.
+func (s *Sim) kitchenStep(r *restaurant, o *order, a RestaurantAction) error {
+	err := s.retry(func(key string) error { return s.client.Restaurant(s.ctx, r.base, r.tok, r.id, o.id, a, key) })
+	if hasCode(err, "FAILED_PRECONDITION") {
+		o.mu.Lock()
+		cancelled := o.cancelled
+		o.mu.Unlock()
+		if cancelled {
+			s.stats.Count("SIM_STEP_AFTER_CANCEL")
+		}
+	}
+	return err
+}
+
 // maybePickUp hands the food over once it is ready and a dasher is assigned (the dasher is at the counter: the
 // simulator tells the dasher's goroutine in process, as the two people would meet).
 func (s *Sim) maybePickUp(r *restaurant, o *order) {
@@ -714,8 +731,7 @@ func (s *Sim) maybePickUp(r *restaurant, o *order) {
 	o.pickingUp = true
 	o.mu.Unlock()
 	s.goRun(func() {
-		err := s.retry(func(key string) error { return s.client.Restaurant(s.ctx, r.base, r.tok, r.id, o.id, ActPickedUp, key) })
-		if err == nil {
+		if err := s.kitchenStep(r, o, ActPickedUp); err == nil {
 			close(o.pickedUp)
 		}
 	})

@@ -66,6 +66,10 @@ func TestRunAgainstFake(t *testing.T) {
 	if !r.Invariants.OK() {
 		t.Errorf("invariants broken:\n%s", text)
 	}
+	// The fake refuses a kitchen step only for an order its customer cancelled.
+	if r.Errors["FAILED_PRECONDITION"] != r.Errors["SIM_STEP_AFTER_CANCEL"] {
+		t.Errorf("FAILED_PRECONDITION not explained by cancellations:\n%s", text)
+	}
 	for _, step := range []string{"order.place", "search", "cart.add", "restaurant.accept", "restaurant.ready", "restaurant.picked_up",
 		"dasher.accept_offer", "dasher.delivered", "arrival.to_placed", "feed.delivery", "lifecycle.delivered", "oauth.refresh"} {
 		if s := r.Step(step); s.Count == 0 {
