@@ -37,6 +37,10 @@ func TestConfigValidate(t *testing.T) {
 		{"join order", func(c *Config) { c.JoinRetryMin = time.Minute }, "JoinRetryMin 1m0s is above JoinRetryMax 5s"},
 		{"fence grace", func(c *Config) { c.FenceGrace = c.TopologyRefreshInterval }, "FenceGrace 1s must be longer than TopologyRefreshInterval 1s"},
 		{"zero count", func(c *Config) { c.GossipNodes = 0 }, "cluster: GossipNodes is 0, want at least 1"},
+		{"lease too long", func(c *Config) { c.LeaseTimeout = 5 * time.Second },
+			"LeaseTimeout 5s plus TopologyRefreshInterval 1s must be shorter than SuspicionMult × ProbeInterval + TopologySettle (6s)"},
+		{"lease too short", func(c *Config) { c.LeaseTimeout = c.ProbeInterval }, "LeaseTimeout 1s must be longer than ProbeInterval 1s"},
+		{"attribute name", func(c *Config) { c.Attributes = map[string]string{"a=b": "c"} }, `cluster: attribute name "a=b"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultLANConfig()

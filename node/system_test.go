@@ -199,18 +199,19 @@ func newSysNode(t *testing.T, name, ip, join string) *sysNode {
 		journal: clusterJournal(t)}
 }
 
-// journals holds each test's shared journal database (by test name).
+// journals holds each test's shared journal database (by *testing.T: a test run again with -count gets a new one).
 var journals sync.Map
 
 // clusterJournal returns the PostgreSQL database that the nodes of test t share (a cluster needs a shared
 // journal), created on first use on the test binary's private server (pgtest).
 func clusterJournal(t *testing.T) string {
 	t.Helper()
-	if dsn, ok := journals.Load(t.Name()); ok {
+	if dsn, ok := journals.Load(t); ok {
 		return dsn.(string)
 	}
 	dsn := pgtest.NewDatabase(t)
-	journals.Store(t.Name(), dsn)
+	journals.Store(t, dsn)
+	t.Cleanup(func() { journals.Delete(t) })
 	return dsn
 }
 
