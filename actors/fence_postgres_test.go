@@ -70,19 +70,20 @@ func TestDuplicateActivationsOnPostgres(t *testing.T) {
 	// B's state is stale: its write is fenced out, and it says so.
 	_, err := b.UpdateMenu(menu("menu-2", "two"))
 	wantCode(t, "menu-2 through the stale activation B", err, messages.ErrorReason_UNAVAILABLE)
-	// The retry reaches a fresh activation on B, which reloads the stream.
-	v, err := b.UpdateMenu(menu("menu-2", "two"))
+	// The retry reaches a fresh activation on B, which reloads the stream. (UNAVAILABLE means "retry": a retry may
+	// still meet the stopping activation, as a client's may.)
+	v, err := untilAvailable(t, func() (*messages.RestaurantView, error) { return b.UpdateMenu(menu("menu-2", "two")) })
 	if err != nil || !slices.Equal(items(v), []string{"two"}) {
 		t.Fatalf("menu-2 retried through B: %v %v", v, err)
 	}
 	// Now A's activation is the stale one.
 	_, err = a.UpdateMenu(menu("menu-3", "three"))
 	wantCode(t, "menu-3 through the stale activation A", err, messages.ErrorReason_UNAVAILABLE)
-	if v, err = a.UpdateMenu(menu("menu-3", "three")); err != nil || !slices.Equal(items(v), []string{"three"}) {
+	if v, err = untilAvailable(t, func() (*messages.RestaurantView, error) { return a.UpdateMenu(menu("menu-3", "three")) }); err != nil || !slices.Equal(items(v), []string{"three"}) {
 		t.Fatalf("menu-3 retried through A: %v %v", v, err)
 	}
 	// A retry of an acknowledged command through the other node is answered from the journal, not applied again.
-	if v, err = b.UpdateMenu(menu("menu-1", "one")); err != nil {
+	if v, err = untilAvailable(t, func() (*messages.RestaurantView, error) { return b.UpdateMenu(menu("menu-1", "one")) }); err != nil {
 		t.Fatalf("menu-1 replayed through B: %v", err)
 	}
 
@@ -105,5 +106,19 @@ func TestDuplicateActivationsOnPostgres(t *testing.T) {
 	}
 	if want := []string{"create-1", "menu-1", "menu-2", "menu-3"}; !slices.Equal(applied, want) {
 		t.Fatalf("commands applied %v, want %v (each acknowledged command once, in the order the writes won)", applied, want)
+	}
+}
+
+// untilAvailable calls fn until it answers something other than UNAVAILABLE (the code that tells a caller to
+// retry), for at most 10 s, and returns its last answer.
+func untilAvailable[T any](t *testing.T, fn func() (T, error)) (T, error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := fn()
+		if actors.ErrorCode(err) != messages.ErrorReason_UNAVAILABLE.String() || time.Now().After(deadline) {
+			return v, err
+		}
+		time.Sleep(20 * time.Millisecond) // back-off between retries, as a client's
 	}
 }
