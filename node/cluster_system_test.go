@@ -66,6 +66,9 @@ type faultCluster struct {
 func startFaultCluster(t *testing.T) *faultCluster {
 	t.Helper()
 	nodes := startCluster(t)
+	for _, n := range nodes {
+		waitStarted(t, n)
+	}
 	lb := newLBClient(t, nodes...)
 	fc := &faultCluster{nodes: nodes, lb: lb, operator: operatorToken(t, lb, nodes), dsn: clusterJournal(t)}
 	// Every node announces the same journal.
@@ -81,6 +84,20 @@ func startFaultCluster(t *testing.T) *faultCluster {
 		}
 	}
 	return fc
+}
+
+// waitStarted waits until n's Run has finished (its "node started" line): /readyz answers 200 as soon as the
+// node serves actors, a little before Run has also readied the authorization server.
+func waitStarted(t *testing.T, n *sysNode) {
+	t.Helper()
+	waitFor(t, 60*time.Second, 20*time.Millisecond, n.name+" to finish starting", func() bool {
+		select {
+		case <-n.proc.done:
+			t.Fatalf("%s exited while starting: %q", n.name, n.proc.stderrLines())
+		default:
+		}
+		return logHas(n, "node started")
+	})
 }
 
 // logHas reports whether n's log (stdout, JSON lines) has a line with message msg.
@@ -213,6 +230,7 @@ func TestSystemScaleOut(t *testing.T) {
 	}
 	n4 := newSysNode(t, "n4", "127.0.0.4", fc.nodes[0].clusterAddr)
 	n4.start(t)
+	waitStarted(t, n4)
 	useToken(t, n4.url(), fc.operator) // for waitMembers
 	all := append(slices.Clone(fc.nodes), n4)
 	waitMembers(t, all, 4, 60*time.Second)
@@ -441,6 +459,9 @@ func TestFailoverBenchmark(t *testing.T) {
 		n.extra = append(n.extra, "--cluster-profile", profile, "--drain-grace", "0")
 		n.start(t)
 	}
+	for _, n := range nodes {
+		waitStarted(t, n)
+	}
 	lb := newLBClient(t, nodes...)
 	operator := operatorToken(t, lb, nodes)
 	for _, n := range nodes {
@@ -511,6 +532,7 @@ func TestFailoverBenchmark(t *testing.T) {
 		samples = append(samples, d)
 		t.Logf("kill %d of %s: order %s answered again after %v", k+1, victim.name, o.id, d.Round(time.Millisecond))
 		victim.start(t)
+		waitStarted(t, victim) // the next kill must not catch a node still starting
 		waitMembers(t, nodes, 3, 60*time.Second)
 		lb.waitReady(t, 3)
 	}
