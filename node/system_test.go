@@ -355,6 +355,9 @@ func TestSystemGracefulStop(t *testing.T) {
 	if out := n3.proc.output(); !strings.Contains(out, `"msg":"left the cluster"`) {
 		t.Fatalf("the stopped node did not log that it left the cluster")
 	}
+	if out := n3.proc.output(); !strings.Contains(out, `"msg":"drained"`) {
+		t.Fatalf("the stopped node did not drain (hand its actors over) before it left")
+	}
 	if lines := n3.proc.stderrLines(); len(lines) != 0 {
 		t.Fatalf("stderr after a graceful stop: %q", lines)
 	}
