@@ -42,7 +42,7 @@ func (r *results) write() error {
 		}
 	}
 	if len(r.sims) > 0 {
-		p("\n## Simulator scenarios\n\nOne node (`platter run`, TLS, bbolt) and `platter sim`'s engine in the bench process.\n")
+		p("\n## Simulator scenarios\n\n`platter sim`'s engine in the bench process against `platter run` node processes (TLS; bbolt unless named).\n")
 		for _, s := range r.sims {
 			p("\n### %s\n\n`%s`; node resident memory at the end %.0f MiB. CPU during the %.0f s arrival window: "+
 				"node %.0f s (%.2f cores), simulator %.0f s (%.2f cores).\n\n```\n", s.name, s.args, float64(s.rss)/(1<<20), s.wall.Seconds(),
