@@ -95,7 +95,7 @@ type order struct {
 	ready     bool
 	assigned  bool
 	pickingUp bool
-	cancelled bool // its customer asked to cancel it
+	cancelled bool          // its customer asked to cancel it
 	pickedUp  chan struct{} // closed once the restaurant handed the food over
 	done      chan struct{} // closed once the order ended (or was cancelled)
 	doneOnce  sync.Once
