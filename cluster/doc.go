@@ -35,7 +35,8 @@
 //     use, Config.Attributes (e.g. the journal the node keeps state in) and a draining flag. Config.Admit sees
 //     each peer's metadata and can keep it out of the cluster (provider.go: memberlist's merge and alive
 //     delegates); a join refused that way fails Start at once with a *RefusedError.
-//   - faults.go: Faults pauses a node's transports in-process for tests (see clustertest).
+//   - faults.go: Faults pauses a node's transports in-process for tests (see clustertest); the gossip transport
+//     wrapper there also records when another member was last heard (the lease, below).
 //   - log.go: protoactor and memberlist logs go to the configured slog logger at mapped levels.
 //
 // # Draining, scale out, ownership
