@@ -27,9 +27,11 @@ func NewGrainCallOptions(cluster *Cluster) *GrainCallConfig {
 		RetryCount: 3,
 		Context:    cluster.ActorSystem.Root,
 		Timeout:    cluster.Config.RequestTimeoutTime,
+		// Platter patch: the back-off was i*i*50 nanoseconds, so the 3 retries ran out within microseconds (e.g.
+		// while a stopped activation was still registered); i*i*50 ms (50, 200, 450 ms) lets them outlast that.
 		RetryAction: func(i int) int {
 			i++
-			time.Sleep(time.Duration(i * i * 50))
+			time.Sleep(time.Duration(i*i) * 50 * time.Millisecond)
 			return i
 		},
 	}
