@@ -27,7 +27,7 @@ type admission struct {
 	timeout time.Duration
 	log     *slog.Logger
 
-	next    memberlist.MergeDelegate // the merge check this one adds to (nil: none)
+	next memberlist.MergeDelegate // the merge check this one adds to (nil: none)
 
 	mu       sync.Mutex
 	admitted map[string]string // member id -> remote address it was checked at

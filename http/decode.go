@@ -237,9 +237,7 @@ func checkInt(field string, v *int64, min, max int64) (int64, error) {
 // Id shapes. The edge makes customer, restaurant and dasher ids ("c_", "r_", "d_" + UUID); order ids are derived
 // by the Customer actor ("o_" + 24 hex digits). A malformed id is answered 404 without activating an actor.
 var (
-	customerIDPattern   = regexp.MustCompile(`^c_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	restaurantIDPattern = regexp.MustCompile(`^r_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-	dasherIDPattern     = regexp.MustCompile(`^d_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	orderIDPattern      = regexp.MustCompile(`^o_[0-9a-f]{24}$`)
 	// menuItemIDPattern is what the edge accepts as a menu item id (restaurants choose them): letters, digits and
 	// "_.-", at most 100.
@@ -295,13 +293,12 @@ func queryString(ctx *fasthttp.RequestCtx, name string) (string, error) {
 
 // knownQuery refuses query parameters a route does not take (a misspelt parameter would otherwise be ignored).
 func knownQuery(ctx *fasthttp.RequestCtx, names ...string) error {
-	var err error
-	ctx.QueryArgs().VisitAll(func(k, _ []byte) {
-		if err == nil && !contains(names, string(k)) {
-			err = Errorf(CodeInvalidArgument, "unknown query parameter %q", truncate(string(k), 64))
+	for k := range ctx.QueryArgs().All() {
+		if !contains(names, string(k)) {
+			return Errorf(CodeInvalidArgument, "unknown query parameter %q", truncate(string(k), 64))
 		}
-	})
-	return err
+	}
+	return nil
 }
 
 func contains(list []string, s string) bool {

@@ -147,4 +147,3 @@ func truncateBody(b []byte) string {
 	}
 	return string(b)
 }
-
