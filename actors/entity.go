@@ -127,8 +127,15 @@ func (e *entity[S]) execute(ctx context.Context, commandID string, command proto
 	}
 	now := e.deps.Now()
 	events, err := decide(e.state, now)
-	if err != nil || len(events) == 0 {
+	if err != nil {
+		var refusal *Error
+		if errors.As(err, &refusal) && e.behind(ctx) {
+			return errStale
+		}
 		return err
+	}
+	if len(events) == 0 {
+		return nil
 	}
 	marker := &messages.CommandApplied{CommandId: commandID, Fingerprint: fp, At: timestamppb.New(now)}
 	_, err = e.commit(ctx, []proto.Message{marker}, events, now)
@@ -136,6 +143,28 @@ func (e *entity[S]) execute(ctx context.Context, commandID string, command proto
 		e.log.Warn("activation lost the write race", slog.Uint64("seq", e.seq), slog.String("command_id", commandID))
 	}
 	return err
+}
+
+// behind reports whether the journal holds events after the last one this activation applied, and then marks it
+// broken. The fence catches a stale activation when it writes, but a refusal writes nothing: during a membership
+// change two activations of one identity can live for a moment, and the one that missed the other's write would
+// refuse a step that is in fact allowed (picked up before ready, say). So a refusal is answered only after this
+// check; a stale activation answers errStale instead, stops, and the retry reaches a fresh one. Refusals are rare,
+// so the extra read is cheap. A read that fails counts as not behind: the refusal stands, as it did before.
+func (e *entity[S]) behind(ctx context.Context) bool {
+	rctx, cancel := context.WithTimeout(ctx, e.deps.StoreTimeout)
+	defer cancel()
+	newer, err := e.deps.Journal.Events(rctx, e.stream, e.seq, 1)
+	if err != nil {
+		e.log.Warn("freshness check before a refusal failed", slog.Any("error", err))
+		return false
+	}
+	if len(newer) == 0 {
+		return false
+	}
+	e.broken = true
+	e.log.Warn("activation is behind the journal; refusing as moved", slog.Uint64("seq", e.seq), slog.Uint64("journal_seq", newer[0].Seq))
+	return true
 }
 
 // replayed reports whether commandID was applied already with the same command (answer it again, without a

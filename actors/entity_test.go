@@ -232,6 +232,32 @@ func TestEntityDuplicateActivationsOneWriteWins(t *testing.T) {
 	}
 }
 
+// A refusal decided on stale state must not reach the client: an activation that missed another activation's write
+// answers errStale (the retry reaches a fresh activation) instead of refusing a step that is allowed.
+func TestEntityStaleActivationDoesNotRefuse(t *testing.T) {
+	j, _ := openTestJournal(t)
+	deps := testDeps(j)
+	stream := "restaurant/stale-refusal"
+	a, b := loadRestaurant(t, deps, stream), loadRestaurant(t, deps, stream)
+	if err := create(a, validCreate()); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	// b still believes the restaurant does not exist: its decision refuses NOT_FOUND, which would be wrong.
+	if err := updateMenu(b, menuCommand("menu-from-b", 100)); !errors.Is(err, errStale) || !b.broken {
+		t.Fatalf("stale activation answered %v (broken %v), want errStale", err, b.broken)
+	}
+	// A refusal by an up-to-date activation stands and leaves it working.
+	again := validCreate()
+	again.CommandId = "create-again"
+	var refusal *Error
+	if err := create(a, again); !errors.As(err, &refusal) || refusal.Code != messages.ErrorReason_ALREADY_EXISTS || a.broken {
+		t.Fatalf("fresh activation answered %v (broken %v), want ALREADY_EXISTS", err, a.broken)
+	}
+	if err := updateMenu(a, menuCommand("menu-from-a", 100)); err != nil {
+		t.Fatalf("fresh activation after its refusal: %v", err)
+	}
+}
+
 func TestEntityStoreFailureStopsWriting(t *testing.T) {
 	j, _ := openTestJournal(t)
 	deps := testDeps(j)

@@ -791,6 +791,11 @@ func TestWorkflowDuplicateActivation(t *testing.T) {
 		w.acked = append(w.acked, id)
 		waitOutboxDrained(t, w.n.journal, stream)
 		b := spawn(id)
+		// b loads its state when it handles Started, asynchronously: a read answered by b proves it loaded the
+		// placed order before the race (else it could load a's acceptance and rightly cancel after it).
+		if err := call(b, "Status", &messages.GetOrderStatus{}); err != nil {
+			t.Fatalf("round %d: status from the second activation: %v", round, err)
+		}
 		var (
 			wg         sync.WaitGroup
 			errA, errB error

@@ -21,8 +21,8 @@ type Journal interface {
 	// a stream never written loads as (Snapshot{}, nil, nil).
 	Load(ctx context.Context, stream string) (Snapshot, []Event, error)
 
-	// Events returns up to limit events of stream with Seq > after, oldest first (for tools and invariant checks;
-	// actors use Load). limit <= 0 means no limit.
+	// Events returns up to limit events of stream with Seq > after, oldest first (for tools, invariant checks and
+	// an actor's freshness check before it refuses a command; actors load with Load). limit <= 0 means no limit.
 	Events(ctx context.Context, stream string, after uint64, limit int) ([]Event, error)
 
 	// Append writes events to stream as Seq expectedSeq+1, expectedSeq+2, ... and returns the new last sequence
