@@ -34,6 +34,7 @@ type Config struct {
 	TLSKey          string        // --tls-key: the key of --tls-cert (PEM)
 	CertsDir        string        // --certs-dir: cluster CA and node certificates (platter cert ...): mutual TLS
 	GossipKey       string        // --gossip-key: base64 key (16, 24 or 32 bytes) that encrypts gossip
+	DebugAddr       string        // --debug-addr: plain-HTTP listener for Go's pprof profiles; empty: none
 }
 
 func defaultConfig() Config {
@@ -97,6 +98,7 @@ func parseRunFlags(args []string, getenv func(string) string, usage io.Writer) (
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "HTTPS certificate file (PEM; default: a self-signed development certificate in the data dir)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "key file of --tls-cert (PEM)")
 	fs.StringVar(&cfg.CertsDir, "certs-dir", cfg.CertsDir, "directory with ca.crt, node.crt, node.key (platter cert ...) for mutual TLS between nodes, and gossip.key")
+	fs.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr, "host:port of a plain-HTTP listener serving Go's profiles at /debug/pprof/ (default: none; keep it on loopback, it has no authentication)")
 	fs.StringVar(&cfg.GossipKey, "gossip-key", cfg.GossipKey, "base64 key (16, 24 or 32 bytes) that encrypts gossip (default: gossip.key in --certs-dir)")
 
 	if err := fs.Parse(args); err != nil {

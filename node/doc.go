@@ -36,6 +36,10 @@
 // --certs-dir gives the actor remote mutual TLS with the cluster CA (members are admitted only after a mutual TLS
 // handshake) and encrypts gossip with gossip.key (or --gossip-key); without them the node warns.
 //
+// --debug-addr opens a separate plain-HTTP listener with Go's profiles (/debug/pprof/, debug.go) for profiling a
+// node under load; it has no authentication, so keep it on loopback. make bench uses it to profile the node while
+// the simulator drives it.
+//
 // # Lifecycle
 //
 // Run opens the data directory (created if missing, checked writable), the journal (--journal), the HTTP edge (so

@@ -46,6 +46,7 @@ type Main struct {
 	node      *cluster.Node
 	http      *http.Server
 	reminders *actors.ReminderScanner // wakes actors whose durable timers or outbox retries are due
+	debug     *debugServer            // --debug-addr, or nil
 }
 
 // NewMain returns a Main that uses the process's stdout and environment.
@@ -145,6 +146,13 @@ func (m *Main) Run(ctx context.Context) error {
 
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return err
+	}
+	if cfg.DebugAddr != "" {
+		debug, err := startDebugServer(cfg.DebugAddr, log)
+		if err != nil {
+			return err
+		}
+		m.debug = debug
 	}
 	j, kind, err := m.openJournal(ctx, log)
 	if err != nil {
@@ -343,6 +351,12 @@ func (m *Main) Close() error {
 		}
 		cancel()
 		m.node = nil
+	}
+	if m.debug != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		_ = m.debug.close(ctx) // profiles in progress are cut off: the node is gone
+		cancel()
+		m.debug = nil
 	}
 	if m.journal != nil {
 		if err := m.journal.Close(); err != nil {

@@ -372,3 +372,35 @@ func TestReadyWhileJoining(t *testing.T) {
 		return cv.alive() == 2 && sv.alive() == 2
 	})
 }
+
+// --debug-addr serves Go's profiles on its own plain-HTTP listener and nothing else; without the flag there is none.
+func TestDebugListenerServesProfiles(t *testing.T) {
+	m, _ := newTestMain(t, t.TempDir(), "--debug-addr", "127.0.0.1:0")
+	runMain(t, m)
+	if m.debug == nil {
+		t.Fatal("no debug listener with --debug-addr")
+	}
+	res, err := client.Get(m.debug.URL() + "/debug/pprof/heap?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(body), "heap profile") {
+		t.Fatalf("heap profile: %d %.200s", res.StatusCode, body)
+	}
+	res, err = client.Get(m.debug.URL() + "/v1/orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	if res.StatusCode != 404 {
+		t.Fatalf("debug listener answered the API: %d", res.StatusCode)
+	}
+
+	plain, _ := newTestMain(t, t.TempDir())
+	runMain(t, plain)
+	if plain.debug != nil {
+		t.Fatal("a debug listener without --debug-addr")
+	}
+}
