@@ -53,7 +53,7 @@ func clusterScenario(r *results) error {
 		}
 		cfg := scenarioConfig(r, rate)
 		cfg.Targets = targets
-		rep, err := r.simulate(fmt.Sprintf("%d node(s) on one PostgreSQL (%g orders/s)", size, rate), first, cfg)
+		rep, err := r.simulate(fmt.Sprintf("%d node(s) on one PostgreSQL (%g orders/s)", size, rate), first, cfg, false)
 		stopAll()
 		if err != nil {
 			return err

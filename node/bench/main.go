@@ -12,6 +12,7 @@ import (
 	"io"
 	"math"
 	"net"
+	nethttp "net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,6 +43,7 @@ type options struct {
 	skipGo   bool
 	skipSim  bool
 	analysis string
+	failover string
 	only     string
 }
 
@@ -62,6 +64,7 @@ func main() {
 	flag.BoolVar(&o.skipGo, "skip-go", false, "skip the Go benchmarks")
 	flag.BoolVar(&o.skipSim, "skip-sim", false, "skip the simulator and fan-out scenarios")
 	flag.StringVar(&o.analysis, "analysis", "node/bench/analysis.md", "hand-written analysis included in the report")
+	flag.StringVar(&o.failover, "failover", "node/bench/failover.md", "failover measurements (TestFailoverBenchmark, not run by the bench) included in the report")
 	flag.StringVar(&o.only, "only", "", "run only these steps (comma-separated: ceilings, go, edge, sim, fanout, cluster)")
 	demo := flag.Bool("demo", false, "instead of benchmarking: one node and `platter sim` at a gentle rate for 30 s (make demo)")
 	flag.Parse()
@@ -152,6 +155,7 @@ type results struct {
 	list       []result
 	sims       []simRun
 	profile    string
+	nodeProf   string // the node's CPU profile under the saturation scenario (go tool pprof output)
 	failures   []string
 }
 
@@ -434,17 +438,25 @@ func goBenchmarks(r *results) error {
 		return fmt.Errorf("profile: %v\n%s", err, out)
 	}
 	bin := filepath.Join(os.TempDir(), "platter-bench.test")
-	for _, args := range [][]string{
+	r.profile, err = pprofTop(bin, prof, [][]string{
 		{"-top", "-cum", "-nodecount", "30"},
 		{"-top", "-cum", "-nodecount", "30", "-focus", `http\.\(\*Server\)\.handle$`},
-	} {
+	})
+	return err
+}
+
+// pprofTop runs go tool pprof with each argument list on the profile prof of binary bin and returns the outputs,
+// each after the command line that made it.
+func pprofTop(bin, prof string, argLists [][]string) (string, error) {
+	var b strings.Builder
+	for _, args := range argLists {
 		top, err := exec.Command("go", append(append([]string{"tool", "pprof"}, args...), bin, prof)...).CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("go tool pprof %v: %v\n%s", args, err, top)
+			return "", fmt.Errorf("go tool pprof %v: %v\n%s", args, err, top)
 		}
-		r.profile += "$ go tool pprof " + strings.Join(args, " ") + "\n" + string(top) + "\n"
+		b.WriteString("$ go tool pprof " + strings.Join(args, " ") + "\n" + string(top) + "\n")
 	}
-	return nil
+	return b.String(), nil
 }
 
 // benchMetrics records one benchmark line's metrics: ns/op and its custom metrics (events/s, req/s, ...).
@@ -491,6 +503,7 @@ type nodeProc struct {
 	url     string
 	cluster string // the memberlist address others --join
 	creds   string
+	debug   string // base URL of the node's --debug-addr listener (pprof)
 	logFile *os.File
 }
 
@@ -509,8 +522,12 @@ func startPlatter(platter string, echo io.Writer, extra ...string) (*nodeProc, e
 	if err != nil {
 		return nil, err
 	}
+	debugAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
 	args := append([]string{"run", "--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0",
-		"--remote-addr", "127.0.0.1:0", "--log-level", "warn", "--log-format", "json"}, extra...)
+		"--remote-addr", "127.0.0.1:0", "--debug-addr", debugAddr, "--log-level", "warn", "--log-format", "json"}, extra...)
 	cmd := exec.Command(platter, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -520,7 +537,7 @@ func startPlatter(platter string, echo io.Writer, extra ...string) (*nodeProc, e
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", platter, err)
 	}
-	n := &nodeProc{cmd: cmd, dir: dir, logFile: logFile}
+	n := &nodeProc{cmd: cmd, dir: dir, logFile: logFile, debug: "http://" + debugAddr}
 	serving := regexp.MustCompile(`serving (https?://\S+)`)
 	credsRe := regexp.MustCompile(`credentials written to (\S+)`)
 	clusterRe := regexp.MustCompile(`\(cluster (\S+?),`)
@@ -559,6 +576,39 @@ func startPlatter(platter string, echo io.Writer, extra ...string) (*nodeProc, e
 		return nil, fmt.Errorf("the node did not serve within 60 s; its log: %s", logFile.Name())
 	}
 	return n, nil
+}
+
+// freeLoopbackAddr returns a loopback address with a port free at the moment (for --debug-addr, whose listening
+// line the bench does not see at its log level).
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// cpuProfile fetches a CPU profile of the node over d from its debug listener into file.
+func (n *nodeProc) cpuProfile(d time.Duration, file string) error {
+	hc := &nethttp.Client{Timeout: d + 30*time.Second}
+	res, err := hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", n.debug, int(d.Seconds())))
+	if err != nil {
+		return fmt.Errorf("node profile: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != nethttp.StatusOK {
+		return fmt.Errorf("node profile: %s", res.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, res.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("node profile: %w", err)
+	}
+	return f.Close()
 }
 
 // rss is the node process's resident memory in bytes.
@@ -686,7 +736,8 @@ func edgeStatus(r *results) error {
 // ---- Simulator scenarios ----
 
 // simulate runs the simulator against the node n (and cfg.Targets, when set) and records its report.
-func (r *results) simulate(name string, n *nodeProc, cfg sim.Config) (*sim.Report, error) {
+// With profile, it also takes a CPU profile of n in the middle of the arrival window for the report.
+func (r *results) simulate(name string, n *nodeProc, cfg sim.Config, profile bool) (*sim.Report, error) {
 	id, secret, err := n.operator()
 	if err != nil {
 		return nil, err
@@ -700,9 +751,20 @@ func (r *results) simulate(name string, n *nodeProc, cfg sim.Config) (*sim.Repor
 	var run simRun
 	var nodeCPU0, selfCPU0 time.Duration
 	var wall0 time.Time
+	var profiled chan error
+	profFile := filepath.Join(os.TempDir(), "platter-node.cpu")
 	cfg.OnWindow = func(open bool) {
 		if open {
 			nodeCPU0, selfCPU0, wall0 = n.cpu(), selfCPU(), time.Now()
+			if profile {
+				// The middle of the arrival window: the node is in its steady state, set-up excluded.
+				d := min(30*time.Second, cfg.Duration/2)
+				profiled = make(chan error, 1)
+				go func() {
+					time.Sleep((cfg.Duration - d) / 2)
+					profiled <- n.cpuProfile(d, profFile)
+				}()
+			}
 			return
 		}
 		run.nodeCPU, run.simCPU, run.wall = n.cpu()-nodeCPU0, selfCPU()-selfCPU0, time.Since(wall0)
@@ -714,6 +776,18 @@ func (r *results) simulate(name string, n *nodeProc, cfg sim.Config) (*sim.Repor
 	rep, err := s.Run(context.Background())
 	if err != nil {
 		return nil, err
+	}
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			return nil, err
+		}
+		if r.nodeProf, err = pprofTop(r.opts.platter, profFile, [][]string{
+			{"-top", "-cum", "-nodecount", "60"},
+			{"-top", "-nodecount", "30"},
+		}); err != nil {
+			return nil, err
+		}
+		r.nodeProf = fmt.Sprintf("%s, %s of the arrival window\n\n", name, min(30*time.Second, cfg.Duration/2)) + r.nodeProf
 	}
 	run.name, run.report, run.rss = name, rep, n.rss()
 	run.args = fmt.Sprintf("--rate %g --duration %v --restaurants %d --dashers %d --customers %d", cfg.Rate, cfg.Duration, cfg.Restaurants, cfg.Dashers, cfg.Customers)
@@ -749,7 +823,7 @@ func simScenarios(r *results) error {
 	if err != nil {
 		return err
 	}
-	high, err := r.simulate(fmt.Sprintf("saturation (%g orders/s offered)", r.opts.highRate), n, scenario(r.opts.highRate))
+	high, err := r.simulate(fmt.Sprintf("saturation (%g orders/s offered)", r.opts.highRate), n, scenario(r.opts.highRate), true)
 	n.stop()
 	if err != nil {
 		return err
@@ -764,7 +838,7 @@ func simScenarios(r *results) error {
 		return err
 	}
 	defer n.stop()
-	rep, err := r.simulate(fmt.Sprintf("half load (%.0f orders/s)", half), n, scenario(half))
+	rep, err := r.simulate(fmt.Sprintf("half load (%.0f orders/s)", half), n, scenario(half), false)
 	if err != nil {
 		return err
 	}

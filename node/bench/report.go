@@ -8,7 +8,8 @@ import (
 )
 
 // write writes BENCHMARKS.md: the machine, every result with its ratio to its ceiling, the simulator reports,
-// the edge profile and the hand-written analysis (node/bench/analysis.md).
+// the edge and node profiles, the hand-written analysis (node/bench/analysis.md) and the failover measurements
+// (node/bench/failover.md, from a system test the bench does not run).
 func (r *results) write() error {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
@@ -55,8 +56,13 @@ func (r *results) write() error {
 	if r.profile != "" {
 		p("\n## Profile of the edge (BenchmarkEdgeStatus, -cpuprofile, top by cumulative time)\n\n```\n%s```\n", r.profile)
 	}
-	if a, err := os.ReadFile(r.opts.analysis); err == nil {
-		p("\n%s", a)
+	if r.nodeProf != "" {
+		p("\n## Profile of the node under the simulator (--debug-addr, CPU, top by cumulative then flat time)\n\n```\n%s```\n", r.nodeProf)
+	}
+	for _, f := range []string{r.opts.analysis, r.opts.failover} {
+		if a, err := os.ReadFile(f); err == nil {
+			p("\n%s", a)
+		}
 	}
 	return os.WriteFile(r.opts.out, []byte(b.String()), 0o644)
 }
