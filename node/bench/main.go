@@ -752,17 +752,17 @@ func (r *results) simulate(name string, n *nodeProc, cfg sim.Config, profile boo
 	var nodeCPU0, selfCPU0 time.Duration
 	var wall0 time.Time
 	var profiled chan error
+	profFor := max(time.Second, min(30*time.Second, cfg.Duration/2).Truncate(time.Second))
 	profFile := filepath.Join(os.TempDir(), "platter-node.cpu")
 	cfg.OnWindow = func(open bool) {
 		if open {
 			nodeCPU0, selfCPU0, wall0 = n.cpu(), selfCPU(), time.Now()
 			if profile {
 				// The middle of the arrival window: the node is in its steady state, set-up excluded.
-				d := min(30*time.Second, cfg.Duration/2)
 				profiled = make(chan error, 1)
 				go func() {
-					time.Sleep((cfg.Duration - d) / 2)
-					profiled <- n.cpuProfile(d, profFile)
+					time.Sleep((cfg.Duration - profFor) / 2)
+					profiled <- n.cpuProfile(profFor, profFile)
 				}()
 			}
 			return
@@ -787,7 +787,7 @@ func (r *results) simulate(name string, n *nodeProc, cfg sim.Config, profile boo
 		}); err != nil {
 			return nil, err
 		}
-		r.nodeProf = fmt.Sprintf("%s, %s of the arrival window\n\n", name, min(30*time.Second, cfg.Duration/2)) + r.nodeProf
+		r.nodeProf = fmt.Sprintf("%s, %s of the arrival window\n\n", name, profFor) + r.nodeProf
 	}
 	run.name, run.report, run.rss = name, rep, n.rss()
 	run.args = fmt.Sprintf("--rate %g --duration %v --restaurants %d --dashers %d --customers %d", cfg.Rate, cfg.Duration, cfg.Restaurants, cfg.Dashers, cfg.Customers)
