@@ -214,7 +214,8 @@ func (o *Order) Get(_ *messages.GetOrder, ctx pcluster.GrainContext) (*messages.
 	return o.view(), nil
 }
 
-// Status answers the order's status, or NOT_FOUND like Get.
+// Status answers the order's status with its parties (the edge's ownership check needs nothing else), or
+// NOT_FOUND like Get. It is the small read of the order: GET /v1/orders/{id}/status is polled by every party.
 func (o *Order) Status(_ *messages.GetOrderStatus, ctx pcluster.GrainContext) (*messages.OrderStatusView, error) {
 	if err := o.found(ctx); err != nil {
 		return nil, err
@@ -1270,7 +1271,12 @@ func paymentView(p *messages.OrderPayment) *messages.OrderPaymentView {
 	return v
 }
 
+// orderStatusView answers the status and the parties: the same facts orderView holds under the same names.
 func orderStatusView(s *messages.OrderState) *messages.OrderStatusView {
-	return &messages.OrderStatusView{Id: s.GetOrderId(), Status: StatusName(s.GetStatus()),
-		UpdatedAt: proto.Clone(s.GetUpdatedAt()).(*timestamppb.Timestamp)}
+	v := &messages.OrderStatusView{Id: s.GetOrderId(), Status: StatusName(s.GetStatus()),
+		CustomerId: s.GetCustomerId(), RestaurantId: s.GetRestaurantId(), DasherId: s.GetDasherId()}
+	if t := s.GetUpdatedAt(); t != nil {
+		v.UpdatedAt = &timestamppb.Timestamp{Seconds: t.GetSeconds(), Nanos: t.GetNanos()}
+	}
+	return v
 }

@@ -57,7 +57,7 @@ type orderOutput struct {
 	raw    []proto.Message         // everything, in order
 }
 
-func splitOrder(t *testing.T, events []proto.Message) orderOutput {
+func splitOrder(t testing.TB, events []proto.Message) orderOutput {
 	t.Helper()
 	d := orderOutput{set: map[string]time.Time{}, clears: map[string]bool{}, raw: events}
 	for _, ev := range events {
@@ -78,7 +78,7 @@ func splitOrder(t *testing.T, events []proto.Message) orderOutput {
 }
 
 // foldOrder applies the kind events of a decision to a copy of s, as the entity would.
-func foldOrder(t *testing.T, s *messages.OrderState, events []proto.Message) *messages.OrderState {
+func foldOrder(t testing.TB, s *messages.OrderState, events []proto.Message) *messages.OrderState {
 	t.Helper()
 	next := proto.Clone(s).(*messages.OrderState)
 	for _, ev := range splitOrder(t, events).kind {
@@ -99,7 +99,7 @@ func orderRecipients(d orderOutput) []string {
 }
 
 // mustOrder runs a decision that must succeed and folds it into s.
-func mustOrder(t *testing.T, s *messages.OrderState, events []proto.Message, err error) *messages.OrderState {
+func mustOrder(t testing.TB, s *messages.OrderState, events []proto.Message, err error) *messages.OrderState {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("decision refused: %v", err)
@@ -109,7 +109,7 @@ func mustOrder(t *testing.T, s *messages.OrderState, events []proto.Message, err
 
 // orderIn returns an order in stage, built by running the decisions along the happy path (so these tests also
 // exercise the fold). The cancelled order was cancelled by its restaurant while assigned to tDasher.
-func orderIn(t *testing.T, stage orderStage) *messages.OrderState {
+func orderIn(t testing.TB, stage orderStage) *messages.OrderState {
 	t.Helper()
 	now := testNow
 	s := &messages.OrderState{}
@@ -866,4 +866,81 @@ func TestStatusName(t *testing.T) {
 	if err := stepRefusal(orderIn(t, stageDelivered), stepAccept, ""); !errors.As(err, &e) || !strings.Contains(e.Message, "DELIVERED") {
 		t.Errorf("refusal message: %v", err)
 	}
+}
+
+// TestOrderStatusView: the Status answer holds what the edge used to read from the whole view for GET
+// /v1/orders/{id}/status — id, status, updated_at — and for its ownership check — customer, restaurant, dasher —
+// in every stage, a released dasher and a declined payment included.
+func TestOrderStatusView(t *testing.T) {
+	states := map[string]*messages.OrderState{}
+	for st := stageAbsent + 1; st < numStages; st++ {
+		states[stageNames[st]] = orderIn(t, st)
+	}
+	assigned := orderIn(t, stageAssigned)
+	events, err := runOrderStep(assigned, stepReleaseDasher, tDasher)
+	states["released"] = mustOrder(t, assigned, events, err)
+	events, err = runOrderStep(&messages.OrderState{}, stepPlaceDeclined, "")
+	states["declined"] = mustOrder(t, &messages.OrderState{}, events, err)
+	for name, s := range states {
+		t.Run(name, func(t *testing.T) {
+			v := orderView(s, nil)
+			want := &messages.OrderStatusView{Id: v.GetId(), Status: v.GetStatus(), UpdatedAt: v.GetUpdatedAt(),
+				CustomerId: v.GetCustomerId(), RestaurantId: v.GetRestaurantId(), DasherId: v.GetDasherId()}
+			got := orderStatusView(s)
+			if !proto.Equal(got, want) {
+				t.Fatalf("status view %v, want %v", got, want)
+			}
+			// The edge takes an answer without a customer for one from an older node.
+			if got.GetCustomerId() != tCustomer || got.GetRestaurantId() != tRestaurant || got.GetUpdatedAt() == nil {
+				t.Fatalf("status view %v lacks the parties or updated_at", got)
+			}
+		})
+	}
+	if d := orderStatusView(states["assigned"]).GetDasherId(); d != tDasher {
+		t.Errorf("assigned order answers dasher %q", d)
+	}
+	if d := orderStatusView(states["released"]).GetDasherId(); d != "" {
+		t.Errorf("released order answers dasher %q", d)
+	}
+	// The answer is a copy: a caller changing it leaves the state alone.
+	s := states["delivered"]
+	before := proto.Clone(s)
+	orderStatusView(s).GetUpdatedAt().Seconds++
+	if !proto.Equal(s, before) {
+		t.Error("the status view shares the state's updated_at")
+	}
+}
+
+// BenchmarkOrderAnswer: the answer of Get (the whole view, copied) against the answer of Status, for a delivered
+// order; a local caller receives the answer itself, a remote one its encoding (Marshal).
+func BenchmarkOrderAnswer(b *testing.B) {
+	s := orderIn(b, stageDelivered)
+	b.Run("Get", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = orderView(s, nil)
+		}
+	})
+	b.Run("Status", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = orderStatusView(s)
+		}
+	})
+	b.Run("GetMarshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := proto.Marshal(orderView(s, nil)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("StatusMarshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := proto.Marshal(orderStatusView(s)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -1235,12 +1235,17 @@ func (x *OrderView) GetTimeline() []*TimelineEntry {
 	return nil
 }
 
-// OrderStatusView answers GetOrderStatus.
+// OrderStatusView answers GetOrderStatus: the status, and the order's parties so that the edge checks who may
+// see it with this one call. The API's status document (GET /v1/orders/{id}/status) is id, status and
+// updated_at only: the edge writes those fields and never the parties.
 type OrderStatusView struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
 	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	CustomerId    string                 `protobuf:"bytes,4,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"` // never empty for a placed order
+	RestaurantId  string                 `protobuf:"bytes,5,opt,name=restaurant_id,json=restaurantId,proto3" json:"restaurant_id,omitempty"`
+	DasherId      string                 `protobuf:"bytes,6,opt,name=dasher_id,json=dasherId,proto3" json:"dasher_id,omitempty"` // the assigned dasher, "" when none
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1294,6 +1299,27 @@ func (x *OrderStatusView) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *OrderStatusView) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *OrderStatusView) GetRestaurantId() string {
+	if x != nil {
+		return x.RestaurantId
+	}
+	return ""
+}
+
+func (x *OrderStatusView) GetDasherId() string {
+	if x != nil {
+		return x.DasherId
+	}
+	return ""
 }
 
 // OrderCreated is the first event of an order whose payment was authorised.
@@ -2092,12 +2118,16 @@ const file_order_proto_rawDesc = "" +
 	"\x06reason\x18\x13 \x01(\tR\x06reason\x12!\n" +
 	"\frefund_cents\x18\x14 \x01(\x03R\vrefundCents\x123\n" +
 	"\apayment\x18\x15 \x01(\v2\x19.platter.OrderPaymentViewR\apayment\x122\n" +
-	"\btimeline\x18\x16 \x03(\v2\x16.platter.TimelineEntryR\btimeline\"t\n" +
+	"\btimeline\x18\x16 \x03(\v2\x16.platter.TimelineEntryR\btimeline\"\xd7\x01\n" +
 	"\x0fOrderStatusView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x129\n" +
 	"\n" +
-	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x8e\x01\n" +
+	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1f\n" +
+	"\vcustomer_id\x18\x04 \x01(\tR\n" +
+	"customerId\x12#\n" +
+	"\rrestaurant_id\x18\x05 \x01(\tR\frestaurantId\x12\x1b\n" +
+	"\tdasher_id\x18\x06 \x01(\tR\bdasherId\"\x8e\x01\n" +
 	"\fOrderCreated\x12,\n" +
 	"\x06placed\x18\x01 \x01(\v2\x14.platter.OrderPlacedR\x06placed\x12\x12\n" +
 	"\x04area\x18\x02 \x01(\tR\x04area\x12#\n" +
