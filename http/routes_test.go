@@ -134,6 +134,10 @@ func TestOrderOwnership(t *testing.T) {
 		return &messages.OrderView{Id: id, CustomerId: custID, RestaurantId: restID, DasherId: "d_00000000-0000-0000-0000-0000000000d1",
 			Status: "DASHER_ASSIGNED", UpdatedAt: nil}, nil
 	})
+	h.actors.handle("Order.Status", func(id string, _ proto.Message) (proto.Message, error) {
+		return &messages.OrderStatusView{Id: id, CustomerId: custID, RestaurantId: restID, DasherId: "d_00000000-0000-0000-0000-0000000000d1",
+			Status: "DASHER_ASSIGNED"}, nil
+	})
 	for _, who := range []string{customer, staff, dasher, operator} {
 		for _, path := range []string{"/v1/orders/" + orderID, "/v1/orders/" + orderID + "/status"} {
 			if res := h.do(t, "GET", path, "", nil, as(who)...); res.status != 200 {
@@ -145,6 +149,10 @@ func TestOrderOwnership(t *testing.T) {
 		"restaurant:client_2:r_00000000-0000-0000-0000-0000000000a2"} {
 		wantProblem(t, h.do(t, "GET", "/v1/orders/"+orderID, "", nil, as(who)...), 404, http.CodeNotFound)
 		wantProblem(t, h.do(t, "GET", "/v1/orders/"+orderID+"/status", "", nil, as(who)...), 404, http.CodeNotFound)
+	}
+	// One read per request: Get for the order, Status for its status.
+	if gets, statuses := h.actors.callCount("Order", "Get"), h.actors.callCount("Order", "Status"); gets != 7 || statuses != 7 {
+		t.Fatalf("%d Order.Get and %d Order.Status calls for 7 reads of each route", gets, statuses)
 	}
 	// Staff cancel as the order's restaurant, after the ownership check.
 	if res := h.do(t, "POST", "/v1/orders/"+orderID+"/cancel", "", nil, as(staff)...); res.status != 200 {
