@@ -33,7 +33,10 @@
 // sub (customer or dasher id, or client id), client_id, iat, nbf, exp, jti, scope ("platter"), role (customer,
 // dasher, restaurant, operator) and, for restaurant staff, restaurants. Authenticate (http.Authenticator) pins
 // EdDSA, requires typ at+jwt, a published kid and every claim above, with Config.ClockSkew leeway; every failure is
-// 401 UNAUTHENTICATED with WWW-Authenticate. Signing keys live in the Account actor "keys"; GET
+// 401 UNAUTHENTICATED with WWW-Authenticate. A token that passed is remembered (Config.TokenCacheSize tokens,
+// least recently used dropped first, keyed by its SHA-256) so that its signature is checked once; each later use
+// re-checks what can change before exp (the time claims, and that its kid is still published with the same key),
+// so the cache answers exactly as a full check would. Signing keys live in the Account actor "keys"; GET
 // /.well-known/jwks.json publishes the current key and retired keys until their tokens have expired. A node
 // re-reads them every Config.KeyRefresh (at once when a token names an unknown kid) and rotates when the current
 // key is older than Config.KeyRotateAfter (RotateSigningKey does it at once).

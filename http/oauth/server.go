@@ -57,6 +57,10 @@ type Config struct {
 	AddressWindow      time.Duration
 	// MaxAddresses bounds the addresses the throttle remembers. Default 100 000.
 	MaxAddresses int
+	// TokenCacheSize bounds the access tokens Authenticate remembers as verified (until their exp), so that a
+	// token's signature is checked once rather than on every request. Default 10 000 (a few MiB); a negative
+	// value disables the cache.
+	TokenCacheSize int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives the server's logs. Default slog.Default().
@@ -70,7 +74,7 @@ func DefaultConfig() Config {
 		AccessTokenTTL: 10 * time.Minute, RefreshTokenTTL: 30 * 24 * time.Hour, CodeTTL: time.Minute,
 		KeyRotateAfter: 30 * 24 * time.Hour, KeyRefresh: time.Minute, ClockSkew: 30 * time.Second,
 		CallTimeout: 5 * time.Second, Argon2: argon2id.DefaultParams,
-		MaxAddressFailures: 20, AddressWindow: 10 * time.Minute, MaxAddresses: 100_000,
+		MaxAddressFailures: 20, AddressWindow: 10 * time.Minute, MaxAddresses: 100_000, TokenCacheSize: 10_000,
 		Now: time.Now, Logger: slog.Default(),
 	}
 }
@@ -106,6 +110,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxAddresses <= 0 {
 		c.MaxAddresses = d.MaxAddresses
 	}
+	if c.TokenCacheSize == 0 {
+		c.TokenCacheSize = d.TokenCacheSize
+	}
 	if c.Now == nil {
 		c.Now = d.Now
 	}
@@ -130,6 +137,7 @@ type Server struct {
 	provider fosite.OAuth2Provider
 	handler  fasthttp.RequestHandler
 	throttle *addressThrottle
+	cache    *tokenCache // nil when Config.TokenCacheSize < 0
 }
 
 // NewServer returns the authorization server over a's Account actors.
@@ -142,6 +150,9 @@ func NewServer(cfg Config, a http.Actors) (*Server, error) {
 	s.store = &store{actors: a, audience: cfg.Audience, now: cfg.Now, timeout: cfg.CallTimeout}
 	s.keys = &keyring{cfg: cfg, actors: a, log: cfg.Logger}
 	s.tokens = &tokenIssuer{cfg: cfg, keys: s.keys}
+	if cfg.TokenCacheSize > 0 {
+		s.cache = newTokenCache(cfg.TokenCacheSize)
+	}
 	s.throttle = newAddressThrottle(cfg.MaxAddressFailures, cfg.AddressWindow, cfg.MaxAddresses)
 	fc := &fosite.Config{
 		AccessTokenLifespan:            cfg.AccessTokenTTL,

@@ -1,9 +1,11 @@
 package oauth
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -48,6 +50,7 @@ type accessClaims struct {
 type parsedKey struct {
 	kid     string
 	private ed25519.PrivateKey
+	public  ed25519.PublicKey
 	created time.Time
 	retired time.Time // zero while current
 }
@@ -60,7 +63,7 @@ type keyring struct {
 	actors http.Actors
 	log    *slog.Logger
 
-	mu          sync.Mutex
+	mu          sync.RWMutex
 	keys        []parsedKey // oldest first
 	loadedAt    time.Time
 	lastUnknown time.Time
@@ -153,7 +156,7 @@ func (k *keyring) set(keys []*messages.SigningKey, now time.Time) error {
 		if !ok {
 			return fmt.Errorf("signing key %s is %T, want Ed25519", m.GetKid(), key)
 		}
-		p := parsedKey{kid: m.GetKid(), private: priv, created: m.GetCreatedAt().AsTime()}
+		p := parsedKey{kid: m.GetKid(), private: priv, public: priv.Public().(ed25519.PublicKey), created: m.GetCreatedAt().AsTime()}
 		if m.GetRetiredAt() != nil {
 			p.retired = m.GetRetiredAt().AsTime()
 		}
@@ -247,12 +250,12 @@ func (k *keyring) verifier(ctx context.Context, kid string) (ed25519.PublicKey, 
 }
 
 func (k *keyring) published(kid string) (ed25519.PublicKey, bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	k.mu.RLock()
+	defer k.mu.RUnlock()
 	retain := k.cfg.AccessTokenTTL + 2*k.cfg.ClockSkew
 	for _, p := range k.keys {
 		if p.kid == kid && (p.retired.IsZero() || k.cfg.Now().Sub(p.retired) < retain) {
-			return p.private.Public().(ed25519.PublicKey), true
+			return p.public, true
 		}
 	}
 	return nil, false
@@ -319,56 +322,85 @@ func (t *tokenIssuer) issue(ctx context.Context, r fosite.Requester) (string, er
 // errBadToken is every verification failure a client sees; the cause is only logged at debug.
 var errBadToken = errors.New("invalid access token")
 
+// verified is a token verify accepted: its claims and the key that verified its signature.
+type verified struct {
+	claims *accessClaims
+	kid    string
+	pub    ed25519.PublicKey
+}
+
 // verify checks an access token and returns its claims.
-func (t *tokenIssuer) verify(ctx context.Context, raw string) (*accessClaims, error) {
+func (t *tokenIssuer) verify(ctx context.Context, raw string) (verified, error) {
 	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{signingAlg})
 	if err != nil {
-		return nil, fmt.Errorf("parse: %w", err)
+		return verified{}, fmt.Errorf("parse: %w", err)
 	}
 	if len(tok.Headers) != 1 {
-		return nil, errors.New("want exactly one signature")
+		return verified{}, errors.New("want exactly one signature")
 	}
 	h := tok.Headers[0]
 	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(typ, tokenType) && !strings.EqualFold(typ, "application/"+tokenType) {
-		return nil, fmt.Errorf("typ %q, want %s", typ, tokenType)
+		return verified{}, fmt.Errorf("typ %q, want %s", typ, tokenType)
 	}
 	if h.Algorithm != string(signingAlg) {
-		return nil, fmt.Errorf("alg %q, want %s", h.Algorithm, signingAlg)
+		return verified{}, fmt.Errorf("alg %q, want %s", h.Algorithm, signingAlg)
 	}
 	pub, err := t.keys.verifier(ctx, h.KeyID)
 	if err != nil {
-		return nil, fmt.Errorf("kid %q: %w", h.KeyID, err)
+		return verified{}, fmt.Errorf("kid %q: %w", h.KeyID, err)
 	}
 	var c accessClaims
 	if err := tok.Claims(pub, &c); err != nil {
-		return nil, fmt.Errorf("signature: %w", err)
+		return verified{}, fmt.Errorf("signature: %w", err)
 	}
-	now := t.cfg.Now()
+	if err := t.checkTime(&c); err != nil {
+		return verified{}, err
+	}
+	if err := checkClaims(&c); err != nil {
+		return verified{}, err
+	}
+	return verified{claims: &c, kid: h.KeyID, pub: pub}, nil
+}
+
+// checkTime checks the claims that depend on the time (exp, nbf, iat, with ClockSkew leeway), and iss and aud.
+func (t *tokenIssuer) checkTime(c *accessClaims) error {
 	if c.Expiry == nil || c.IssuedAt == nil {
-		return nil, errors.New("exp and iat are required")
+		return errors.New("exp and iat are required")
 	}
-	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: t.cfg.Issuer, AnyAudience: jwt.Audience{t.cfg.Audience}, Time: now}, t.cfg.ClockSkew); err != nil {
-		return nil, err
-	}
+	return c.ValidateWithLeeway(jwt.Expected{Issuer: t.cfg.Issuer, AnyAudience: jwt.Audience{t.cfg.Audience}, Time: t.cfg.Now()}, t.cfg.ClockSkew)
+}
+
+// checkClaims checks the claims that depend only on the token.
+func checkClaims(c *accessClaims) error {
 	if c.Expiry.Time().Sub(c.IssuedAt.Time()) > MaxAccessTokenTTL {
-		return nil, errors.New("lifetime longer than the maximum")
+		return errors.New("lifetime longer than the maximum")
 	}
 	if c.Subject == "" || c.ClientID == "" {
-		return nil, errors.New("sub and client_id are required")
+		return errors.New("sub and client_id are required")
 	}
 	if !slices.Contains(strings.Fields(c.Scope), Scope) {
-		return nil, fmt.Errorf("scope %q lacks %s", c.Scope, Scope)
+		return fmt.Errorf("scope %q lacks %s", c.Scope, Scope)
 	}
 	switch c.Role {
 	case actors.RoleCustomer, actors.RoleDasher, actors.RoleOperator:
 	case actors.RoleRestaurant:
 		if len(c.Restaurants) == 0 {
-			return nil, errors.New("a restaurant token names no restaurant")
+			return errors.New("a restaurant token names no restaurant")
 		}
 	default:
-		return nil, fmt.Errorf("unknown role %q", c.Role)
+		return fmt.Errorf("unknown role %q", c.Role)
 	}
-	return &c, nil
+	return nil
+}
+
+// stillValid reports whether a cached token would pass verify now: the checks of verify that can change after
+// it accepted the token are the time claims and the publication of its key (see tokenCache).
+func (t *tokenIssuer) stillValid(e *cachedToken) bool {
+	if t.checkTime(e.claims) != nil {
+		return false
+	}
+	pub, ok := t.keys.published(e.kid)
+	return ok && pub.Equal(e.pub)
 }
 
 // Authenticate implements http.Authenticator: no Authorization header, or one of another scheme, is the
@@ -377,15 +409,26 @@ func (t *tokenIssuer) verify(ctx context.Context, raw string) (*accessClaims, er
 // is its principal; a bad bearer token is 401 UNAUTHENTICATED (with WWW-Authenticate, RFC 6750).
 func (s *Server) Authenticate(ctx *fasthttp.RequestCtx) (http.Principal, error) {
 	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
-	scheme, raw, _ := strings.Cut(string(h), " ")
-	if len(h) == 0 || !strings.EqualFold(scheme, "Bearer") {
+	scheme, raw, _ := bytes.Cut(h, []byte(" "))
+	if len(h) == 0 || !bytes.EqualFold(scheme, []byte("Bearer")) {
 		return http.Principal{}, nil
 	}
-	if strings.TrimSpace(raw) == "" {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
 		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="platter"`)
 		return http.Principal{}, http.Errorf(http.CodeUnauthenticated, "the Authorization header must be \"Bearer <access token>\"")
 	}
-	c, err := s.tokens.verify(context.Background(), strings.TrimSpace(raw))
+	var key [sha256.Size]byte
+	if s.cache != nil {
+		key = sha256.Sum256(raw)
+		if e, ok := s.cache.get(key); ok {
+			if s.tokens.stillValid(e) {
+				return clonePrincipal(e.principal), nil
+			}
+			s.cache.remove(e) // verify decides, and refuses it unless the keyring changes back
+		}
+	}
+	v, err := s.tokens.verify(context.Background(), string(raw))
 	var infra *http.Error
 	if errors.As(err, &infra) && (infra.Code == http.CodeNotReady || infra.Code == http.CodeUnavailable) {
 		return http.Principal{}, infra // the keys could not be read: the token is not known to be bad
@@ -395,9 +438,13 @@ func (s *Server) Authenticate(ctx *fasthttp.RequestCtx) (http.Principal, error) 
 		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="platter", error="invalid_token"`)
 		return http.Principal{}, &http.Error{Code: http.CodeUnauthenticated, Detail: errBadToken.Error(), Cause: err}
 	}
+	c := v.claims
 	p := http.Principal{Role: http.Role(c.Role), ID: c.Subject}
 	if c.Role == actors.RoleRestaurant {
 		p.Restaurants = slices.Clone(c.Restaurants)
+	}
+	if s.cache != nil {
+		s.cache.put(&cachedToken{key: key, claims: c, kid: v.kid, pub: v.pub, principal: clonePrincipal(p)})
 	}
 	return p, nil
 }
