@@ -35,7 +35,7 @@ type liveNode struct {
 	logs    *syncBuffer
 }
 
-func startLiveNode(t *testing.T, path string) *liveNode {
+func startLiveNode(t testing.TB, path string) *liveNode {
 	t.Helper()
 	n := &liveNode{logs: &syncBuffer{}}
 	log := slog.New(slog.NewJSONHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -77,7 +77,7 @@ func startLiveNode(t *testing.T, path string) *liveNode {
 	return n
 }
 
-func (n *liveNode) stop(t *testing.T) {
+func (n *liveNode) stop(t testing.TB) {
 	if n.srv == nil {
 		return
 	}

@@ -1,10 +1,16 @@
 package http_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"io"
+	nethttp "net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -118,5 +124,87 @@ func TestOrderStatusFromOlderNode(t *testing.T) {
 	wantProblem(t, h.do(t, "GET", "/v1/orders/"+orderID+"/status", "", nil, as(otherStaff)...), 404, http.CodeNotFound)
 	if s, g := h.actors.callCount("Order", "Status"), h.actors.callCount("Order", "Get"); s != 2 || g != 2 {
 		t.Fatalf("%d Status and %d Get calls, want 2 of each", s, g)
+	}
+}
+
+// BenchmarkOrderReads: GET /v1/orders/{id}/status (Status) and GET /v1/orders/{id} (Order) of one placed order,
+// through a live node (the actors in a one-member cluster over bbolt) behind a real listener, from parallel
+// keep-alive connections (GOMAXPROCS × 16): routing, authorisation, the Order actor and encoding. Reports req/s.
+func BenchmarkOrderReads(b *testing.B) {
+	n := startLiveNode(b, filepath.Join(b.TempDir(), "journal.db"))
+	cust, id := benchOrder(b, n.url)
+	for _, bc := range []struct{ name, path string }{
+		{"Status", "/v1/orders/" + id + "/status"},
+		{"Order", "/v1/orders/" + id},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			hc := &fasthttp.HostClient{Addr: strings.TrimPrefix(n.url, "http://"), MaxConns: 1024}
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+				defer fasthttp.ReleaseRequest(req)
+				defer fasthttp.ReleaseResponse(res)
+				req.SetRequestURI(n.url + bc.path)
+				req.Header.Set("X-Test-Principal", cust)
+				for pb.Next() {
+					if err := hc.Do(req, res); err != nil || res.StatusCode() != 200 {
+						b.Errorf("GET %s: %v %d %s", bc.path, err, res.StatusCode(), res.Body())
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+		})
+	}
+}
+
+// benchOrder places an order of two lines through the edge at url and answers its customer (as a test
+// principal) and id.
+func benchOrder(b *testing.B, url string) (cust, id string) {
+	b.Helper()
+	pos := map[string]float64{"lat": 37.7749, "lng": -122.4194}
+	var rest, c, order struct{ ID string }
+	benchSend(b, url, operator, "POST", "/v1/restaurants", map[string]any{"name": "Thai Basil", "position": pos, "cuisine": "thai"}, &rest)
+	benchSend(b, url, "restaurant:pos_1:"+rest.ID, "PUT", "/v1/restaurants/"+rest.ID+"/menu", map[string]any{"items": []map[string]any{
+		{"id": "pad-thai", "name": "Pad Thai", "price_cents": 1250}, {"id": "tea", "name": "Thai Iced Tea", "price_cents": 450},
+	}}, nil)
+	benchSend(b, url, "", "POST", "/v1/customers", map[string]any{"name": "Ann", "email": "ann@example.com", "password": "correct horse", "phone": "+1 415 555 0100"}, &c)
+	cust = "customer:" + c.ID
+	benchSend(b, url, cust, "PUT", "/v1/customers/me/address", map[string]any{"line1": "1 Market St", "city": "San Francisco", "postal_code": "94105", "position": pos}, nil)
+	benchSend(b, url, cust, "PUT", "/v1/customers/me/payment-method", map[string]any{"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}, nil)
+	benchSend(b, url, cust, "POST", "/v1/cart/items", map[string]any{"restaurant_id": rest.ID, "menu_item_id": "pad-thai", "quantity": 2}, nil)
+	benchSend(b, url, cust, "POST", "/v1/cart/items", map[string]any{"restaurant_id": rest.ID, "menu_item_id": "tea", "quantity": 1}, nil)
+	benchSend(b, url, cust, "POST", "/v1/orders", map[string]any{}, &order)
+	return cust, order.ID
+}
+
+// benchSend makes a request that must succeed (2xx) and decodes its JSON answer into out when given.
+func benchSend(b *testing.B, url, who, method, path string, body, out any) {
+	b.Helper()
+	raw, err := json.Marshal(body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req, err := nethttp.NewRequest(method, url+path, bytes.NewReader(raw))
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Header.Set("Content-Type", ctJSON)
+	if who != "" {
+		req.Header.Set("X-Test-Principal", who)
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		b.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	got, err := io.ReadAll(res.Body)
+	if err != nil || res.StatusCode/100 != 2 {
+		b.Fatalf("%s %s: %d %s %v", method, path, res.StatusCode, got, err)
+	}
+	if out != nil {
+		if err := json.Unmarshal(got, out); err != nil {
+			b.Fatalf("%s %s: decode %s: %v", method, path, got, err)
+		}
 	}
 }
