@@ -42,7 +42,9 @@ package actors
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -59,13 +61,17 @@ const KindArea = "Area"
 // areaOffersTimer is the Area's timer: due at the earliest expiry of an open offer.
 const areaOffersTimer = "offers"
 
-// MaxEndedDispatches is how many ended dispatches an area keeps, so that late messages about them are recognised
-// (and a released dasher can be replaced). Older ones are forgotten.
+// MaxEndedDispatches is how many ended dispatches an area keeps (AreaState.ended, oldest first). They are kept
+// because messages about a dispatch still arrive after its end: a DasherReleased reopens it without that dasher,
+// an OrderCancelled after the assignment must stop a later reopening, and a redelivered OrderAccepted or a late
+// OfferDeclined / DasherAssigned must be recognised as late rather than start a new dispatch. The bound keeps the
+// state (and every snapshot) small; the oldest are forgotten. Decisions never copy the list (see areaDecision).
 const MaxEndedDispatches = 256
 
 // Area is the Area grain.
 type Area struct {
 	grain[*messages.AreaState]
+	index *areaIndex // derived from the state, kept in step by apply (see areaIndex); nil until the first decision
 }
 
 var _ messages.Area = (*Area)(nil)
@@ -81,13 +87,34 @@ func (a *areaActor) Receive(ctx actor.Context) { a.receive(ctx, a.AreaActor.Rece
 // Init loads the area's stream and installs its decisions on delivered messages and on its timer.
 func (a *Area) Init(ctx pcluster.GrainContext) {
 	self := ctx.Identity()
-	a.activate(ctx, KindArea, &messages.AreaState{}, applyArea,
+	a.activate(ctx, KindArea, &messages.AreaState{}, a.apply,
 		withDeliver(func(s *messages.AreaState, _ string, payload proto.Message, now time.Time) ([]proto.Message, error) {
-			return decideDeliverArea(self, s, payload, a.deps.Workflow, now)
+			return decideDeliverArea(self, s, a.indexOf(s), payload, a.deps.Workflow, now)
 		}),
 		withTimers(func(s *messages.AreaState, name string, now time.Time) ([]proto.Message, error) {
-			return decideAreaTimer(self, s, name, a.deps.Workflow, now)
+			return decideAreaTimer(self, s, a.indexOf(s), name, a.deps.Workflow, now)
 		}))
+}
+
+// apply folds an event into the state and keeps the index in step with it.
+func (a *Area) apply(s *messages.AreaState, event proto.Message) error {
+	if err := applyArea(s, event); err != nil {
+		a.index = nil // the state may be half changed: rebuild the index from it if it is used again
+		return err
+	}
+	if a.index != nil {
+		a.index.applied(s, event)
+	}
+	return nil
+}
+
+// indexOf returns the index of s, built from s the first time (the activation loaded s without it: a snapshot is
+// restored without the fold).
+func (a *Area) indexOf(s *messages.AreaState) *areaIndex {
+	if a.index == nil || a.index.state != s {
+		a.index = newAreaIndex(s)
+	}
+	return a.index
 }
 
 // SetAutoAssign turns auto-assign mode on or off for the dispatches that start afterwards.
@@ -147,14 +174,15 @@ func (a *Area) stopIfEmpty(ctx pcluster.GrainContext) {
 	}
 }
 
-// ---- Decisions: pure functions of state, input and time ----
+// ---- Decisions: pure functions of state (and its index), input and time ----
 
-// decideDeliverArea decides on a message another actor sent to the area self.
-func decideDeliverArea(self string, s *messages.AreaState, payload proto.Message, cfg WorkflowConfig, now time.Time) ([]proto.Message, error) {
+// decideDeliverArea decides on a message another actor sent to the area self. x is the index of s (nil: built
+// here).
+func decideDeliverArea(self string, s *messages.AreaState, x *areaIndex, payload proto.Message, cfg WorkflowConfig, now time.Time) ([]proto.Message, error) {
 	if p, ok := payload.(*messages.RestaurantListed); ok {
 		return decideRestaurantListed(s, p)
 	}
-	d := newAreaDecision(self, s, cfg, now)
+	d := newAreaDecision(self, s, x, cfg, now)
 	var err error
 	switch p := payload.(type) {
 	case *messages.OrderAccepted:
@@ -182,14 +210,14 @@ func decideDeliverArea(self string, s *messages.AreaState, payload proto.Message
 
 // decideAreaTimer fires the area's timer (areaOffersTimer): it expires the open offers due at now and sends the
 // next waves. The entity removed the timer before (TimerFired), so the decision sets it again while offers stay
-// open.
-func decideAreaTimer(self string, s *messages.AreaState, name string, cfg WorkflowConfig, now time.Time) ([]proto.Message, error) {
+// open. x is the index of s (nil: built here).
+func decideAreaTimer(self string, s *messages.AreaState, x *areaIndex, name string, cfg WorkflowConfig, now time.Time) ([]proto.Message, error) {
 	if name != areaOffersTimer {
 		return nil, refuse(messages.ErrorReason_INVALID_ARGUMENT, "an area has no timer %q", name)
 	}
-	d := newAreaDecision(self, s, cfg, now)
+	d := newAreaDecision(self, s, x, cfg, now)
 	d.timer = nil
-	for _, id := range d.openDispatches() {
+	for _, id := range d.dueDispatches() {
 		if err := d.expire(id); err != nil {
 			return nil, err
 		}
@@ -218,55 +246,98 @@ func decideRestaurantListed(s *messages.AreaState, p *messages.RestaurantListed)
 	return []proto.Message{proto.Clone(p)}, nil
 }
 
-// areaDecision accumulates the events of one decision and applies them to a scratch copy of the state as it goes,
-// so that each step sees the effect of the previous ones (an offer made here makes the dasher busy for the next
-// dispatch). The scratch copy shares what the dispatch decisions never change (the search index).
+// areaDecision accumulates the events of one decision and folds them as it goes, so that each step sees the
+// effect of the previous ones (an offer made here makes the dasher busy for the next dispatch). It never changes
+// the state it was given nor its index: it reads them through an overlay of what it changed (copy on write per
+// entry), so a decision costs what it touches, not the size of the area. It does not replay the ended list: a
+// decision never looks at a dispatch again after ending it, so the forgetting of old ended dispatches (applyArea)
+// cannot change what it decides.
 type areaDecision struct {
-	self   string
-	cfg    WorkflowConfig
-	now    time.Time
-	s      *messages.AreaState
-	owned  map[string]bool // dispatches already copied into s
+	self string
+	cfg  WorkflowConfig
+	now  time.Time
+	s    *messages.AreaState // the state before the decision (read only)
+	x    *areaIndex          // its index (read only)
+
+	dashers    map[string]*messages.AreaDasher // dashers this decision recorded (nil: went offline)
+	dispatches map[string]*messages.Dispatch   // private copies of the dispatches this decision changed
+	busy       map[string]int32                // change of each dasher's open offers in this area
+
 	events []proto.Message
 	timer  *timestamppb.Timestamp // the offers timer before the decision
 	skip   string                 // a dasher that just returned an offer: not offered again by this decision
 }
 
-func newAreaDecision(self string, s *messages.AreaState, cfg WorkflowConfig, now time.Time) *areaDecision {
-	scratch := &messages.AreaState{
-		AutoAssign:  s.GetAutoAssign(),
-		Dashers:     make(map[string]*messages.AreaDasher, len(s.GetDashers())),
-		Dispatches:  make(map[string]*messages.Dispatch, len(s.GetDispatches())),
-		Restaurants: s.GetRestaurants(),
-		Ended:       append([]string(nil), s.GetEnded()...),
+func newAreaDecision(self string, s *messages.AreaState, x *areaIndex, cfg WorkflowConfig, now time.Time) *areaDecision {
+	if x == nil {
+		x = newAreaIndex(s)
 	}
-	for k, v := range s.GetDashers() {
-		scratch.Dashers[k] = v // replaced, never changed in place, by applyArea
-	}
-	for k, v := range s.GetDispatches() {
-		scratch.Dispatches[k] = v // copied before the first change (own)
-	}
-	return &areaDecision{self: self, cfg: cfg, now: now, s: scratch, owned: map[string]bool{}, timer: earliestExpiry(s)}
+	return &areaDecision{self: self, cfg: cfg, now: now, s: s, x: x, timer: x.earliest()}
 }
 
-// own makes the dispatch of order id private to the scratch state before it is changed.
-func (d *areaDecision) own(id string) {
-	if disp, ok := d.s.Dispatches[id]; ok && !d.owned[id] {
-		d.s.Dispatches[id] = proto.Clone(disp).(*messages.Dispatch)
+// dispatch returns the dispatch of order id as the decision left it so far (nil: unknown).
+func (d *areaDecision) dispatch(id string) *messages.Dispatch {
+	if disp, ok := d.dispatches[id]; ok {
+		return disp
 	}
-	d.owned[id] = true
+	return d.s.GetDispatches()[id]
 }
 
-// emit records an event and applies it to the scratch state.
+// knownDasher reports whether the dasher is online in the area as the decision left it so far.
+func (d *areaDecision) knownDasher(id string) bool {
+	if ad, ok := d.dashers[id]; ok {
+		return ad != nil
+	}
+	_, ok := d.s.GetDashers()[id]
+	return ok
+}
+
+// load is the number of open offers of this area the dasher holds, as the decision left them so far.
+func (d *areaDecision) load(dasher string) int32 { return d.x.busy[dasher] + d.busy[dasher] }
+
+// emit records an event and folds it into the decision's overlay.
 func (d *areaDecision) emit(ev proto.Message) error {
-	if id := areaEventOrder(ev); id != "" {
-		d.own(id)
+	if e, ok := ev.(*messages.DasherStatusChanged); ok {
+		if d.dashers == nil {
+			d.dashers = make(map[string]*messages.AreaDasher)
+		}
+		d.dashers[e.GetDasherId()] = areaDasherOf(e) // nil when offline
+		d.events = append(d.events, ev)
+		return nil
 	}
-	if err := applyArea(d.s, ev); err != nil {
-		return err
+	id := areaEventOrder(ev)
+	if id == "" {
+		return fmt.Errorf("area: a dispatch decision emitted %s", ev.ProtoReflect().Descriptor().FullName())
 	}
+	disp, owned := d.dispatches[id]
+	if !owned {
+		if disp = d.s.GetDispatches()[id]; disp != nil {
+			disp = proto.Clone(disp).(*messages.Dispatch)
+		}
+	}
+	if _, started := ev.(*messages.DispatchStarted); !started && disp == nil {
+		return fmt.Errorf("area: %s for unknown dispatch %q", ev.ProtoReflect().Descriptor().FullName(), id)
+	}
+	if d.dispatches == nil {
+		d.dispatches = make(map[string]*messages.Dispatch)
+		d.busy = make(map[string]int32)
+	}
+	d.count(disp, -1)
+	disp = foldDispatch(disp, ev)
+	d.count(disp, 1)
+	d.dispatches[id] = disp
 	d.events = append(d.events, ev)
 	return nil
+}
+
+// count adds sign to the load of every dasher holding an open offer of disp.
+func (d *areaDecision) count(disp *messages.Dispatch, sign int32) {
+	if disp == nil || disp.GetEnded() {
+		return
+	}
+	for _, o := range disp.GetOpen() {
+		d.busy[o.GetDasherId()] += sign
+	}
 }
 
 // send puts payload in the outbox for the actor (kind, id).
@@ -281,7 +352,7 @@ func (d *areaDecision) send(kind, id string, payload proto.Message) error {
 
 // finish adds the timer change the decision implies and returns the events.
 func (d *areaDecision) finish() ([]proto.Message, error) {
-	after := earliestExpiry(d.s)
+	after := d.earliest()
 	switch {
 	case after == nil && d.timer != nil:
 		d.events = append(d.events, &messages.TimerCleared{Name: areaOffersTimer})
@@ -291,6 +362,31 @@ func (d *areaDecision) finish() ([]proto.Message, error) {
 	return d.events, nil
 }
 
+// earliest is the due time of the offers timer after the decision: the earliest expiry of an open offer, or nil.
+// The index gives the earliest offer of the dispatches the decision did not touch (it skips at most the open
+// offers of those it touched); the touched ones are looked at directly.
+func (d *areaDecision) earliest() *timestamppb.Timestamp {
+	var first *timestamppb.Timestamp
+	var firstAt time.Time
+	for _, o := range d.x.dues {
+		if _, touched := d.dispatches[o.order]; !touched {
+			first, firstAt = o.at, o.due
+			break
+		}
+	}
+	for _, disp := range d.dispatches {
+		if disp.GetEnded() {
+			continue
+		}
+		for _, o := range disp.GetOpen() {
+			if at := o.GetExpiresAt().AsTime(); first == nil || at.Before(firstAt) {
+				first, firstAt = o.GetExpiresAt(), at
+			}
+		}
+	}
+	return first
+}
+
 func (d *areaDecision) start(p *messages.OrderAccepted) error {
 	if p.GetOrderId() == "" {
 		return refuse(messages.ErrorReason_INVALID_ARGUMENT, "order_id is required")
@@ -298,7 +394,7 @@ func (d *areaDecision) start(p *messages.OrderAccepted) error {
 	if err := checkPosition(p.GetPickup()); err != nil {
 		return err
 	}
-	if _, ok := d.s.Dispatches[p.GetOrderId()]; ok {
+	if d.dispatch(p.GetOrderId()) != nil {
 		return nil // open or ended: this order was dispatched already
 	}
 	if err := d.emit(&messages.DispatchStarted{
@@ -318,7 +414,7 @@ func (d *areaDecision) start(p *messages.OrderAccepted) error {
 // (or if nobody in the cell is eligible) the cell and its neighbours. Nobody eligible: the dispatch waits for a
 // dasher to become eligible (dasherStatus), or for the Order's dispatch SLA.
 func (d *areaDecision) nextWave(id string) error {
-	disp := d.s.Dispatches[id]
+	disp := d.dispatch(id)
 	if disp == nil || disp.GetEnded() || len(disp.GetOpen()) > 0 {
 		return nil
 	}
@@ -343,11 +439,8 @@ func (d *areaDecision) waveSize(disp *messages.Dispatch) int {
 
 // offer makes up to n offers of order id in wave, within the cell (wide: and its neighbours), and returns how many.
 func (d *areaDecision) offer(id string, wave int32, wide bool, n int) (int, error) {
-	disp := d.s.Dispatches[id]
-	cands := d.candidates(disp, wide)
-	if len(cands) > n {
-		cands = cands[:n]
-	}
+	disp := d.dispatch(id)
+	cands := d.candidates(disp, wide, n)
 	if len(cands) == 0 {
 		return 0, nil
 	}
@@ -385,66 +478,136 @@ type candidate struct {
 	prior    int32 // earlier offers of this order
 }
 
-// candidates lists the eligible dashers for disp, best first (see the table at the top).
-func (d *areaDecision) candidates(disp *messages.Dispatch, wide bool) []candidate {
-	busy := make(map[string]int32)
-	for _, other := range d.s.Dispatches {
-		if other.GetEnded() {
-			continue
-		}
-		for _, o := range other.GetOpen() {
-			busy[o.GetDasherId()]++
-		}
+// before ranks candidates (see the table at the top): fewer earlier offers, then nearer, then by id.
+func (c candidate) before(o candidate) bool {
+	if c.prior != o.prior {
+		return c.prior < o.prior
 	}
-	excluded := make(map[string]bool, len(disp.GetExcluded())+len(disp.GetOpen()))
-	for _, id := range disp.GetExcluded() {
-		excluded[id] = true
+	if c.distance != o.distance {
+		return c.distance < o.distance
 	}
-	for _, o := range disp.GetOpen() {
-		excluded[o.GetDasherId()] = true
-	}
-	var out []candidate
-	for id, ad := range d.s.Dashers {
-		if excluded[id] || id == d.skip || ad.GetFreeCapacity() <= busy[id] || (!wide && ad.GetCell() != d.self) {
-			continue
-		}
-		out = append(out, candidate{id: id, distance: roundMetres(distanceM(ad.GetPosition(), disp.GetPickup())), prior: disp.GetOffered()[id]})
-	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.prior != b.prior {
-			return a.prior < b.prior
-		}
-		if a.distance != b.distance {
-			return a.distance < b.distance
-		}
-		return a.id < b.id
-	})
-	return out
+	return c.id < o.id
 }
 
-// openDispatches returns the ids of the open dispatches, oldest first.
-func (d *areaDecision) openDispatches() []string {
+// candidates returns the best n eligible dashers for disp, best first (see the table at the top). It keeps only
+// the best n while it scans, instead of sorting every eligible dasher.
+func (d *areaDecision) candidates(disp *messages.Dispatch, wide bool, n int) []candidate {
+	if n <= 0 {
+		return nil
+	}
+	best := make([]candidate, 0, n+1)
+	consider := func(id string, ad *messages.AreaDasher) {
+		if id == d.skip || (!wide && ad.GetCell() != d.self) || ad.GetFreeCapacity() <= d.load(id) || barred(disp, id) {
+			return
+		}
+		prior := disp.GetOffered()[id]
+		if len(best) == n {
+			// Full: skip at once a dasher that cannot rank before the last; the exact distance (a cgo call) is
+			// computed only for those that may.
+			last := best[n-1]
+			if prior > last.prior || (prior == last.prior && farBeyond(ad.GetPosition(), disp.GetPickup(), last.distance)) {
+				return
+			}
+		}
+		c := candidate{id: id, distance: roundMetres(distanceM(ad.GetPosition(), disp.GetPickup())), prior: prior}
+		i := len(best)
+		for i > 0 && c.before(best[i-1]) {
+			i--
+		}
+		if i < n {
+			best = slices.Insert(best, i, c)
+			best = best[:min(len(best), n)]
+		}
+	}
+	for id, ad := range d.s.GetDashers() {
+		if _, changed := d.dashers[id]; !changed {
+			consider(id, ad)
+		}
+	}
+	for id, ad := range d.dashers {
+		if ad != nil {
+			consider(id, ad)
+		}
+	}
+	return best
+}
+
+// farBeyond reports whether the distance between a and b is surely more than m metres plus the 0.1 m rounding:
+// an equirectangular estimate, within 0.1 % of the great-circle distance at a city's scale, is taken with a 1 %
+// and 1 m margin, so a dasher it rules out could not have ranked before one at m.
+func farBeyond(a, b *messages.Position, m float64) bool {
+	const rad = math.Pi / 180
+	const earthRadiusM = 6_371_007.180918475 // H3's
+	lat1, lat2 := a.GetLat()*rad, b.GetLat()*rad
+	dLng := math.Remainder((b.GetLng()-a.GetLng())*rad, 2*math.Pi)
+	estimate := earthRadiusM * math.Hypot(dLng*math.Cos((lat1+lat2)/2), lat2-lat1)
+	return estimate*0.99-1 > m
+}
+
+// barred reports whether dasher may not be offered disp now: it declined it, or holds an open offer of it.
+func barred(disp *messages.Dispatch, dasher string) bool {
+	return slices.Contains(disp.GetExcluded(), dasher) || hasOpenOffer(disp, dasher)
+}
+
+// dueDispatches returns the open dispatches holding an offer due at now, oldest first.
+func (d *areaDecision) dueDispatches() []string {
 	var ids []string
-	for id, disp := range d.s.Dispatches {
-		if !disp.GetEnded() {
+	seen := make(map[string]bool)
+	for _, o := range d.x.dues {
+		if o.due.After(d.now) {
+			break
+		}
+		if _, touched := d.dispatches[o.order]; !touched && !seen[o.order] {
+			seen[o.order] = true
+			ids = append(ids, o.order)
+		}
+	}
+	for id, disp := range d.dispatches {
+		if disp.GetEnded() {
+			continue
+		}
+		for _, o := range disp.GetOpen() {
+			if !o.GetExpiresAt().AsTime().After(d.now) {
+				ids = append(ids, id)
+				break
+			}
+		}
+	}
+	d.oldestFirst(ids)
+	return ids
+}
+
+// waitingDispatches returns the open dispatches without an open offer, oldest first.
+func (d *areaDecision) waitingDispatches() []string {
+	var ids []string
+	for id := range d.x.waiting {
+		if _, touched := d.dispatches[id]; !touched {
 			ids = append(ids, id)
 		}
 	}
-	sort.Slice(ids, func(i, j int) bool {
-		a, b := d.s.Dispatches[ids[i]], d.s.Dispatches[ids[j]]
-		if !a.GetStartedAt().AsTime().Equal(b.GetStartedAt().AsTime()) {
-			return a.GetStartedAt().AsTime().Before(b.GetStartedAt().AsTime())
+	for id, disp := range d.dispatches {
+		if !disp.GetEnded() && len(disp.GetOpen()) == 0 {
+			ids = append(ids, id)
 		}
-		return ids[i] < ids[j]
-	})
+	}
+	d.oldestFirst(ids)
 	return ids
+}
+
+// oldestFirst sorts order ids by the start of their dispatch, then by id.
+func (d *areaDecision) oldestFirst(ids []string) {
+	slices.SortFunc(ids, func(a, b string) int {
+		if c := d.dispatch(a).GetStartedAt().AsTime().Compare(d.dispatch(b).GetStartedAt().AsTime()); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
 }
 
 // expire closes the offers of order id that are due, tells their dashers, and sends the next wave when none is
 // left open.
 func (d *areaDecision) expire(id string) error {
-	disp := d.s.Dispatches[id]
+	disp := d.dispatch(id)
 	var due []string
 	for _, o := range disp.GetOpen() {
 		if !o.GetExpiresAt().AsTime().After(d.now) {
@@ -467,7 +630,7 @@ func (d *areaDecision) expire(id string) error {
 
 func (d *areaDecision) declined(p *messages.OfferDeclined) error {
 	id := p.GetOrderId()
-	disp := d.s.Dispatches[id]
+	disp := d.dispatch(id)
 	if disp == nil || disp.GetEnded() || !hasOpenOffer(disp, p.GetDasherId()) {
 		return nil // late: the offer expired, or the order found its dasher
 	}
@@ -479,7 +642,7 @@ func (d *areaDecision) declined(p *messages.OfferDeclined) error {
 	if err := d.emit(&messages.OfferClosed{OrderId: id, DasherId: p.GetDasherId(), Outcome: outcome}); err != nil {
 		return err
 	}
-	disp = d.s.Dispatches[id]
+	disp = d.dispatch(id)
 	made, err := d.offer(id, disp.GetWave(), disp.GetWave() >= 2, 1)
 	if err != nil || made > 0 {
 		return err
@@ -489,7 +652,7 @@ func (d *areaDecision) declined(p *messages.OfferDeclined) error {
 
 func (d *areaDecision) assigned(p *messages.DasherAssigned) error {
 	id := p.GetOrderId()
-	disp := d.s.Dispatches[id]
+	disp := d.dispatch(id)
 	if disp == nil || disp.GetEnded() {
 		return nil
 	}
@@ -500,7 +663,7 @@ func (d *areaDecision) assigned(p *messages.DasherAssigned) error {
 }
 
 func (d *areaDecision) cancelled(id string) error {
-	disp := d.s.Dispatches[id]
+	disp := d.dispatch(id)
 	if disp == nil || disp.GetCancelled() {
 		return nil
 	}
@@ -513,7 +676,7 @@ func (d *areaDecision) cancelled(id string) error {
 // closeAll closes every open offer of order id: accepted for the dasher `accepted`, withdrawn (and told) for the
 // others.
 func (d *areaDecision) closeAll(id, accepted, reason string) error {
-	for _, o := range d.s.Dispatches[id].GetOpen() {
+	for _, o := range d.dispatch(id).GetOpen() {
 		dasher := o.GetDasherId()
 		if dasher == accepted {
 			if err := d.emit(&messages.OfferClosed{OrderId: id, DasherId: dasher, Outcome: messages.OfferOutcome_OFFER_OUTCOME_ACCEPTED}); err != nil {
@@ -533,7 +696,7 @@ func (d *areaDecision) closeAll(id, accepted, reason string) error {
 
 func (d *areaDecision) released(p *messages.DasherReleased) error {
 	id := p.GetOrderId()
-	disp := d.s.Dispatches[id]
+	disp := d.dispatch(id)
 	if disp == nil || !disp.GetEnded() || disp.GetCancelled() || disp.GetAssignedDasherId() != p.GetDasherId() {
 		return nil
 	}
@@ -554,7 +717,7 @@ func (d *areaDecision) dasherStatus(p *messages.DasherStatusChanged) error {
 		if !validArea(p.GetCell()) {
 			return refuse(messages.ErrorReason_INVALID_ARGUMENT, "cell %q is not an area", p.GetCell())
 		}
-	} else if _, known := d.s.Dashers[p.GetDasherId()]; !known {
+	} else if !d.knownDasher(p.GetDasherId()) {
 		return nil
 	}
 	if err := d.emit(proto.Clone(p)); err != nil {
@@ -563,7 +726,8 @@ func (d *areaDecision) dasherStatus(p *messages.DasherStatusChanged) error {
 	if !p.GetOnline() || p.GetFreeCapacity() <= 0 {
 		return nil
 	}
-	for _, id := range d.openDispatches() {
+	// Only the dispatches waiting for a dasher may change: the others hold open offers, which nextWave leaves be.
+	for _, id := range d.waitingDispatches() {
 		if err := d.nextWave(id); err != nil {
 			return err
 		}
@@ -578,22 +742,6 @@ func hasOpenOffer(disp *messages.Dispatch, dasher string) bool {
 		}
 	}
 	return false
-}
-
-// earliestExpiry is the due time of the offers timer: the earliest expiry of an open offer, or nil.
-func earliestExpiry(s *messages.AreaState) *timestamppb.Timestamp {
-	var min *timestamppb.Timestamp
-	for _, disp := range s.GetDispatches() {
-		if disp.GetEnded() {
-			continue
-		}
-		for _, o := range disp.GetOpen() {
-			if min == nil || o.GetExpiresAt().AsTime().Before(min.AsTime()) {
-				min = o.GetExpiresAt()
-			}
-		}
-	}
-	return min
 }
 
 // areaEventOrder names the dispatch an area event changes ("" for events about no dispatch).
@@ -613,6 +761,109 @@ func areaEventOrder(ev proto.Message) string {
 	return ""
 }
 
+// ---- Index ----
+
+// areaIndex is derived from an AreaState and kept beside it by the Area activation (never stored: an activation
+// builds it from the loaded state at its first decision, then Area.apply keeps it in step with every event). It
+// answers what decisions would otherwise scan the whole area for: the open dispatches and those among them
+// waiting for a dasher (no open offer), every open offer by expiry (the offers timer is the first), and the open
+// offers each dasher holds. Decisions only read it. Ended dispatches are not in it.
+type areaIndex struct {
+	state   *messages.AreaState   // the state it describes
+	open    map[string][]offerDue // open dispatches by order id → their open offers
+	waiting map[string]struct{}   // open dispatches without an open offer
+	dues    []offerDue            // every open offer, earliest expiry first (then order, then dasher)
+	busy    map[string]int32      // open offers per dasher
+}
+
+// offerDue is one open offer in the index. (order, dasher) is unique: a dispatch never offers twice to a dasher
+// holding its open offer.
+type offerDue struct {
+	due    time.Time
+	at     *timestamppb.Timestamp // the offer's expires_at (never changed in place)
+	order  string
+	dasher string
+}
+
+func (o offerDue) compare(p offerDue) int {
+	if c := o.due.Compare(p.due); c != 0 {
+		return c
+	}
+	if c := strings.Compare(o.order, p.order); c != 0 {
+		return c
+	}
+	return strings.Compare(o.dasher, p.dasher)
+}
+
+func newAreaIndex(s *messages.AreaState) *areaIndex {
+	x := &areaIndex{state: s, open: make(map[string][]offerDue), waiting: make(map[string]struct{}), busy: make(map[string]int32)}
+	for id, disp := range s.GetDispatches() {
+		if disp.GetEnded() {
+			continue
+		}
+		offers := offersDue(id, disp)
+		x.add(id, offers)
+		x.dues = append(x.dues, offers...)
+	}
+	slices.SortFunc(x.dues, offerDue.compare)
+	return x
+}
+
+func offersDue(id string, disp *messages.Dispatch) []offerDue {
+	offers := make([]offerDue, 0, len(disp.GetOpen()))
+	for _, o := range disp.GetOpen() {
+		offers = append(offers, offerDue{due: o.GetExpiresAt().AsTime(), at: o.GetExpiresAt(), order: id, dasher: o.GetDasherId()})
+	}
+	return offers
+}
+
+// add records an open dispatch and its offers (but not in dues).
+func (x *areaIndex) add(id string, offers []offerDue) {
+	x.open[id] = offers
+	if len(offers) == 0 {
+		x.waiting[id] = struct{}{}
+	}
+	for _, o := range offers {
+		x.busy[o.dasher]++
+	}
+}
+
+// applied brings the index in step with s after applyArea folded event into it.
+func (x *areaIndex) applied(s *messages.AreaState, event proto.Message) {
+	id := areaEventOrder(event)
+	if id == "" {
+		return // dashers, restaurants and the auto-assign flag are not indexed
+	}
+	for _, o := range x.open[id] {
+		if i, found := slices.BinarySearchFunc(x.dues, o, offerDue.compare); found {
+			x.dues = slices.Delete(x.dues, i, i+1)
+		}
+		if x.busy[o.dasher]--; x.busy[o.dasher] <= 0 {
+			delete(x.busy, o.dasher)
+		}
+	}
+	delete(x.open, id)
+	delete(x.waiting, id)
+	disp := s.GetDispatches()[id]
+	if disp == nil || disp.GetEnded() {
+		return // forgotten (ended dispatches leave s only after they left the index) or ended
+	}
+	offers := offersDue(id, disp)
+	x.add(id, offers)
+	for _, o := range offers {
+		i, _ := slices.BinarySearchFunc(x.dues, o, offerDue.compare)
+		x.dues = slices.Insert(x.dues, i, o)
+	}
+}
+
+// earliest is the due time of the offers timer: the earliest expiry of an open offer, or nil.
+func (x *areaIndex) earliest() *timestamppb.Timestamp {
+	if len(x.dues) == 0 {
+		return nil
+	}
+	return x.dues[0].at
+}
+
 // ---- Fold ----
 
 // applyArea folds one event into the state. It fails for an event it does not know, or one about a dispatch the
@@ -628,30 +879,68 @@ func applyArea(s *messages.AreaState, event proto.Message) error {
 		s.Restaurants = make(map[string]*messages.RestaurantListed)
 	}
 	if id := areaEventOrder(event); id != "" {
-		if _, started := event.(*messages.DispatchStarted); !started && s.Dispatches[id] == nil {
+		disp := s.Dispatches[id]
+		if _, started := event.(*messages.DispatchStarted); !started && disp == nil {
 			return fmt.Errorf("area: %s for unknown dispatch %q", event.ProtoReflect().Descriptor().FullName(), id)
 		}
+		wasEnded := disp.GetEnded()
+		disp = foldDispatch(disp, event)
+		s.Dispatches[id] = disp
+		switch event.(type) {
+		case *messages.DispatchEnded:
+			if !wasEnded {
+				s.Ended = append(s.Ended, id)
+				for len(s.Ended) > MaxEndedDispatches {
+					delete(s.Dispatches, s.Ended[0])
+					s.Ended = s.Ended[1:]
+				}
+			}
+		case *messages.DispatchReopened:
+			if i := slices.Index(s.Ended, id); i >= 0 {
+				s.Ended = append(s.Ended[:i:i], s.Ended[i+1:]...)
+			}
+		}
+		return nil
 	}
 	switch e := event.(type) {
 	case *messages.AutoAssignSet:
 		s.AutoAssign = e.GetEnabled()
 	case *messages.DasherStatusChanged:
-		if !e.GetOnline() {
+		if ad := areaDasherOf(e); ad != nil {
+			s.Dashers[e.GetDasherId()] = ad
+		} else {
 			delete(s.Dashers, e.GetDasherId())
-			break
-		}
-		s.Dashers[e.GetDasherId()] = &messages.AreaDasher{
-			DasherId: e.GetDasherId(), Position: e.GetPosition(), Cell: e.GetCell(), FreeCapacity: e.GetFreeCapacity(), UpdatedAt: e.GetAt(),
 		}
 	case *messages.RestaurantListed:
 		s.Restaurants[e.GetRestaurantId()] = e
+	default:
+		return fmt.Errorf("area: unexpected event %s", event.ProtoReflect().Descriptor().FullName())
+	}
+	return nil
+}
+
+// areaDasherOf is the dasher a status change records (nil: it went offline). A recorded dasher is replaced by the
+// next change, never changed in place, so decisions share it.
+func areaDasherOf(e *messages.DasherStatusChanged) *messages.AreaDasher {
+	if !e.GetOnline() {
+		return nil
+	}
+	return &messages.AreaDasher{
+		DasherId: e.GetDasherId(), Position: e.GetPosition(), Cell: e.GetCell(), FreeCapacity: e.GetFreeCapacity(), UpdatedAt: e.GetAt(),
+	}
+}
+
+// foldDispatch folds a dispatch event (see areaEventOrder) into disp, the dispatch it names (nil before
+// DispatchStarted), and returns the dispatch: disp changed in place, or a new one for DispatchStarted. The ended
+// list is the caller's (applyArea).
+func foldDispatch(disp *messages.Dispatch, event proto.Message) *messages.Dispatch {
+	switch e := event.(type) {
 	case *messages.DispatchStarted:
-		s.Dispatches[e.GetOrderId()] = &messages.Dispatch{
+		return &messages.Dispatch{
 			OrderId: e.GetOrderId(), RestaurantId: e.GetRestaurantId(), Pickup: e.GetPickup(), Dropoff: e.GetDropoff(),
 			StartedAt: e.GetStartedAt(), AutoAssign: e.GetAutoAssign(),
 		}
 	case *messages.OffersMade:
-		disp := s.Dispatches[e.GetOrderId()]
 		disp.Wave = e.GetWave()
 		if disp.Offered == nil {
 			disp.Offered = make(map[string]int32)
@@ -661,7 +950,6 @@ func applyArea(s *messages.AreaState, event proto.Message) error {
 			disp.Offered[o.GetDasherId()]++
 		}
 	case *messages.OfferClosed:
-		disp := s.Dispatches[e.GetOrderId()]
 		for i, o := range disp.GetOpen() {
 			if o.GetDasherId() == e.GetDasherId() {
 				disp.Open = append(disp.Open[:i:i], disp.Open[i+1:]...)
@@ -672,33 +960,18 @@ func applyArea(s *messages.AreaState, event proto.Message) error {
 			disp.Excluded = append(disp.Excluded, e.GetDasherId())
 		}
 	case *messages.DispatchEnded:
-		disp := s.Dispatches[e.GetOrderId()]
 		disp.Open = nil
 		disp.Cancelled = disp.GetCancelled() || e.GetCancelled()
 		if !disp.GetEnded() {
 			disp.Ended = true
 			disp.AssignedDasherId = e.GetDasherId()
-			s.Ended = append(s.Ended, e.GetOrderId())
-			for len(s.Ended) > MaxEndedDispatches {
-				delete(s.Dispatches, s.Ended[0])
-				s.Ended = s.Ended[1:]
-			}
 		}
 	case *messages.DispatchReopened:
-		disp := s.Dispatches[e.GetOrderId()]
 		disp.Ended = false
 		disp.AssignedDasherId = ""
 		disp.Excluded = append(disp.Excluded, e.GetReleasedDasherId())
-		for i, id := range s.Ended {
-			if id == e.GetOrderId() {
-				s.Ended = append(s.Ended[:i:i], s.Ended[i+1:]...)
-				break
-			}
-		}
-	default:
-		return fmt.Errorf("area: unexpected event %s", event.ProtoReflect().Descriptor().FullName())
 	}
-	return nil
+	return disp
 }
 
 // areaView answers a copy of the state's public part.

@@ -20,11 +20,13 @@ type benchArea struct {
 	cfg   WorkflowConfig
 	now   time.Time
 	state *messages.AreaState
+	index *areaIndex
 }
 
 func newBenchArea(b *testing.B) *benchArea {
 	b.Helper()
-	a := &benchArea{self: AreaOf(sfCentre), cfg: dispatchConfig(), now: testNow, state: &messages.AreaState{}}
+	s := &messages.AreaState{}
+	a := &benchArea{self: AreaOf(sfCentre), cfg: dispatchConfig(), now: testNow, state: s, index: newAreaIndex(s)}
 	rng := rand.New(rand.NewPCG(1, 2))
 	around := areasAround(a.self)
 	for i := range 200 {
@@ -61,7 +63,7 @@ func (a *benchArea) deliver(b *testing.B, p proto.Message) { a.deliverWith(b, a.
 
 func (a *benchArea) deliverWith(b *testing.B, cfg WorkflowConfig, p proto.Message) {
 	b.Helper()
-	out, err := decideDeliverArea(a.self, a.state, p, cfg, a.now)
+	out, err := decideDeliverArea(a.self, a.state, a.index, p, cfg, a.now)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -70,6 +72,7 @@ func (a *benchArea) deliverWith(b *testing.B, cfg WorkflowConfig, p proto.Messag
 			if err := applyArea(a.state, ev); err != nil {
 				b.Fatal(err)
 			}
+			a.index.applied(a.state, ev)
 		}
 	}
 }
@@ -89,7 +92,7 @@ func benchDecide(b *testing.B, p proto.Message) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := decideDeliverArea(a.self, a.state, p, a.cfg, a.now); err != nil {
+		if _, err := decideDeliverArea(a.self, a.state, a.index, p, a.cfg, a.now); err != nil {
 			b.Fatal(err)
 		}
 	}

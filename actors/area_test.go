@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -83,11 +84,13 @@ type areaRun struct {
 	cfg   WorkflowConfig
 	now   time.Time
 	state *messages.AreaState
+	index *areaIndex // kept in step with state as the Area activation does (see take)
 	timer *time.Time
 }
 
 func newAreaRun(t *testing.T) *areaRun {
-	return &areaRun{t: t, self: AreaOf(sfCentre), cfg: dispatchConfig(), now: testNow, state: &messages.AreaState{}}
+	s := &messages.AreaState{}
+	return &areaRun{t: t, self: AreaOf(sfCentre), cfg: dispatchConfig(), now: testNow, state: s, index: newAreaIndex(s)}
 }
 
 func (r *areaRun) take(out []proto.Message, err error) output {
@@ -100,7 +103,9 @@ func (r *areaRun) take(out []proto.Message, err error) output {
 		if err := applyArea(r.state, ev); err != nil {
 			r.t.Fatalf("apply: %v", err)
 		}
+		r.index.applied(r.state, ev)
 	}
+	checkAreaIndex(r.t, r.index, r.state)
 	for _, tm := range o.timers {
 		switch tm := tm.(type) {
 		case *messages.TimerSet:
@@ -116,9 +121,24 @@ func (r *areaRun) take(out []proto.Message, err error) output {
 	return o
 }
 
+// checkAreaIndex fails the test when x, kept in step event by event, differs from the index built from s.
+func checkAreaIndex(t *testing.T, x *areaIndex, s *messages.AreaState) {
+	t.Helper()
+	want := newAreaIndex(s)
+	same := maps.EqualFunc(x.open, want.open, func(a, b []offerDue) bool { return slices.EqualFunc(a, b, sameOfferDue) }) &&
+		maps.Equal(x.waiting, want.waiting) && maps.Equal(x.busy, want.busy) && slices.EqualFunc(x.dues, want.dues, sameOfferDue)
+	if !same {
+		t.Fatalf("index out of step with the state:\nkept  %+v\nbuilt %+v", x, want)
+	}
+}
+
+func sameOfferDue(a, b offerDue) bool {
+	return a.due.Equal(b.due) && proto.Equal(a.at, b.at) && a.order == b.order && a.dasher == b.dasher
+}
+
 func (r *areaRun) deliver(payload proto.Message) output {
 	r.t.Helper()
-	return r.take(decideDeliverArea(r.self, r.state, payload, r.cfg, r.now))
+	return r.take(decideDeliverArea(r.self, r.state, r.index, payload, r.cfg, r.now))
 }
 
 // fire advances the clock to the timer and fires it (the entity removes the timer first).
@@ -129,7 +149,7 @@ func (r *areaRun) fire() output {
 	}
 	r.now = *r.timer
 	r.timer = nil
-	return r.take(decideAreaTimer(r.self, r.state, areaOffersTimer, r.cfg, r.now))
+	return r.take(decideAreaTimer(r.self, r.state, r.index, areaOffersTimer, r.cfg, r.now))
 }
 
 // dasher registers an online dasher at p with free capacity 1.
@@ -314,7 +334,7 @@ func TestAreaOnlyDashersWithFreeCapacity(t *testing.T) {
 	if _, ok := r.state.GetDashers()["full"]; ok {
 		t.Error("offline dasher still known")
 	}
-	if out, _ := decideDeliverArea(r.self, r.state, &messages.DasherStatusChanged{DasherId: "ghost"}, r.cfg, r.now); len(out) != 0 {
+	if out, _ := decideDeliverArea(r.self, r.state, r.index, &messages.DasherStatusChanged{DasherId: "ghost"}, r.cfg, r.now); len(out) != 0 {
 		t.Errorf("unknown dasher offline: %v", out)
 	}
 }
@@ -409,7 +429,7 @@ func TestAreaAssignmentWithdrawsTheOtherOffers(t *testing.T) {
 		}
 	}
 	// The timer of a dispatch that ended in between fires without effect.
-	if out, err := decideAreaTimer(r.self, r.state, areaOffersTimer, r.cfg, r.now.Add(time.Hour)); err != nil || len(out) != 0 {
+	if out, err := decideAreaTimer(r.self, r.state, r.index, areaOffersTimer, r.cfg, r.now.Add(time.Hour)); err != nil || len(out) != 0 {
 		t.Errorf("timer after the end: %v %v", out, err)
 	}
 }
@@ -524,14 +544,14 @@ func TestAreaRefusesMalformedInput(t *testing.T) {
 		"status bad cell":   &messages.DasherStatusChanged{DasherId: "d", Online: true, Position: sfCentre, Cell: "nope"},
 		"listing no id":     &messages.RestaurantListed{Position: sfCentre},
 	} {
-		if _, err := decideDeliverArea(r.self, r.state, p, r.cfg, r.now); codeOf(t, err) != messages.ErrorReason_INVALID_ARGUMENT {
+		if _, err := decideDeliverArea(r.self, r.state, r.index, p, r.cfg, r.now); codeOf(t, err) != messages.ErrorReason_INVALID_ARGUMENT {
 			t.Errorf("%s: %v, want INVALID_ARGUMENT", name, err)
 		}
 	}
-	if _, err := decideDeliverArea(r.self, r.state, &messages.FoodReady{OrderId: "o_1"}, r.cfg, r.now); !errors.Is(err, errUnexpectedPayload) {
+	if _, err := decideDeliverArea(r.self, r.state, r.index, &messages.FoodReady{OrderId: "o_1"}, r.cfg, r.now); !errors.Is(err, errUnexpectedPayload) {
 		t.Errorf("unexpected payload: %v", err)
 	}
-	if _, err := decideAreaTimer(r.self, r.state, "other", r.cfg, r.now); codeOf(t, err) != messages.ErrorReason_INVALID_ARGUMENT {
+	if _, err := decideAreaTimer(r.self, r.state, r.index, "other", r.cfg, r.now); codeOf(t, err) != messages.ErrorReason_INVALID_ARGUMENT {
 		t.Errorf("unknown timer: %v", err)
 	}
 	// Messages about unknown orders are ignored.
@@ -567,15 +587,19 @@ func TestAreaDecisionsDoNotChangeTheirInput(t *testing.T) {
 	sixDashers(r)
 	r.accepted("o_1")
 	before := proto.Clone(r.state)
-	if _, err := decideAreaTimer(r.self, r.state, areaOffersTimer, r.cfg, r.now.Add(time.Hour)); err != nil {
+	index := *r.index
+	index.open, index.waiting, index.busy, index.dues = maps.Clone(index.open), maps.Clone(index.waiting), maps.Clone(index.busy), slices.Clone(index.dues)
+	if _, err := decideAreaTimer(r.self, r.state, r.index, areaOffersTimer, r.cfg, r.now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := decideDeliverArea(r.self, r.state, &messages.DasherAssigned{OrderId: "o_1", DasherId: "d1"}, r.cfg, r.now); err != nil {
+	if _, err := decideDeliverArea(r.self, r.state, r.index, &messages.DasherAssigned{OrderId: "o_1", DasherId: "d1"}, r.cfg, r.now); err != nil {
 		t.Fatal(err)
 	}
 	if !proto.Equal(before, r.state) {
 		t.Fatal("a decision changed the state it was given")
 	}
+	checkAreaIndex(t, &index, r.state)
+	checkAreaIndex(t, r.index, r.state)
 }
 
 func TestApplyAreaRefusesForeignEvents(t *testing.T) {
