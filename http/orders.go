@@ -233,6 +233,7 @@ type orderStatus struct {
 	UpdatedAt *string `json:"updated_at"`
 }
 
+// newOrderStatus is the document of a status (updated_at null when unset).
 func newOrderStatus(id, status string, updatedAt *timestamppb.Timestamp) orderStatus {
 	out := orderStatus{ID: id, Status: status}
 	if updatedAt != nil {
@@ -242,35 +243,45 @@ func newOrderStatus(id, status string, updatedAt *timestamppb.Timestamp) orderSt
 	return out
 }
 
-// handleOrderStatus answers an order's status with one call to the Order's Status rpc, which names the order's
-// parties for authorizeOrder; the whole order (Get) is read only from a node whose answer predates the parties.
-func (s *Server) handleOrderStatus(c *call) error {
-	if err := knownQuery(c.ctx); err != nil {
-		return err
-	}
+// readStatus reads order {id}'s status and parties with the Order's Status rpc (a small answer, not the whole
+// order) and checks that the caller is a party of it.
+func (s *Server) readStatus(c *call) (*messages.OrderStatusView, error) {
 	id := c.params["id"]
 	if err := checkPathID("order", orderIDPattern, id); err != nil {
-		return err
+		return nil, err
 	}
 	ctx, cancel := s.deadline()
 	defer cancel()
 	v, err := callActor[*messages.OrderStatusView](ctx, s.backend.Actors, kindOrder, id, "Status", &messages.GetOrderStatus{})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	out := newOrderStatus(v.GetId(), v.GetStatus(), v.GetUpdatedAt())
 	if v.GetCustomerId() == "" {
 		// Every placed order has a customer: an answer without one comes from a node that does not send the
-		// parties yet (a cluster being upgraded), so the ownership check reads them from the whole order.
+		// parties yet (a cluster being upgraded), so they are read, and checked, from the whole order.
 		o, err := s.readOrder(c)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		out = newOrderStatus(o.GetId(), o.GetStatus(), o.GetUpdatedAt())
-	} else if err := authorizeOrder(c.who, id, orderParties{customer: v.GetCustomerId(), restaurant: v.GetRestaurantId(), dasher: v.GetDasherId()}); err != nil {
+		return &messages.OrderStatusView{Id: o.GetId(), Status: o.GetStatus(), UpdatedAt: o.GetUpdatedAt(),
+			CustomerId: o.GetCustomerId(), RestaurantId: o.GetRestaurantId(), DasherId: o.GetDasherId()}, nil
+	}
+	if err := authorizeOrder(c.who, id, orderParties{customer: v.GetCustomerId(), restaurant: v.GetRestaurantId(), dasher: v.GetDasherId()}); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// handleOrderStatus answers an order's status with one call (readStatus); the document leaves the parties out.
+func (s *Server) handleOrderStatus(c *call) error {
+	if err := knownQuery(c.ctx); err != nil {
 		return err
 	}
-	return s.writeJSON(c.ctx, nethttp.StatusOK, out)
+	v, err := s.readStatus(c)
+	if err != nil {
+		return err
+	}
+	return s.writeJSON(c.ctx, nethttp.StatusOK, newOrderStatus(v.GetId(), v.GetStatus(), v.GetUpdatedAt()))
 }
 
 // handleCancelOrder cancels for the customer who placed the order or the staff of its restaurant; the Order
@@ -291,11 +302,12 @@ func (s *Server) handleCancelOrder(c *call) error {
 		}
 		cmd.By, cmd.RequesterId = messages.CancelledBy_CANCELLED_BY_CUSTOMER, c.who.ID
 	case RoleRestaurant:
-		o, err := s.readOrder(c)
+		// The staff may serve several restaurants: the order's parties name the one that cancels.
+		v, err := s.readStatus(c)
 		if err != nil {
 			return err
 		}
-		cmd.By, cmd.RequesterId = messages.CancelledBy_CANCELLED_BY_RESTAURANT, o.GetRestaurantId()
+		cmd.By, cmd.RequesterId = messages.CancelledBy_CANCELLED_BY_RESTAURANT, v.GetRestaurantId()
 	default:
 		return Errorf(CodePermissionDenied, "only the order's customer or restaurant may cancel it")
 	}

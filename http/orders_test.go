@@ -106,8 +106,8 @@ func TestOrderStatusNeverUpdated(t *testing.T) {
 }
 
 // TestOrderStatusFromOlderNode: a node that does not answer the parties yet (its Status answer has no customer)
-// makes the edge read the whole order for the ownership check, so a cluster being upgraded keeps the route's
-// answers and its 404s.
+// makes the edge read the whole order for the ownership check, so a cluster being upgraded keeps the answers and
+// the 404s of the status route and of cancels by staff.
 func TestOrderStatusFromOlderNode(t *testing.T) {
 	h := newHarness(t)
 	h.actors.handle("Order.Status", func(id string, _ proto.Message) (proto.Message, error) {
@@ -122,8 +122,16 @@ func TestOrderStatusFromOlderNode(t *testing.T) {
 		t.Fatalf("%d %s, want %s", res.status, res.body, want)
 	}
 	wantProblem(t, h.do(t, "GET", "/v1/orders/"+orderID+"/status", "", nil, as(otherStaff)...), 404, http.CodeNotFound)
-	if s, g := h.actors.callCount("Order", "Status"), h.actors.callCount("Order", "Get"); s != 2 || g != 2 {
-		t.Fatalf("%d Status and %d Get calls, want 2 of each", s, g)
+	// A cancel by staff finds the order's restaurant the same way.
+	wantProblem(t, h.do(t, "POST", "/v1/orders/"+orderID+"/cancel", "", nil, as(otherStaff)...), 404, http.CodeNotFound)
+	if res := h.do(t, "POST", "/v1/orders/"+orderID+"/cancel", "", nil, as(staff)...); res.status != 200 {
+		t.Fatalf("staff cancel: %d %s", res.status, res.body)
+	}
+	if c := h.actors.lastCall(t, "Order", "Cancel").req.(*messages.CancelOrder); c.GetRequesterId() != restID {
+		t.Fatalf("cancel %v", c)
+	}
+	if s, g, c := h.actors.callCount("Order", "Status"), h.actors.callCount("Order", "Get"), h.actors.callCount("Order", "Cancel"); s != 4 || g != 4 || c != 1 {
+		t.Fatalf("%d Status, %d Get and %d Cancel calls, want 4, 4 and 1", s, g, c)
 	}
 }
 

@@ -163,6 +163,10 @@ func TestOrderOwnership(t *testing.T) {
 		t.Fatalf("cancel %v", c)
 	}
 	wantProblem(t, h.do(t, "POST", "/v1/orders/"+orderID+"/cancel", "", nil, as("restaurant:client_2:r_00000000-0000-0000-0000-0000000000a2")...), 404, http.CodeNotFound)
+	// The staff's ownership check is the small read.
+	if gets, cancels := h.actors.callCount("Order", "Get"), h.actors.callCount("Order", "Cancel"); gets != 7 || cancels != 1 {
+		t.Fatalf("%d Order.Get and %d Order.Cancel calls after the staff cancels, want 7 and 1", gets, cancels)
+	}
 }
 
 func TestRateLimits(t *testing.T) {
