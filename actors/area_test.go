@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -628,5 +630,66 @@ func TestAreaView(t *testing.T) {
 	v.Dashers[0].DasherId = "changed"
 	if r.state.GetDashers()["d1"].GetDasherId() != "d1" {
 		t.Error("the view shares the state")
+	}
+}
+
+// TestAreaIndexFollowsRandomScenarios drives areas through seeded random message sequences (dashers coming, going
+// and moving, orders accepted, offers declined, returned, expired and accepted, cancellations, releases); areaRun
+// checks after every decision that the index kept in step equals the index built from the state.
+func TestAreaIndexFollowsRandomScenarios(t *testing.T) {
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		r := newAreaRun(t)
+		r.cfg.WaveSize = 1 + rng.IntN(4)
+		around := areasAround(r.self)
+		for range 300 {
+			r.now = r.now.Add(time.Duration(rng.IntN(20)) * time.Second)
+			if r.timer != nil && !r.timer.After(r.now) {
+				r.fire()
+				continue
+			}
+			var offers [][2]string
+			var ended []*messages.Dispatch
+			var ids []string
+			for id, d := range r.state.GetDispatches() {
+				ids = append(ids, id)
+				if d.GetEnded() {
+					ended = append(ended, d)
+				}
+				for _, o := range d.GetOpen() {
+					offers = append(offers, [2]string{id, o.GetDasherId()})
+				}
+			}
+			slices.Sort(ids) // map order would make the seed's choices differ from run to run
+			slices.SortFunc(offers, func(a, b [2]string) int { return strings.Compare(a[0]+"/"+a[1], b[0]+"/"+b[1]) })
+			slices.SortFunc(ended, func(a, b *messages.Dispatch) int { return strings.Compare(a.GetOrderId(), b.GetOrderId()) })
+			switch k := rng.IntN(10); {
+			case k < 3:
+				id := fmt.Sprintf("d%d", rng.IntN(14))
+				if rng.IntN(6) == 0 {
+					r.deliver(&messages.DasherStatusChanged{DasherId: id})
+					continue
+				}
+				p := offset(cellCentre(t, around[rng.IntN(len(around))]), rng.Float64()*300-150, rng.Float64()*300-150)
+				r.deliver(&messages.DasherStatusChanged{DasherId: id, Online: true, Position: p, Cell: AreaOf(p), FreeCapacity: int32(rng.IntN(3)), At: timestamppb.New(r.now)})
+			case k < 5:
+				pickup := offset(cellCentre(t, r.self), rng.Float64()*300-150, rng.Float64()*300-150)
+				r.deliver(&messages.OrderAccepted{OrderId: fmt.Sprintf("o_%d", rng.IntN(300)), RestaurantId: "r_1", Pickup: pickup, Dropoff: pickup})
+			case k < 7 && len(offers) > 0:
+				o := offers[rng.IntN(len(offers))]
+				r.deliver(&messages.OfferDeclined{OrderId: o[0], DasherId: o[1], Unavailable: rng.IntN(3) == 0})
+			case k < 8 && len(offers) > 0:
+				o := offers[rng.IntN(len(offers))]
+				r.deliver(&messages.DasherAssigned{OrderId: o[0], DasherId: o[1]})
+			case k < 9 && len(ids) > 0:
+				r.deliver(&messages.OrderCancelled{OrderId: ids[rng.IntN(len(ids))]})
+			case len(ended) > 0:
+				d := ended[rng.IntN(len(ended))]
+				r.deliver(&messages.DasherReleased{OrderId: d.GetOrderId(), DasherId: d.GetAssignedDasherId()})
+			}
+		}
+		if len(r.state.GetEnded()) == 0 || len(r.index.dues) == 0 && len(r.index.waiting) == 0 {
+			t.Fatalf("seed %d: the scenario never ended a dispatch or left none open: it tests little", seed)
+		}
 	}
 }
