@@ -409,13 +409,19 @@ func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) error {
 
 // writeProto writes m as JSON with the status.
 func (s *Server) writeProto(ctx *fasthttp.RequestCtx, status int, m proto.Message) error {
-	body, err := marshalProto(m)
+	buf := encodeBuffers.Get().(*[]byte)
+	body, err := appendMessage((*buf)[:0], m.ProtoReflect())
 	if err != nil {
+		encodeBuffers.Put(buf)
 		return fmt.Errorf("encode response: %w", err)
 	}
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
-	ctx.SetBody(body)
+	ctx.SetBody(body) // copies
+	if cap(body) <= maxPooledBuffer {
+		*buf = body
+		encodeBuffers.Put(buf)
+	}
 	return nil
 }
 
