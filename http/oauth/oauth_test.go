@@ -73,7 +73,7 @@ type testNode struct {
 // cheap argon2id parameters for tests (production uses argon2id.DefaultParams).
 var testArgon2 = &argon2id.Params{Memory: 8 * 1024, Iterations: 1, Parallelism: 1, SaltLength: 16, KeyLength: 32}
 
-func startNode(t *testing.T, cfg oauth.Config) *testNode {
+func startNode(t testing.TB, cfg oauth.Config) *testNode {
 	t.Helper()
 	n := &testNode{dir: t.TempDir(), logs: &syncBuffer{}}
 	log := slog.New(slog.NewJSONHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -148,7 +148,7 @@ var plain = &nethttp.Client{Timeout: 10 * time.Second, CheckRedirect: func(*neth
 }}
 
 // do sends a request with an optional bearer token and JSON body; it returns status and body.
-func (n *testNode) do(t *testing.T, token, method, path, body string) (int, []byte) {
+func (n *testNode) do(t testing.TB, token, method, path, body string) (int, []byte) {
 	t.Helper()
 	req, err := nethttp.NewRequest(method, n.url+path, strings.NewReader(body))
 	if err != nil {
@@ -169,7 +169,7 @@ func (n *testNode) do(t *testing.T, token, method, path, body string) (int, []by
 	return res.StatusCode, b
 }
 
-func (n *testNode) clientToken(t *testing.T, id, secret string) *oauth2.Token {
+func (n *testNode) clientToken(t testing.TB, id, secret string) *oauth2.Token {
 	t.Helper()
 	cc := clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: n.url + "/oauth2/token"}
 	tok, err := cc.Token(context.Background())
@@ -179,7 +179,7 @@ func (n *testNode) clientToken(t *testing.T, id, secret string) *oauth2.Token {
 	return tok
 }
 
-func (n *testNode) operatorToken(t *testing.T) string {
+func (n *testNode) operatorToken(t testing.TB) string {
 	return n.clientToken(t, n.opCreds.ClientID, n.opCreds.ClientSecret).AccessToken
 }
 
@@ -312,7 +312,7 @@ func pkce() (string, string) {
 
 // signIn runs the authorize form: GET shows it, POST with the credentials answers 302 to the redirect URI. It
 // returns the status and the redirect location (or the body when no redirect).
-func (n *testNode) signIn(t *testing.T, params url.Values, email, password string) (int, string) {
+func (n *testNode) signIn(t testing.TB, params url.Values, email, password string) (int, string) {
 	t.Helper()
 	status, body := n.do(t, "", "GET", "/oauth2/authorize?"+params.Encode(), "")
 	if status != 200 || !strings.Contains(string(body), `name="password"`) {
@@ -336,7 +336,7 @@ func (n *testNode) signIn(t *testing.T, params url.Values, email, password strin
 	return res.StatusCode, string(b) + fmt.Sprint(res.Header)
 }
 
-func (n *testNode) signUp(t *testing.T, email, password string) string {
+func (n *testNode) signUp(t testing.TB, email, password string) string {
 	t.Helper()
 	status, b := n.do(t, "", "POST", "/v1/customers", fmt.Sprintf(`{"name":"Ann","email":%q,"password":%q}`, email, password))
 	if status != 201 {
@@ -353,7 +353,7 @@ func appConfig(n *testNode, redirect string) *oauth2.Config {
 }
 
 // codeFlow signs in and exchanges the code; it returns the token.
-func codeFlow(t *testing.T, n *testNode, conf *oauth2.Config, email, password string) *oauth2.Token {
+func codeFlow(t testing.TB, n *testNode, conf *oauth2.Config, email, password string) *oauth2.Token {
 	t.Helper()
 	verifier, challenge := pkce()
 	authURL, _ := url.Parse(conf.AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(verifier)))
