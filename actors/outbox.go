@@ -21,8 +21,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
@@ -170,16 +171,37 @@ func sortedSeqs(set map[uint64]bool) []uint64 {
 // courier delivers an activation's pending outbox entries. It lives in the activation and is used only from the
 // actor's goroutine; the calls themselves run on goroutines that report back with deliveryDone.
 type courier struct {
-	dests map[string]*destination // by kind + "/" + identity
+	dests map[string]*destination // by key (kind + "/" + identity), the name the activation's messages carry
+	// targets finds a destination by (kind, identity) without building its key: pump looks one up per pending
+	// entry on every pass. Made on first use.
+	targets map[target]*destination
 }
+
+// target names a receiver.
+type target struct{ kind, identity string }
 
 // destination is the delivery state of one receiver: the entry in flight (0: none), consecutive failures, and the
 // retry timer while it waits.
 type destination struct {
 	kind, identity string
+	key            string // kind + "/" + identity, built once
 	sending        uint64
 	failures       int
 	retry          *time.Timer
+}
+
+// destination returns the delivery state of the receiver (kind, identity), made on first use.
+func (c *courier) destination(kind, identity string) *destination {
+	if d := c.targets[target{kind, identity}]; d != nil {
+		return d
+	}
+	if c.targets == nil {
+		c.targets = make(map[target]*destination)
+	}
+	d := &destination{kind: kind, identity: identity, key: kind + "/" + identity}
+	c.targets[target{kind, identity}] = d
+	c.dests[d.key] = d
+	return d
 }
 
 // Messages an activation sends itself (local only; never cross the network).
@@ -213,12 +235,7 @@ func (g *grain[S]) pump() {
 		return
 	}
 	for _, p := range g.entity.pendingOutbox() {
-		key := p.added.GetToKind() + "/" + p.added.GetToIdentity()
-		d := g.courier.dests[key]
-		if d == nil {
-			d = &destination{kind: p.added.GetToKind(), identity: p.added.GetToIdentity()}
-			g.courier.dests[key] = d
-		}
+		d := g.courier.destination(p.added.GetToKind(), p.added.GetToIdentity())
 		if d.sending != 0 || d.retry != nil {
 			continue // busy: entries of one destination go one at a time, in out_seq order
 		}
@@ -227,7 +244,7 @@ func (g *grain[S]) pump() {
 		c, system, self, timeout := g.cluster, g.system, g.self, g.deps.Workflow.DeliverTimeout
 		go func() {
 			_, err := callGrain(c, d.kind, d.identity, "Deliver", env, timeout)
-			system.Root.Send(self, deliveryDone{dest: key, outSeq: env.GetOutSeq(), err: err})
+			system.Root.Send(self, deliveryDone{dest: d.key, outSeq: env.GetOutSeq(), err: err})
 		}()
 	}
 }
@@ -315,15 +332,19 @@ func (c *courier) stop() {
 // ---- Calling a grain method by name ----
 
 // methodIndexes caches the index of (kind, method) in the kind's grain service (platter.<Kind>): the generated
-// grain code dispatches GrainRequest by that index.
-var methodIndexes sync.Map // "Kind.Method" → int32
+// grain code dispatches GrainRequest by that index. It is read on every call between grains, so a lookup builds no
+// string and takes no lock: the map is replaced, never changed, when a pair is added (a few dozen pairs in all).
+var methodIndexes atomic.Pointer[map[methodKey]int32]
+
+type methodKey struct{ kind, method string }
 
 // methodIndex returns the index of method in the grain service of kind, or an error when the kind has no such
 // service or method.
 func methodIndex(kind, method string) (int32, error) {
-	key := kind + "." + method
-	if v, ok := methodIndexes.Load(key); ok {
-		return v.(int32), nil
+	if known := methodIndexes.Load(); known != nil {
+		if idx, ok := (*known)[methodKey{kind, method}]; ok {
+			return idx, nil
+		}
 	}
 	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName("platter." + kind))
 	if err != nil {
@@ -338,8 +359,17 @@ func methodIndex(kind, method string) (int32, error) {
 		return 0, fmt.Errorf("service platter.%s has no method %s", kind, method)
 	}
 	idx := int32(m.Index())
-	methodIndexes.Store(key, idx)
-	return idx, nil
+	for {
+		old := methodIndexes.Load()
+		next := make(map[methodKey]int32, 1)
+		if old != nil {
+			next = maps.Clone(*old)
+		}
+		next[methodKey{kind, method}] = idx
+		if methodIndexes.CompareAndSwap(old, &next) {
+			return idx, nil
+		}
+	}
 }
 
 // callGrain calls method of the grain (kind, identity) through the cluster, as the generated client would, and
