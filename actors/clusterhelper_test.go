@@ -358,7 +358,7 @@ func feedTypes(items []*messages.FeedItem) []string {
 // hasReminder reports whether stream has a reminder due at or before at.
 func hasReminder(t *testing.T, j journal.Journal, stream string, at time.Time) bool {
 	t.Helper()
-	due, err := j.DueReminders(context.Background(), at, 0)
+	due, err := j.DueReminders(context.Background(), at, journal.Reminder{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

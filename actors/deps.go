@@ -66,7 +66,8 @@ type WorkflowConfig struct {
 	// ReminderScanInterval is how often each node scans the journal for due reminders and wakes their actors.
 	// Default 1 s.
 	ReminderScanInterval time.Duration
-	// ReminderScanBatch is the most reminders one scan wakes; the rest wait for the next scan. Default 1000.
+	// ReminderScanBatch is how many due reminders the scanner reads per journal query; each scan pages through
+	// all of them. Default 1000.
 	ReminderScanBatch int
 	// WakeTimeout bounds one Wake request the scanner sends. Default 5 s.
 	WakeTimeout time.Duration

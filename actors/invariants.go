@@ -307,7 +307,7 @@ func (c *checker) stuck() error {
 
 // reminderBy reports whether the journal holds a reminder of stream due at or before due.
 func (c *checker) reminderBy(stream string, due time.Time) (bool, error) {
-	reminders, err := c.j.DueReminders(c.ctx, due, 0)
+	reminders, err := c.j.DueReminders(c.ctx, due, journal.Reminder{}, 0)
 	if err != nil {
 		return false, fmt.Errorf("read reminders: %w", err)
 	}

@@ -47,7 +47,7 @@ func feedLen(t *testing.T, j journal.Journal, stream string) int {
 
 func reminderStreams(t *testing.T, j journal.Journal, at time.Time) []string {
 	t.Helper()
-	due, err := j.DueReminders(context.Background(), at, 0)
+	due, err := j.DueReminders(context.Background(), at, journal.Reminder{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

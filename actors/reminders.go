@@ -9,11 +9,12 @@ import (
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 
+	"github.com/platterhq/platter/actors/journal"
 	"github.com/platterhq/platter/messages"
 )
 
 // ReminderScanner is the per-node half of durable timers (timers.go): every WorkflowConfig.ReminderScanInterval
-// it reads the journal's due reminders and sends Wake, through the cluster, to each stream's actor (the kind is
+// it reads all the journal's due reminders (page by page) and sends Wake, through the cluster, to each stream's actor (the kind is
 // the stream's prefix, matched against the kinds the cluster hosts), so that the identity's owner fires its timers
 // and delivers its outbox, after any restart. The woken actor moves or deletes the reminder; until it does, every
 // scan wakes it again (at least once). A stream whose Wake is still in flight is not woken twice at once.
@@ -100,20 +101,12 @@ func (s *ReminderScanner) run() {
 	}
 }
 
-// scan wakes the actors of the due reminders once.
+// scan wakes the actors of the due reminders once: it pages through every reminder due now (ReminderScanBatch
+// per journal read), not only the first page, so that reminders this node does not wake (owned by other nodes,
+// of unknown kinds, or with a Wake in flight) never hide the ones it does, however many there are.
 func (s *ReminderScanner) scan() {
 	c := s.cluster()
 	if c == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.deps.StoreTimeout)
-	due, err := s.deps.Journal.DueReminders(ctx, s.deps.Now(), s.deps.Workflow.ReminderScanBatch)
-	cancel()
-	if err != nil {
-		s.log.Warn("reading due reminders failed", slog.Any("error", err))
-		return
-	}
-	if len(due) == 0 {
 		return
 	}
 	// Stream prefix → kind: the kinds Kinds registers (protoactor's GetClusterKinds is empty for a member started
@@ -122,32 +115,56 @@ func (s *ReminderScanner) scan() {
 	for _, k := range append(hostedKinds(), c.GetClusterKinds()...) {
 		kinds[strings.ToLower(k)] = k
 	}
-	for _, r := range due {
-		prefix, identity, ok := strings.Cut(r.Stream, "/")
-		kind := kinds[prefix]
-		if !ok || kind == "" || identity == "" {
-			s.log.Debug("reminder of a stream no hosted kind owns", slog.String("stream", r.Stream))
-			continue
-		}
-		if s.owns != nil && !s.owns(kind, identity) {
-			continue // another node owns it and wakes it
-		}
-		s.mu.Lock()
-		busy := s.inFlight[r.Stream]
-		s.inFlight[r.Stream] = true
-		s.mu.Unlock()
-		if busy {
-			continue
-		}
-		select {
-		case s.slots <- struct{}{}:
-		case <-s.stop:
-			s.release(r.Stream)
+	now, limit := s.deps.Now(), s.deps.Workflow.ReminderScanBatch
+	var after journal.Reminder
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), s.deps.StoreTimeout)
+		due, err := s.deps.Journal.DueReminders(ctx, now, after, limit)
+		cancel()
+		if err != nil {
+			s.log.Warn("reading due reminders failed", slog.Any("error", err))
 			return
 		}
-		s.done.Add(1)
-		go s.wake(c, kind, identity, r.Stream)
+		for _, r := range due {
+			if !s.wakeDue(c, kinds, r) {
+				return // stopping
+			}
+		}
+		if len(due) < limit || limit <= 0 {
+			return
+		}
+		after = due[len(due)-1]
 	}
+}
+
+// wakeDue starts the Wake of r's actor if this node wakes it and no Wake of it is in flight. It waits for a free
+// Wake slot, and returns false when the scanner stops meanwhile.
+func (s *ReminderScanner) wakeDue(c *pcluster.Cluster, kinds map[string]string, r journal.Reminder) bool {
+	prefix, identity, ok := strings.Cut(r.Stream, "/")
+	kind := kinds[prefix]
+	if !ok || kind == "" || identity == "" {
+		s.log.Debug("reminder of a stream no hosted kind owns", slog.String("stream", r.Stream))
+		return true
+	}
+	if s.owns != nil && !s.owns(kind, identity) {
+		return true // another node owns it and wakes it
+	}
+	s.mu.Lock()
+	busy := s.inFlight[r.Stream]
+	s.inFlight[r.Stream] = true
+	s.mu.Unlock()
+	if busy {
+		return true
+	}
+	select {
+	case s.slots <- struct{}{}:
+	case <-s.stop:
+		s.release(r.Stream)
+		return false
+	}
+	s.done.Add(1)
+	go s.wake(c, kind, identity, r.Stream)
+	return true
 }
 
 func (s *ReminderScanner) wake(c *pcluster.Cluster, kind, identity, stream string) {

@@ -98,7 +98,7 @@ func TestRemindersInCluster(t *testing.T) {
 	waitNoneDue := func(what string) {
 		t.Helper()
 		c.WaitFor(func() bool {
-			due, err := j.DueReminders(ctx, time.Now().Add(time.Hour), 0)
+			due, err := j.DueReminders(ctx, time.Now().Add(time.Hour), journal.Reminder{}, 0)
 			return err == nil && len(due) == 0
 		}, 30*time.Second, what)
 	}

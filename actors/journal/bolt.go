@@ -436,14 +436,23 @@ func putReminder(tx *bolt.Tx, stream []byte, due time.Time) error {
 }
 
 // DueReminders implements Journal.
-func (b *Bolt) DueReminders(ctx context.Context, now time.Time, limit int) ([]Reminder, error) {
+func (b *Bolt) DueReminders(ctx context.Context, now time.Time, after Reminder, limit int) ([]Reminder, error) {
 	var due []Reminder
 	err := b.read(ctx, func(tx *bolt.Tx) error {
 		due = nil
 		c := tx.Bucket(bucketRemindersDue).Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		k, _ := c.First()
+		var skip []byte // the cursor's own key, excluded
+		if !after.IsZero() {
+			skip = concat(encodeTime(after.Due), []byte(after.Stream))
+			k, _ = c.Seek(skip)
+		}
+		for ; k != nil; k, _ = c.Next() {
 			if len(k) < 8 {
 				return fmt.Errorf("corrupt reminder key %x", k)
+			}
+			if skip != nil && bytes.Equal(k, skip) {
+				continue
 			}
 			at := decodeTime(k[:8])
 			if at.After(now) || limit > 0 && len(due) >= limit {

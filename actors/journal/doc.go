@@ -29,9 +29,9 @@
 // # Reminders
 //
 // An actor keeps its timers in its own state and stores only the earliest due time here, one reminder per stream.
-// A reminder scanner reads DueReminders and wakes the actors; the woken actor handles its due timers and moves or
-// deletes its reminder in the same Append that records the effect. The scanner never deletes reminders, so a timer
-// fires at least once, after any restart.
+// A reminder scanner reads DueReminders, page by page with a (Due, Stream) cursor, and wakes the actors; the woken
+// actor handles its due timers and moves or deletes its reminder in the same Append that records the effect. The
+// scanner never deletes reminders, so a timer fires at least once, after any restart.
 //
 // # Feeds
 //

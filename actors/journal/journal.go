@@ -50,10 +50,13 @@ type Journal interface {
 	// DeleteReminder removes the reminder of stream, if any.
 	DeleteReminder(ctx context.Context, stream string) error
 
-	// DueReminders returns up to limit reminders with Due <= now, ordered by Due then Stream. It does not remove
+	// DueReminders returns up to limit reminders with Due <= now that come after `after` in (Due, Stream) order,
+	// ordered by Due then Stream. The zero Reminder starts at the earliest; the last reminder of a page is the
+	// `after` of the next, so that a scanner pages through every due reminder however many there are (a scanner
+	// that wakes only some of them, e.g. those its node owns, must not stop at the first page). It does not remove
 	// them: the woken actor moves or deletes its reminder once it has handled its timers, so a reminder fires at
 	// least once even if the node dies while firing it. limit <= 0 means no limit.
-	DueReminders(ctx context.Context, now time.Time, limit int) ([]Reminder, error)
+	DueReminders(ctx context.Context, now time.Time, after Reminder, limit int) ([]Reminder, error)
 
 	// AppendFeed appends entries to recipient's feed, assigning each the next cursor (1, 2, 3, ... per recipient,
 	// dense and never reused), and returns the last cursor assigned. Prefer WithFeed on Append when the entry
@@ -86,11 +89,15 @@ type Snapshot struct {
 	Data []byte
 }
 
-// Reminder says that the actor owning Stream has a timer due at Due.
+// Reminder says that the actor owning Stream has a timer due at Due. As the cursor of DueReminders, the zero
+// value means "from the start".
 type Reminder struct {
 	Stream string
 	Due    time.Time
 }
+
+// IsZero reports whether r is the zero Reminder (the start of DueReminders' order).
+func (r Reminder) IsZero() bool { return r.Stream == "" && r.Due.IsZero() }
 
 // FeedEntry is one notification in a recipient's feed. The journal does not interpret Type or Data.
 type FeedEntry struct {

@@ -546,12 +546,19 @@ func (p *Postgres) DeleteReminder(ctx context.Context, stream string) error {
 }
 
 // DueReminders implements Journal.
-func (p *Postgres) DueReminders(ctx context.Context, now time.Time, limit int) ([]Reminder, error) {
+func (p *Postgres) DueReminders(ctx context.Context, now time.Time, after Reminder, limit int) ([]Reminder, error) {
+	// Both forms are range scans of the index journal_reminders_due (due_ns, stream); the row comparison is the
+	// cursor (stream sorts byte by byte on both databases, as in the index).
+	sql, args := "SELECT stream, due_ns FROM journal_reminders WHERE due_ns <= $1 ORDER BY due_ns, stream LIMIT $2",
+		[]any{now.UnixNano(), sqlLimit(limit)}
+	if !after.IsZero() {
+		sql = "SELECT stream, due_ns FROM journal_reminders WHERE due_ns <= $1 AND (due_ns, stream) > ($3, $4) " +
+			"ORDER BY due_ns, stream LIMIT $2"
+		args = append(args, after.Due.UnixNano(), after.Stream)
+	}
 	var due []Reminder
 	err := p.read(ctx, func(ctx context.Context) error {
-		rows, err := p.pool.Query(ctx,
-			"SELECT stream, due_ns FROM journal_reminders WHERE due_ns <= $1 ORDER BY due_ns, stream LIMIT $2",
-			now.UnixNano(), sqlLimit(limit))
+		rows, err := p.pool.Query(ctx, sql, args...)
 		if err != nil {
 			return err
 		}

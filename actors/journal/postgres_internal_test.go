@@ -70,7 +70,7 @@ func TestPostgresBatchIsolatesAFailingWrite(t *testing.T) {
 			t.Fatalf("order/%d: %d events, %v", i, len(events), err)
 		}
 	}
-	if rs, err := j.DueReminders(ctx, time.Unix(0, 10), 0); err != nil || len(rs) != 0 {
+	if rs, err := j.DueReminders(ctx, time.Unix(0, 10), Reminder{}, 0); err != nil || len(rs) != 0 {
 		t.Fatalf("the failing write's partial change was committed: %v, %v", rs, err)
 	}
 	if n := runs.Load(); n < 2 {

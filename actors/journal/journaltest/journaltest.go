@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Streams", testStreams},
 		{"Reminders", testReminders},
 		{"RemindersWithAppend", testRemindersWithAppend},
+		{"RemindersPaging", testRemindersPaging},
 		{"FeedCursors", testFeedCursors},
 		{"FeedWithAppend", testFeedWithAppend},
 		{"ConcurrentFeedAppends", testConcurrentFeedAppends},
@@ -134,7 +135,7 @@ func testEmptyStore(t *testing.T, open Opener) {
 	if entries, err := j.ReadFeed(ctx, "customer/none", 0, 0); err != nil || len(entries) != 0 {
 		t.Fatalf("ReadFeed of empty feed = %d, %v", len(entries), err)
 	}
-	if due, err := j.DueReminders(ctx, time.Now().Add(time.Hour), 0); err != nil || len(due) != 0 {
+	if due, err := j.DueReminders(ctx, time.Now().Add(time.Hour), journal.Reminder{}, 0); err != nil || len(due) != 0 {
 		t.Fatalf("DueReminders of empty store = %v, %v", due, err)
 	}
 	if names, err := j.Streams(ctx, "", "", 0); err != nil || len(names) != 0 {
@@ -189,7 +190,7 @@ func testFenceRefusesStaleWriter(t *testing.T, open Opener) {
 	if events[0].Type != "A" {
 		t.Fatalf("stale writer overwrote the stream: %+v", events[0])
 	}
-	if rs, _ := j.DueReminders(ctx, due.Add(time.Hour), 0); len(rs) != 0 {
+	if rs, _ := j.DueReminders(ctx, due.Add(time.Hour), journal.Reminder{}, 0); len(rs) != 0 {
 		t.Fatalf("a refused append set a reminder: %v", rs)
 	}
 	if fs, _ := j.ReadFeed(ctx, "customer/1", 0, 0); len(fs) != 0 {
@@ -283,7 +284,7 @@ func testReloadAfterReopen(t *testing.T, open Opener) {
 	if string(events[1].Data) != "E-4" {
 		t.Fatalf("event 4 after reopen = %+v", events[1])
 	}
-	rs, err := j.DueReminders(ctx, due, 0)
+	rs, err := j.DueReminders(ctx, due, journal.Reminder{}, 0)
 	if err != nil || len(rs) != 1 || rs[0].Stream != "order/1" || !rs[0].Due.Equal(due) {
 		t.Fatalf("reminders after reopen = %v, %v", rs, err)
 	}
@@ -424,7 +425,7 @@ func testReminders(t *testing.T, open Opener) {
 	}
 	due := func(now time.Time, limit int) []journal.Reminder {
 		t.Helper()
-		rs, err := j.DueReminders(ctx, now, limit)
+		rs, err := j.DueReminders(ctx, now, journal.Reminder{}, limit)
 		if err != nil {
 			t.Fatalf("due reminders: %v", err)
 		}
@@ -466,7 +467,7 @@ func testReminders(t *testing.T, open Opener) {
 		t.Fatalf("after move and delete = %q", got)
 	}
 	j = reopen(t, j, open)
-	rs, err := j.DueReminders(ctx, at(100), 0)
+	rs, err := j.DueReminders(ctx, at(100), journal.Reminder{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,19 +479,100 @@ func testReminders(t *testing.T, open Opener) {
 	}
 }
 
+// testRemindersPaging: the (Due, Stream) cursor of DueReminders pages through every due reminder, across ties of
+// due time, with pages of any size, and from a cursor whose reminder is gone.
+func testRemindersPaging(t *testing.T, open Opener) {
+	j := openJournal(t, open)
+	ctx := context.Background()
+	t0 := time.UnixMilli(1_700_000_000_000).UTC()
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	// 3 due times × 7 streams, the streams in an order unlike their names', and 2 reminders not yet due.
+	var want []string
+	for s := range 3 {
+		for _, n := range []int{4, 0, 6, 2, 5, 1, 3} {
+			stream := fmt.Sprintf("order/%d-%d", s, n)
+			if err := j.SetReminder(ctx, stream, at(s)); err != nil {
+				t.Fatalf("set reminder %s: %v", stream, err)
+			}
+		}
+		for n := range 7 {
+			want = append(want, fmt.Sprintf("order/%d-%d", s, n))
+		}
+	}
+	for _, stream := range []string{"order/later-1", "order/later-0"} {
+		if err := j.SetReminder(ctx, stream, at(60)); err != nil {
+			t.Fatalf("set reminder %s: %v", stream, err)
+		}
+	}
+	now := at(2)
+	for _, limit := range []int{1, 2, 5, 7, 20, 21, 22} {
+		var (
+			got   []string
+			after journal.Reminder
+		)
+		for pages := 0; ; pages++ {
+			if pages > len(want)+1 {
+				t.Fatalf("limit %d: paging does not end (%q so far)", limit, got)
+			}
+			rs, err := j.DueReminders(ctx, now, after, limit)
+			if err != nil {
+				t.Fatalf("limit %d, after %v: %v", limit, after, err)
+			}
+			if len(rs) > limit {
+				t.Fatalf("limit %d: page of %d", limit, len(rs))
+			}
+			got = append(got, reminderStreams(rs)...)
+			if len(rs) < limit {
+				break
+			}
+			after = rs[len(rs)-1]
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("limit %d: paged %q, want %q", limit, got, want)
+		}
+	}
+	// The cursor is a position, not a stored reminder: after its reminder is deleted or moved, the next page
+	// starts where it would have been.
+	cursor := journal.Reminder{Stream: "order/1-3", Due: at(1)}
+	if err := j.DeleteReminder(ctx, cursor.Stream); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := j.DueReminders(ctx, now, cursor, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := reminderStreams(rs); !slices.Equal(got, []string{"order/1-4", "order/1-5", "order/1-6"}) {
+		t.Fatalf("page after a deleted cursor = %q", got)
+	}
+	// A cursor beyond now, or past the last reminder, gives an empty page.
+	for _, after := range []journal.Reminder{{Stream: "order/2-6", Due: at(2)}, {Stream: "order/x", Due: at(30)}} {
+		if rs, err := j.DueReminders(ctx, now, after, 0); err != nil || len(rs) != 0 {
+			t.Fatalf("page after %v = %v, %v; want none", after, rs, err)
+		}
+	}
+	// The reminders not yet due come when now reaches them, after the earlier ones.
+	rs, err = j.DueReminders(ctx, at(60), journal.Reminder{Stream: "order/2-6", Due: at(2)}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := reminderStreams(rs); !slices.Equal(got, []string{"order/later-0", "order/later-1"}) {
+		t.Fatalf("page at +60s after the last due one = %q", got)
+	}
+}
+
 func testRemindersWithAppend(t *testing.T, open Opener) {
 	j := openJournal(t, open)
 	ctx := context.Background()
 	t0 := time.UnixMilli(1_700_000_000_000)
 	mustAppend(t, j, "order/1", 0, numbered("E", 1, 1), journal.WithReminder(t0))
 	mustAppend(t, j, "order/2", 0, numbered("E", 1, 1), journal.WithReminder(t0.Add(time.Second)))
-	rs, err := j.DueReminders(ctx, t0.Add(time.Hour), 0)
+	rs, err := j.DueReminders(ctx, t0.Add(time.Hour), journal.Reminder{}, 0)
 	if err != nil || !slices.Equal(reminderStreams(rs), []string{"order/1", "order/2"}) {
 		t.Fatalf("reminders set by append = %v, %v", rs, err)
 	}
 	mustAppend(t, j, "order/1", 1, numbered("E", 2, 1), journal.WithoutReminder())
 	mustAppend(t, j, "order/2", 1, numbered("E", 2, 1), journal.WithReminder(t0.Add(-time.Second)))
-	rs, err = j.DueReminders(ctx, t0.Add(time.Hour), 0)
+	rs, err = j.DueReminders(ctx, t0.Add(time.Hour), journal.Reminder{}, 0)
 	if err != nil || len(rs) != 1 || rs[0].Stream != "order/2" || !rs[0].Due.Equal(t0.Add(-time.Second)) {
 		t.Fatalf("reminders after move and delete by append = %v, %v", rs, err)
 	}
@@ -736,7 +818,7 @@ func testClosed(t *testing.T, open Opener) {
 	_, calls["streams"] = j.Streams(ctx, "", "", 0)
 	calls["set reminder"] = j.SetReminder(ctx, "order/1", time.UnixMilli(1))
 	calls["delete reminder"] = j.DeleteReminder(ctx, "order/1")
-	_, calls["due reminders"] = j.DueReminders(ctx, time.Now(), 0)
+	_, calls["due reminders"] = j.DueReminders(ctx, time.Now(), journal.Reminder{}, 0)
 	_, calls["append feed"] = j.AppendFeed(ctx, "customer/1", []journal.FeedEntry{{Type: "F"}})
 	_, calls["read feed"] = j.ReadFeed(ctx, "customer/1", 0, 0)
 	for name, err := range calls {
