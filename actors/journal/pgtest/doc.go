@@ -15,9 +15,10 @@
 //		...
 //	}
 //
-// Main stops the shared server after the tests. Without it the server still dies with the test binary (it gets
-// SIGQUIT when its parent exits) but its temporary directory stays behind. A test that needs a server of its own
-// (to stop it, say) calls Start, which stops the server in t.Cleanup.
+// Main discards the shared server after the tests (Discard: an immediate shutdown, since its data is thrown
+// away). Without it the server still dies with the test binary (it gets SIGQUIT when its parent exits) but its
+// temporary directory stays behind. A test that needs a server of its own (to stop it, say) calls Start, which
+// stops the server in t.Cleanup.
 //
 // # Running as root
 //

@@ -384,14 +384,21 @@ func (s *Server) NewDatabase(tb testing.TB) string {
 	return dsn
 }
 
-// Stop shuts the server down (fast shutdown: clients are disconnected), killing it if it has not exited within
-// StopTimeout, and removes its directory. Calling it again returns the first call's result.
-func (s *Server) Stop() error {
+// Stop shuts the server down (fast shutdown: clients are disconnected, then a shutdown checkpoint), killing it
+// if it has not exited within StopTimeout, and removes its directory. Calling it (or Discard) again returns the
+// first call's result.
+func (s *Server) Stop() error { return s.shutdown(syscall.SIGINT) }
+
+// Discard is Stop without the shutdown checkpoint (immediate shutdown), for a server whose data nobody reads
+// again: on a machine busy with other writers, the checkpoint's fsyncs can take longer than StopTimeout.
+func (s *Server) Discard() error { return s.shutdown(syscall.SIGQUIT) }
+
+func (s *Server) shutdown(sig syscall.Signal) error {
 	s.stopOnce.Do(func() {
 		select {
 		case <-s.exited:
 		default:
-			_ = s.cmd.Process.Signal(syscall.SIGINT)
+			_ = s.cmd.Process.Signal(sig)
 			select {
 			case <-s.exited:
 			case <-time.After(s.opts.StopTimeout):
@@ -444,7 +451,7 @@ func NewDatabase(tb testing.TB) string {
 func Main(m *testing.M) int {
 	code := m.Run()
 	if shared.srv != nil {
-		if err := shared.srv.Stop(); err != nil {
+		if err := shared.srv.Discard(); err != nil {
 			fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 			if code == 0 {
 				code = 1

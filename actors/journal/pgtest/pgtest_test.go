@@ -43,27 +43,37 @@ func TestSharedServerDatabases(t *testing.T) {
 	}
 }
 
-// A server of the test's own is gone, directory and all, once stopped.
+// A server of the test's own is gone, directory and all, once stopped (with or without the shutdown checkpoint).
 func TestStartStop(t *testing.T) {
-	s := pgtest.Start(t, pgtest.Options{})
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, s.DSN("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.Close(ctx)
-	if err := s.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(s.Dir()); !os.IsNotExist(err) {
-		t.Fatalf("server directory still there after Stop: %v", err)
-	}
-	if conn, err := pgx.Connect(ctx, s.DSN("postgres")); err == nil {
-		_ = conn.Close(ctx)
-		t.Fatal("connected to a stopped server")
-	}
-	if err := s.Stop(); err != nil {
-		t.Fatalf("second Stop: %v", err)
+	for _, c := range []struct {
+		name string
+		stop func(*pgtest.Server) error
+	}{
+		{"Stop", (*pgtest.Server).Stop},
+		{"Discard", (*pgtest.Server).Discard},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := pgtest.Start(t, pgtest.Options{})
+			ctx := context.Background()
+			conn, err := pgx.Connect(ctx, s.DSN("postgres"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.Close(ctx)
+			if err := c.stop(s); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(s.Dir()); !os.IsNotExist(err) {
+				t.Fatalf("server directory still there after %s: %v", c.name, err)
+			}
+			if conn, err := pgx.Connect(ctx, s.DSN("postgres")); err == nil {
+				_ = conn.Close(ctx)
+				t.Fatalf("connected to a server after %s", c.name)
+			}
+			if err := s.Stop(); err != nil {
+				t.Fatalf("Stop after %s: %v", c.name, err)
+			}
+		})
 	}
 }
 
