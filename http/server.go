@@ -270,10 +270,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			s.writeProblem(ctx, internalError)
 		}
 		status := ctx.Response.StatusCode()
-		s.metrics.observe(label, status, time.Since(start))
-		s.log.Debug("http request",
-			slog.String("method", string(ctx.Method())), slog.String("path", string(ctx.Path())),
-			slog.Int("status", status), slog.Duration("duration", time.Since(start)))
+		elapsed := time.Since(start)
+		s.metrics.observe(label, status, elapsed)
+		if s.log.Enabled(context.Background(), slog.LevelDebug) { // the attributes cost more than the check
+			s.log.Debug("http request",
+				slog.String("method", string(ctx.Method())), slog.String("path", string(ctx.Path())),
+				slog.Int("status", status), slog.Duration("duration", elapsed))
+		}
 	}()
 
 	method, path := string(ctx.Method()), string(ctx.Path())

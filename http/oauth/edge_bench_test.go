@@ -2,6 +2,8 @@ package oauth_test
 
 import (
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -36,7 +38,7 @@ func BenchmarkEdgeStatusJWT(b *testing.B) {
 		size int
 	}{{"JWT", 0}, {"JWTNoCache", -1}} {
 		b.Run(tc.name, func(b *testing.B) {
-			n := startNode(b, oauth.Config{TokenCacheSize: tc.size})
+			n := startNode(b, oauth.Config{TokenCacheSize: tc.size, Logger: infoLogger})
 			token, order := placedOrder(b, n)
 			rate := parallelGets(b, n.url+"/v1/orders/"+order+"/status", token)
 			if hello > 0 {
@@ -45,6 +47,10 @@ func BenchmarkEdgeStatusJWT(b *testing.B) {
 		})
 	}
 }
+
+// infoLogger drops the logs at the node's default level (info): a debug logger would put the cost of a debug
+// line per request into the numbers.
+var infoLogger = slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 // parallelGets GETs url from parallel keep-alive connections for b.N requests, each answered 200, and returns
 // and reports the rate.

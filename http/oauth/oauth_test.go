@@ -76,7 +76,10 @@ var testArgon2 = &argon2id.Params{Memory: 8 * 1024, Iterations: 1, Parallelism: 
 func startNode(t testing.TB, cfg oauth.Config) *testNode {
 	t.Helper()
 	n := &testNode{dir: t.TempDir(), logs: &syncBuffer{}}
-	log := slog.New(slog.NewJSONHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := cfg.Logger // benchmarks log as production does; tests keep every debug line for a failure's report
+	if log == nil {
+		log = slog.New(slog.NewJSONHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	j, err := journal.OpenBolt(filepath.Join(n.dir, "journal.db"), journal.BoltOptions{})
 	if err != nil {
 		t.Fatal(err)
