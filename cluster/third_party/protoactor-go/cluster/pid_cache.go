@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"unsafe"
+
 	"github.com/asynkron/protoactor-go/actor"
 	cmap "github.com/orcaman/concurrent-map"
 )
@@ -21,8 +23,18 @@ func key(identity string, kind string) string {
 	return identity + "." + kind
 }
 
+// Platter patch 7: Get runs on every cluster request. key's concatenation allocated for every key longer than 32
+// bytes (a UUID identity with its kind is 45 to 49), 4 % of a node's CPU with the other key strings. Get now builds
+// the key in a stack buffer and looks it up through a string view of it, which ConcurrentMap.Get does not keep.
 func (c *PidCacheValue) Get(identity string, kind string) (*actor.PID, bool) {
-	k := key(identity, kind)
+	var buf [128]byte
+	var k string
+	if len(identity)+1+len(kind) <= len(buf) {
+		b := append(append(append(buf[:0], identity...), '.'), kind...)
+		k = unsafe.String(unsafe.SliceData(b), len(b))
+	} else {
+		k = key(identity, kind)
+	}
 	v, ok := c.cache.Get(k)
 
 	if !ok {
