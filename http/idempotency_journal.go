@@ -2,11 +2,14 @@ package http
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -66,6 +69,19 @@ type journalToken struct {
 
 func (s *JournalIdempotency) Begin(ctx context.Context, key, fp string, now time.Time, lease time.Duration) (Claim, error) {
 	stream := IdempotencyStreamPrefix + key
+	claim, err := encodeRecord(idemRecord{Kind: recClaimed, Fingerprint: fp, At: now, Until: now.Add(lease)})
+	if err != nil {
+		return Claim{}, err
+	}
+	// Most keys are new: claim at sequence 0 without reading the stream first. The append is fenced, so a key
+	// with any record makes it fail with a conflict, and the loop below reads what is there.
+	seq, err := s.j.Append(ctx, stream, 0, []journal.Event{claim})
+	if err == nil {
+		return Claim{State: ClaimNew, Fingerprint: fp, Token: journalToken{stream: stream, seq: seq}}, nil
+	}
+	if !errors.Is(err, journal.ErrConflict) {
+		return Claim{}, fmt.Errorf("claim idempotency key: %w", err)
+	}
 	for range 3 {
 		snap, events, err := s.j.Load(ctx, stream)
 		if err != nil {
@@ -84,11 +100,7 @@ func (s *JournalIdempotency) Begin(ctx context.Context, key, fp string, now time
 				return Claim{State: ClaimInFlight, Fingerprint: rec.Fingerprint}, nil
 			}
 		}
-		ev, err := encodeRecord(idemRecord{Kind: recClaimed, Fingerprint: fp, At: now, Until: now.Add(lease)})
-		if err != nil {
-			return Claim{}, err
-		}
-		seq, err := s.j.Append(ctx, stream, last, []journal.Event{ev})
+		seq, err := s.j.Append(ctx, stream, last, []journal.Event{claim})
 		if errors.Is(err, journal.ErrConflict) {
 			continue // another request claimed or completed it: look again
 		}
@@ -129,16 +141,65 @@ func (s *JournalIdempotency) end(ctx context.Context, claim Claim, kind string, 
 	return nil
 }
 
+// encodeRecord writes rec as encoding/json would (decodeRecord reads it with encoding/json) in a BytesValue, without
+// reflection: every mutating request with an Idempotency-Key writes two records.
 func encodeRecord(rec idemRecord) (journal.Event, error) {
-	raw, err := json.Marshal(rec)
-	if err != nil {
-		return journal.Event{}, fmt.Errorf("encode idempotency record: %w", err)
+	size := 160 + len(rec.Fingerprint)
+	if r := rec.Response; r != nil {
+		size += 96 + len(r.ContentType) + len(r.Location) + base64.StdEncoding.EncodedLen(len(r.Body))
 	}
-	data, err := proto.Marshal(wrapperspb.Bytes(raw))
-	if err != nil {
-		return journal.Event{}, fmt.Errorf("encode idempotency record: %w", err)
+	raw := make([]byte, 0, size)
+	var err error
+	raw = append(raw, `{"kind":`...)
+	raw = appendJSONString(raw, rec.Kind)
+	raw = append(raw, `,"fingerprint":`...)
+	raw = appendJSONString(raw, rec.Fingerprint)
+	raw = append(raw, `,"at":`...)
+	if raw, err = appendJSONTime(raw, rec.At); err != nil {
+		return journal.Event{}, err
 	}
+	raw = append(raw, `,"until":`...) // omitempty does not omit a time.Time
+	if raw, err = appendJSONTime(raw, rec.Until); err != nil {
+		return journal.Event{}, err
+	}
+	if r := rec.Response; r != nil {
+		raw = append(raw, `,"response":{"status":`...)
+		raw = strconv.AppendInt(raw, int64(r.Status), 10)
+		if r.ContentType != "" {
+			raw = append(raw, `,"content_type":`...)
+			raw = appendJSONString(raw, r.ContentType)
+		}
+		if r.Location != "" {
+			raw = append(raw, `,"location":`...)
+			raw = appendJSONString(raw, r.Location)
+		}
+		if len(r.Body) > 0 {
+			raw = append(raw, `,"body":"`...)
+			raw = base64.StdEncoding.AppendEncode(raw, r.Body)
+			raw = append(raw, '"')
+		}
+		raw = append(raw, `,"at":`...)
+		if raw, err = appendJSONTime(raw, r.At); err != nil {
+			return journal.Event{}, err
+		}
+		raw = append(raw, '}')
+	}
+	raw = append(raw, '}')
+	// The wire form of a google.protobuf.BytesValue: field 1, length-delimited (raw is never empty).
+	data := make([]byte, 0, len(raw)+1+protowire.SizeVarint(uint64(len(raw))))
+	data = protowire.AppendTag(data, 1, protowire.BytesType)
+	data = protowire.AppendBytes(data, raw)
 	return journal.Event{Type: recordEventType, Data: data}, nil
+}
+
+// appendJSONTime writes t as time.Time's MarshalJSON does.
+func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
+	b = append(b, '"')
+	b, err := t.AppendText(b)
+	if err != nil {
+		return nil, fmt.Errorf("encode idempotency record: %w", err)
+	}
+	return append(b, '"'), nil
 }
 
 func decodeRecord(ev journal.Event) (idemRecord, error) {
