@@ -19,7 +19,8 @@ import (
 // JournalIdempotency is the IdempotencyStore on the actors' journal: each key is a stream
 // "idempotency/<sha256>" whose events are the key's claims, releases and stored responses. The journal's fenced
 // append decides between racing requests, also across nodes sharing the journal: a claim is appended at the
-// sequence its writer read, so of two racers one wins and the other sees the winner's claim.
+// sequence its writer expects (0 for a key it assumes new, else the last one it read), so of two racers one wins
+// and the other, refused with a conflict, reads the winner's claim.
 //
 // Retention: records older than Retention are ignored (a key may then be used afresh). The journal has no way to
 // delete a stream, so expired records stay on disk until it gets one.
