@@ -2,6 +2,7 @@ package http
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,7 @@ type metrics struct {
 	rateLimited       *prometheus.CounterVec // by class
 	idempotentReplays prometheus.Counter
 	handler           fasthttp.RequestHandler
+	series            sync.Map // routeStatus -> *routeSeries
 }
 
 func newMetrics() *metrics {
@@ -49,9 +51,31 @@ func newMetrics() *metrics {
 	return m
 }
 
+// routeStatus names the series of one answer; both are bounded (route patterns, HTTP statuses).
+type routeStatus struct {
+	route  string
+	status int
+}
+
+// routeSeries are the series one answer updates, looked up once: WithLabelValues hashes the labels under a lock
+// on every call.
+type routeSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
 func (m *metrics) observe(route string, status int, d time.Duration) {
-	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(route).Observe(d.Seconds())
+	key := routeStatus{route, status}
+	v, ok := m.series.Load(key)
+	if !ok {
+		v, _ = m.series.LoadOrStore(key, &routeSeries{
+			requests: m.requests.WithLabelValues(route, strconv.Itoa(status)),
+			duration: m.duration.WithLabelValues(route),
+		})
+	}
+	rs := v.(*routeSeries)
+	rs.requests.Inc()
+	rs.duration.Observe(d.Seconds())
 }
 
 func (s *Server) handleMetrics(c *call) error {
