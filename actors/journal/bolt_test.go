@@ -99,3 +99,12 @@ func TestBoltRefusesUnknownFormat(t *testing.T) {
 		t.Fatalf("open of an unknown format: %v", err)
 	}
 }
+
+func BenchmarkBoltWorkflow(b *testing.B) {
+	journaltest.BenchWorkflow(b, boltStore(journal.BoltOptions{}))
+}
+
+// The committer without its linger, for comparison with BenchmarkBoltWorkflow.
+func BenchmarkBoltWorkflowNoLinger(b *testing.B) {
+	journaltest.BenchWorkflow(b, boltStore(journal.BoltOptions{MaxBatchDelay: -1}))
+}

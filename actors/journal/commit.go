@@ -37,19 +37,27 @@ func (b *Bolt) write(ctx context.Context, fn func(*bolt.Tx) error) error {
 func (b *Bolt) commitLoop() {
 	defer close(b.stopped)
 	batch := make([]*writeRequest, 0, b.opts.MaxBatchSize)
+	// expect is the previous batch's size: how many writers are likely to write again at once. Before the first
+	// batch nothing is known, and a full batch is assumed (at most one MaxBatchDelay spent on it).
+	expect := b.opts.MaxBatchSize
 	for {
 		req, ok := <-b.writes
 		if !ok {
 			return
 		}
-		batch = b.collect(append(batch[:0], req))
+		batch = b.collect(append(batch[:0], req), expect)
 		b.commit(batch)
+		expect = len(batch)
 		clear(batch) // drop references to answered requests
 	}
 }
 
-// collect adds queued writes to batch, lingering up to MaxBatchDelay for more when configured.
-func (b *Bolt) collect(batch []*writeRequest) []*writeRequest {
+// collect adds queued writes to batch. While it holds fewer than expect (the previous batch's size), it lingers
+// up to MaxBatchDelay for the rest: the writers answered together by the previous commit come back a moment
+// apart, and without the linger the first of them would take the next commit alone and the others the one after
+// (batches of 1 and n-1 instead of n, a commit's fixed cost twice). A lone writer (expect 1) never waits; a
+// burst's end costs one MaxBatchDelay, after which expect has shrunk to what arrived.
+func (b *Bolt) collect(batch []*writeRequest, expect int) []*writeRequest {
 	for len(batch) < b.opts.MaxBatchSize {
 		select {
 		case req, ok := <-b.writes:
@@ -62,12 +70,13 @@ func (b *Bolt) collect(batch []*writeRequest) []*writeRequest {
 		}
 		break
 	}
-	if b.opts.MaxBatchDelay <= 0 || len(batch) >= b.opts.MaxBatchSize {
+	want := min(expect, b.opts.MaxBatchSize)
+	if b.opts.MaxBatchDelay <= 0 || len(batch) >= want {
 		return batch
 	}
 	linger := time.NewTimer(b.opts.MaxBatchDelay)
 	defer linger.Stop()
-	for len(batch) < b.opts.MaxBatchSize {
+	for len(batch) < want {
 		select {
 		case req, ok := <-b.writes:
 			if !ok {
@@ -78,12 +87,25 @@ func (b *Bolt) collect(batch []*writeRequest) []*writeRequest {
 			return batch
 		}
 	}
+	// Take whatever else arrived meanwhile.
+	for len(batch) < b.opts.MaxBatchSize {
+		select {
+		case req, ok := <-b.writes:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, req)
+		default:
+			return batch
+		}
+	}
 	return batch
 }
 
 // commit runs batch in one transaction. If any write fails, the transaction is rolled back and each write is run
 // again alone, so that only the failing one reports an error.
 func (b *Bolt) commit(batch []*writeRequest) {
+	b.commits.Add(1)
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		for _, req := range batch {
 			if err := req.fn(tx); err != nil {

@@ -77,3 +77,42 @@ func TestCommitIsolatesAFailingWrite(t *testing.T) {
 		t.Fatalf("the failing write ran %d times; it should have shared a batch, then run alone", runs)
 	}
 }
+
+// Writers answered by one commit come back a moment apart; the committer waits for as many as its previous batch
+// had (up to MaxBatchDelay, here long enough never to expire), so that they share the next commit again instead
+// of splitting into a commit of the first and one of the rest.
+func TestCommitKeepsWritersTogether(t *testing.T) {
+	const (
+		writers = 4
+		rounds  = 50
+	)
+	j, err := OpenBolt(filepath.Join(t.TempDir(), "journal.db"), BoltOptions{MaxBatchSize: writers, MaxBatchDelay: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := range uint64(rounds) {
+				if _, err := j.Append(ctx, fmt.Sprintf("order/%d", i), seq, []Event{{Type: "E"}}); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("writer %d: %v", i, err)
+		}
+	}
+	if got := j.commits.Load(); got != rounds {
+		t.Fatalf("%d appends by %d writers took %d commits, want %d (one per round)", writers*rounds, writers, got, rounds)
+	}
+}

@@ -41,8 +41,9 @@ type PostgresOptions struct {
 	// its own transaction, run at once on its own pooled connection.
 	MaxBatchSize int
 
-	// MaxBatchDelay is how long the committer lingers for more writes after the first one of a batch arrives, as
-	// BoltOptions.MaxBatchDelay. Default 0 (no linger): writes that arrive during a commit join the next one.
+	// MaxBatchDelay is how long the committer lingers for more writes after the first one of a batch arrives,
+	// while fewer than MaxBatchSize are queued. Default 0 (no linger): writes that arrive during a commit join the
+	// next one.
 	MaxBatchDelay time.Duration
 
 	// WriteTimeout bounds one commit, from taking a connection to the server's answer. A write does not end with
