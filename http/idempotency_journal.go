@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -27,14 +29,22 @@ import (
 type JournalIdempotency struct {
 	j         journal.Journal
 	retention time.Duration
+	// claimed remembers (by hash, one slot per hash, newer overwriting older) keys this store claimed lately: a
+	// retry that comes back to the node reads the key's record first instead of attempting a claim that would
+	// conflict. Only a hint: a key it forgot or never saw takes the claim attempt, which is fenced.
+	seed    maphash.Seed
+	claimed [claimedSlots]atomic.Uint64
 }
+
+// claimedSlots is the size of JournalIdempotency.claimed (32 KiB).
+const claimedSlots = 4096
 
 // DefaultIdempotencyRetention is how long a stored response is replayed (API.md: 24 h).
 const DefaultIdempotencyRetention = 24 * time.Hour
 
 // NewJournalIdempotency returns a store on j keeping responses for retention (24 h in production).
 func NewJournalIdempotency(j journal.Journal, retention time.Duration) *JournalIdempotency {
-	return &JournalIdempotency{j: j, retention: retention}
+	return &JournalIdempotency{j: j, retention: retention, seed: maphash.MakeSeed()}
 }
 
 // IdempotencyStreamPrefix starts the journal streams of idempotency records (no actor kind uses it: actor
@@ -75,13 +85,19 @@ func (s *JournalIdempotency) Begin(ctx context.Context, key, fp string, now time
 		return Claim{}, err
 	}
 	// Most keys are new: claim at sequence 0 without reading the stream first. The append is fenced, so a key
-	// with any record makes it fail with a conflict, and the loop below reads what is there.
-	seq, err := s.j.Append(ctx, stream, 0, []journal.Event{claim})
-	if err == nil {
-		return Claim{State: ClaimNew, Fingerprint: fp, Token: journalToken{stream: stream, seq: seq}}, nil
-	}
-	if !errors.Is(err, journal.ErrConflict) {
-		return Claim{}, fmt.Errorf("claim idempotency key: %w", err)
+	// with any record makes it fail with a conflict, and the loop below reads what is there. A key this node
+	// claimed lately is read first (a retry: answered from its record without waiting for a failed append).
+	h := maphash.String(s.seed, key) | 1 // never 0, the empty slot
+	slot := &s.claimed[h%claimedSlots]
+	if slot.Load() != h {
+		seq, err := s.j.Append(ctx, stream, 0, []journal.Event{claim})
+		if err == nil {
+			slot.Store(h)
+			return Claim{State: ClaimNew, Fingerprint: fp, Token: journalToken{stream: stream, seq: seq}}, nil
+		}
+		if !errors.Is(err, journal.ErrConflict) {
+			return Claim{}, fmt.Errorf("claim idempotency key: %w", err)
+		}
 	}
 	for range 3 {
 		snap, events, err := s.j.Load(ctx, stream)
@@ -108,6 +124,7 @@ func (s *JournalIdempotency) Begin(ctx context.Context, key, fp string, now time
 		if err != nil {
 			return Claim{}, fmt.Errorf("claim idempotency key: %w", err)
 		}
+		slot.Store(h)
 		return Claim{State: ClaimNew, Fingerprint: fp, Token: journalToken{stream: stream, seq: seq}}, nil
 	}
 	return Claim{}, errors.New("claim idempotency key: the key's record keeps changing")

@@ -2,8 +2,10 @@ package http
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,50 @@ import (
 
 	"github.com/platterhq/platter/actors/journal"
 )
+
+// TestJournalIdempotencyStoresShareAJournal: two stores on one journal (two nodes, or a node before and after a
+// restart) see each other's claims and responses, whether a store claims a key it never saw (its claim attempt
+// conflicts, then it reads the record) or reads a key it claimed itself first.
+func TestJournalIdempotencyStoresShareAJournal(t *testing.T) {
+	j, err := journal.OpenBolt(filepath.Join(t.TempDir(), "journal.db"), journal.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	ctx := context.Background()
+	a, b := NewJournalIdempotency(j, time.Hour), NewJournalIdempotency(j, time.Hour)
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	begin := func(s *JournalIdempotency, key, fp string, want ClaimState) Claim {
+		t.Helper()
+		c, err := s.Begin(ctx, key, fp, now, time.Minute)
+		if err != nil || c.State != want {
+			t.Fatalf("Begin(%s, %s): state %v, %v; want %v", key, fp, c.State, err, want)
+		}
+		return c
+	}
+	c := begin(a, "k1", "fp1", ClaimNew)
+	begin(a, "k1", "fp1", ClaimInFlight) // read first: a claimed it
+	if got := begin(b, "k1", "fp2", ClaimInFlight); got.Fingerprint != "fp1" {
+		t.Fatalf("b sees fingerprint %q, want fp1", got.Fingerprint)
+	}
+	if err := a.Complete(ctx, c, StoredResponse{Status: 201, Body: []byte(`{}`), At: now}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*JournalIdempotency{a, b} {
+		if got := begin(s, "k1", "fp1", ClaimDone); got.Response.Status != 201 || string(got.Response.Body) != `{}` {
+			t.Fatalf("replay %+v", got.Response)
+		}
+	}
+	// A released key is claimed again, by the store that did not claim it first.
+	c2 := begin(a, "k2", "fp", ClaimNew)
+	if err := a.Release(ctx, c2); err != nil {
+		t.Fatal(err)
+	}
+	c3 := begin(b, "k2", "fp", ClaimNew)
+	if tok := c3.Token.(journalToken); tok.seq != 3 {
+		t.Fatalf("the new claim is at %d, want 3 (after claim and release)", tok.seq)
+	}
+}
 
 // The idempotency records' encoding (idempotency_journal.go) against encoding/json, which wrote them before and
 // still reads them, and its benchmark.

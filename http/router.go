@@ -99,21 +99,31 @@ func matchSegments(pattern, path []string) (params, bool) {
 	if len(pattern) != len(path) {
 		return nil, false
 	}
-	var p params
+	// Compare first and collect the parameters only for the route that matches: most routes a request is compared
+	// with fail on a later literal segment.
+	n := 0
 	for i, seg := range pattern {
-		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
+		if isParam(seg) {
 			if path[i] == "" {
 				return nil, false
 			}
-			if p == nil {
-				p = params{}
-			}
-			p[seg[1:len(seg)-1]] = path[i]
+			n++
 			continue
 		}
 		if seg != path[i] {
 			return nil, false
 		}
 	}
+	if n == 0 {
+		return nil, true
+	}
+	p := make(params, n)
+	for i, seg := range pattern {
+		if isParam(seg) {
+			p[seg[1:len(seg)-1]] = path[i]
+		}
+	}
 	return p, true
 }
+
+func isParam(seg string) bool { return strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") }
