@@ -262,7 +262,7 @@ func (b *Bolt) Append(ctx context.Context, stream string, expectedSeq uint64, ev
 	err := b.write(ctx, func(tx *bolt.Tx) error {
 		// This function may run twice (alone, after its batch failed): reset what it reports.
 		newSeq, conflict = 0, false
-		last, err := lastSeq(tx, key)
+		last, sb, err := lastSeq(tx, key)
 		if err != nil {
 			return err
 		}
@@ -272,9 +272,10 @@ func (b *Bolt) Append(ctx context.Context, stream string, expectedSeq uint64, ev
 			return nil
 		}
 		if len(records) > 0 {
-			sb, err := tx.Bucket(bucketStreams).CreateBucketIfNotExists(key)
-			if err != nil {
-				return err
+			if sb == nil {
+				if sb, err = tx.Bucket(bucketStreams).CreateBucket(key); err != nil {
+					return err
+				}
 			}
 			sb.FillPercent = 1 // append-only keys: pack pages full
 			for i, rec := range records {
@@ -306,22 +307,25 @@ func (b *Bolt) Append(ctx context.Context, stream string, expectedSeq uint64, ev
 }
 
 // lastSeq is the stream's last sequence number: its last event, or its snapshot if that is newer (it never is
-// while events are kept, but a future compaction may drop events covered by a snapshot).
-func lastSeq(tx *bolt.Tx, key []byte) (uint64, error) {
+// while events are kept, but a future compaction may drop events covered by a snapshot). It also returns the
+// stream's events bucket, nil when the stream has no events. It reads only the snapshot's sequence number: a
+// snapshot can be large, and every append of a stream that has one reads it.
+func lastSeq(tx *bolt.Tx, key []byte) (uint64, *bolt.Bucket, error) {
 	var last uint64
-	if sb := tx.Bucket(bucketStreams).Bucket(key); sb != nil {
+	sb := tx.Bucket(bucketStreams).Bucket(key)
+	if sb != nil {
 		if k, _ := sb.Cursor().Last(); k != nil {
 			last = decodeUint(k)
 		}
 	}
 	if v := tx.Bucket(bucketSnapshots).Get(key); v != nil {
-		snap, err := decodeSnapshot(v)
+		seq, err := snapshotSeq(v)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
-		last = max(last, snap.Seq)
+		last = max(last, seq)
 	}
-	return last, nil
+	return last, sb, nil
 }
 
 // SaveSnapshot implements Journal.
@@ -341,7 +345,7 @@ func (b *Bolt) SaveSnapshot(ctx context.Context, stream string, snap Snapshot) e
 	err := b.write(ctx, func(tx *bolt.Tx) error {
 		beyond = false
 		var err error
-		if last, err = lastSeq(tx, key); err != nil {
+		if last, _, err = lastSeq(tx, key); err != nil {
 			return err
 		}
 		if snap.Seq > last {
@@ -350,11 +354,11 @@ func (b *Bolt) SaveSnapshot(ctx context.Context, stream string, snap Snapshot) e
 		}
 		snapshots := tx.Bucket(bucketSnapshots)
 		if v := snapshots.Get(key); v != nil {
-			old, err := decodeSnapshot(v)
+			oldSeq, err := snapshotSeq(v)
 			if err != nil {
 				return err
 			}
-			if old.Seq >= snap.Seq {
+			if oldSeq >= snap.Seq {
 				return nil // never move a stream's snapshot back
 			}
 		}
@@ -429,7 +433,15 @@ func (b *Bolt) DeleteReminder(ctx context.Context, stream string) error {
 // putReminder replaces stream's reminder with due; a zero due deletes it.
 func putReminder(tx *bolt.Tx, stream []byte, due time.Time) error {
 	byStream, byDue := tx.Bucket(bucketReminders), tx.Bucket(bucketRemindersDue)
-	if old := byStream.Get(stream); old != nil {
+	old := byStream.Get(stream)
+	var at []byte
+	if !due.IsZero() {
+		at = encodeTime(due)
+	}
+	if bytes.Equal(old, at) {
+		return nil // unchanged (or absent and deleted): writing would dirty two pages for nothing
+	}
+	if old != nil {
 		if err := byDue.Delete(concat(old, stream)); err != nil {
 			return err
 		}
@@ -437,7 +449,6 @@ func putReminder(tx *bolt.Tx, stream []byte, due time.Time) error {
 	if due.IsZero() {
 		return byStream.Delete(stream)
 	}
-	at := encodeTime(due)
 	if err := byStream.Put(stream, at); err != nil {
 		return err
 	}

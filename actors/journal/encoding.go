@@ -44,6 +44,14 @@ func decodeSnapshot(v []byte) (Snapshot, error) {
 	return Snapshot{Seq: decodeUint(v[:8]), Type: typ, Data: data}, nil
 }
 
+// snapshotSeq is the sequence number of an encoded snapshot, without decoding (or copying) the rest.
+func snapshotSeq(v []byte) (uint64, error) {
+	if len(v) < 8 {
+		return 0, errCorrupt
+	}
+	return decodeUint(v[:8]), nil
+}
+
 func encodeUint(n uint64) []byte {
 	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), n)
 }
