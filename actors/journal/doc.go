@@ -41,6 +41,7 @@
 // # Backends
 //
 // Bolt (OpenBolt) is the embedded backend: one bbolt file per node, every write fsync'd before it returns, with a
-// committer goroutine that packs concurrent writes into one transaction (group commit). Package journaltest is the
+// committer goroutine that packs concurrent writes into one transaction (group commit), lingering up to
+// BoltOptions.MaxBatchDelay for the writers its previous commit answered. Package journaltest is the
 // conformance suite every backend passes.
 package journal
