@@ -12,11 +12,11 @@ package actors
 //
 //	dispatch  input                    decision                                               events (→ sends)
 //	--------  -----------------------  -----------------------------------------------------  --------------------------------------------
-//	none      OrderAccepted            start; wave 1 = the WaveSize nearest eligible in the   DispatchStarted, OffersMade
-//	                                   cell, none there → wave 2 at once; auto-assign mode:   (→ DeliveryOffered to each), TimerSet
-//	                                   one dasher, auto_assigned
+//	none      OrderAccepted            start; wave 1 = the OpeningWaveSize nearest eligible   DispatchStarted, OffersMade
+//	                                   in the cell, none there → wave 2 at once; auto-assign  (→ DeliveryOffered to each), TimerSet
+//	                                   mode: one dasher, auto_assigned
 //	open      offer expired (Wake)     close it and tell the dasher; no open offer left →     OfferClosed EXPIRED (→ OfferExpired),
-//	                                   next wave, widened to the neighbours                   OffersMade (→ DeliveryOffered), TimerSet
+//	                                   next wave of WaveSize, widened to the neighbours       OffersMade (→ DeliveryOffered), TimerSet
 //	open      OfferDeclined (open)     close it, exclude the dasher, offer the next eligible  OfferClosed DECLINED, OffersMade (→ …)
 //	                                   dasher of the radius; none and no offer left → widen
 //	open      OfferDeclined (open,     the same without excluding the dasher (it may get the   OfferClosed RETURNED, OffersMade (→ …)
@@ -38,6 +38,12 @@ package actors
 // Other inputs: RestaurantListed → stored in the search index; SetAutoAssign → AutoAssignSet (nothing when
 // unchanged); Get and Search read. An area exists as soon as something is delivered to it; reads never write.
 // The one timer, "offers", is due at the earliest open offer's expiry (TimerSet), or cleared when no offer is open.
+//
+// Wave sizes (WorkflowConfig): the first wave that makes offers (a dispatch that never offered anyone, also when
+// it waited for a dasher) offers OpeningWaveSize dashers, 1 by default: a wave of several makes all but one of
+// those who accept lose the race (a Dasher → Order call and journal writes each, for nothing), and a decline
+// moves on to the next dasher at once. Every later wave — the offers expired, or a release reopened the
+// dispatch — offers WaveSize (3), so an order nobody answers reaches more dashers at once.
 
 import (
 	"fmt"
@@ -430,9 +436,14 @@ func (d *areaDecision) nextWave(id string) error {
 	return err
 }
 
+// waveSize is how many dashers the next wave of disp offers it to: one in auto-assign mode, OpeningWaveSize for
+// the first wave that makes offers (the dispatch never offered anyone), WaveSize after.
 func (d *areaDecision) waveSize(disp *messages.Dispatch) int {
-	if disp.GetAutoAssign() {
+	switch {
+	case disp.GetAutoAssign():
 		return 1
+	case len(disp.GetOffered()) == 0:
+		return d.cfg.OpeningWaveSize
 	}
 	return d.cfg.WaveSize
 }

@@ -16,7 +16,13 @@ import (
 	"github.com/platterhq/platter/messages"
 )
 
-func dispatchConfig() WorkflowConfig { return WorkflowConfig{}.withDefaults() }
+// dispatchConfig is the default workflow configuration with an opening wave as wide as the others, so the wave
+// tests see whole waves from the start; TestAreaOpeningWaveOffersOneDasher covers the default opening wave.
+func dispatchConfig() WorkflowConfig {
+	cfg := WorkflowConfig{}.withDefaults()
+	cfg.OpeningWaveSize = cfg.WaveSize
+	return cfg
+}
 
 // sent is one outbox message a decision emitted.
 type sent struct {
@@ -241,6 +247,45 @@ func TestAreaWaveOneOffersTheNearestInTheCell(t *testing.T) {
 	}
 }
 
+// With the default configuration the opening wave offers the nearest dasher only; a decline moves to the next
+// nearest at once, and once the opening offers expired the next wave offers WaveSize dashers, widened.
+func TestAreaOpeningWaveOffersOneDasher(t *testing.T) {
+	r := newAreaRun(t)
+	r.cfg = WorkflowConfig{}.withDefaults()
+	if r.cfg.OpeningWaveSize != 1 || r.cfg.WaveSize != 3 {
+		t.Fatalf("defaults: opening wave %d, wave %d; this test assumes 1 and 3", r.cfg.OpeningWaveSize, r.cfg.WaveSize)
+	}
+	sixDashers(r)
+	o := r.accepted("o_1")
+	if got := keys(sendsOf[*messages.DeliveryOffered](o)); !slices.Equal(got, []string{"d1"}) {
+		t.Fatalf("opening wave offered to %v, want the nearest [d1]", got)
+	}
+	o = r.deliver(&messages.OfferDeclined{OrderId: "o_1", DasherId: "d1"})
+	if got := keys(sendsOf[*messages.DeliveryOffered](o)); !slices.Equal(got, []string{"d2"}) {
+		t.Fatalf("after d1 declined, offered to %v, want the next nearest [d2]", got)
+	}
+	o = r.fire()
+	if got := keys(sendsOf[*messages.DeliveryOffered](o)); len(got) != 3 || slices.Contains(got, "d1") || slices.Contains(got, "d2") {
+		t.Fatalf("after the opening offers expired, wave 2 offered to %v, want 3 dashers other than d1 (declined) and d2 (just offered)", got)
+	}
+	if w := r.dispatch("o_1").GetWave(); w != 2 {
+		t.Fatalf("wave %d, want 2", w)
+	}
+
+	// A dispatch that waited for a dasher still opens with one offer.
+	r2 := newAreaRun(t)
+	r2.cfg = WorkflowConfig{}.withDefaults()
+	r2.accepted("o_2")
+	o = r2.deliver(&messages.DasherStatusChanged{DasherId: "a", Online: true, Position: r2.inCell(10), Cell: r2.self, FreeCapacity: 3, At: timestamppb.New(r2.now)})
+	if got := keys(sendsOf[*messages.DeliveryOffered](o)); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("waiting dispatch offered to %v, want [a]", got)
+	}
+	o = r2.dasher("b", r2.inCell(20))
+	if got := keys(sendsOf[*messages.DeliveryOffered](o)); len(got) != 0 {
+		t.Fatalf("a dispatch with an open offer was offered again to %v", got)
+	}
+}
+
 func TestAreaExpiryWidensToNeighbours(t *testing.T) {
 	r := newAreaRun(t)
 	sixDashers(r)
@@ -314,7 +359,7 @@ func TestAreaWithNoDasherWaitsForOne(t *testing.T) {
 
 func TestAreaOnlyDashersWithFreeCapacity(t *testing.T) {
 	r := newAreaRun(t)
-	r.cfg.WaveSize = 1
+	r.cfg.WaveSize, r.cfg.OpeningWaveSize = 1, 1
 	r.dasher("d1", r.inCell(0))
 	r.deliver(&messages.DasherStatusChanged{DasherId: "full", Online: true, Position: sfCentre, Cell: r.self, FreeCapacity: 0})
 	r.accepted("o_1")
@@ -376,7 +421,7 @@ func TestAreaDeclineMovesToTheNextDasher(t *testing.T) {
 
 func TestAreaReturnedOfferMayComeBack(t *testing.T) {
 	r := newAreaRun(t)
-	r.cfg.WaveSize = 1
+	r.cfg.WaveSize, r.cfg.OpeningWaveSize = 1, 1
 	r.dasher("d1", r.inCell(0))
 	r.dasher("d2", r.inCell(100))
 	r.accepted("o_1")
@@ -640,7 +685,7 @@ func TestAreaIndexFollowsRandomScenarios(t *testing.T) {
 	for seed := range uint64(20) {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		r := newAreaRun(t)
-		r.cfg.WaveSize = 1 + rng.IntN(4)
+		r.cfg.WaveSize, r.cfg.OpeningWaveSize = 1+rng.IntN(4), 1+rng.IntN(4)
 		around := areasAround(r.self)
 		for range 300 {
 			r.now = r.now.Add(time.Duration(rng.IntN(20)) * time.Second)
