@@ -134,6 +134,11 @@ func (s *ReminderScanner) scan() {
 			return
 		}
 		after = due[len(due)-1]
+		select {
+		case <-s.stop:
+			return
+		default:
+		}
 	}
 }
 
