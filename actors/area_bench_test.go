@@ -36,7 +36,7 @@ func newBenchArea(b *testing.B) *benchArea {
 	}
 	pickup := benchCellCentre(a.self)
 	setup := a.cfg
-	setup.WaveSize = 1
+	setup.WaveSize, setup.OpeningWaveSize = 1, 1
 	for i := range MaxEndedDispatches {
 		id := fmt.Sprintf("o_ended_%03d", i)
 		a.deliverWith(b, setup, &messages.OrderAccepted{OrderId: id, RestaurantId: "r_1", Pickup: pickup, Dropoff: offset(pickup, 800, 800)})
@@ -104,7 +104,7 @@ func BenchmarkAreaDeliverDasherMoved(b *testing.B) {
 		Cell: AreaOf(offset(sfCentre, 50, 50)), FreeCapacity: 1, At: timestamppb.New(testNow)})
 }
 
-// A new order: a wave of WaveSize offers to the nearest free dashers.
+// A new order: a wave of WaveSize offers to the nearest free dashers (dispatchConfig: the opening wave is whole).
 func BenchmarkAreaDeliverOrderAccepted(b *testing.B) {
 	benchDecide(b, &messages.OrderAccepted{OrderId: "o_new", RestaurantId: "r_1", Pickup: sfCentre, Dropoff: offset(sfCentre, 800, 800)})
 }
