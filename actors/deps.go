@@ -90,9 +90,10 @@ type WorkflowConfig struct {
 	OfferTTL time.Duration
 	// OpeningWaveSize is how many dashers the first wave that offers an order offers it to (the nearest
 	// eligible). Later waves — the order's offers all expired or were declined with nobody left in the radius,
-	// or a release reopened the dispatch — offer WaveSize. Default 1: the simulator at saturation lost 8 of every
-	// 5 orders' acceptances to a wave of 3 (each loser a Dasher → Order call and journal appends), while a
-	// declined offer moves on at once, so only an ignored opening offer waits OfferTTL before the wider wave.
+	// or a release reopened the dispatch — offer WaveSize. Default 1: with an opening wave of 3, `platter sim` at
+	// 80 orders/s on one node saw 3529 acceptances lose the race for 2400 orders (each a Dasher → Order call and
+	// journal writes for nothing; 23 with 1) and placement p99 3 s instead of 45 ms. A declined offer moves on at
+	// once, so only an ignored opening offer costs time: OfferTTL before the wider wave.
 	OpeningWaveSize int
 	// WaveSize is how many dashers a dispatch wave after the opening one offers an order to at once. Default 3.
 	WaveSize int
