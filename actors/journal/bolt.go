@@ -82,6 +82,8 @@ func (o BoltOptions) withDefaults() BoltOptions {
 //	reminders         stream → due (8 bytes)
 //	reminders_due     due (8 bytes) ‖ stream → ""   (ordered by due, then stream)
 //	feeds/<recipient> cursor (8 bytes, big endian) → feed entry
+//	expiries          stream → at (8 bytes)          (WithExpiry; bolt_retention.go)
+//	expiries_at       at (8 bytes) ‖ stream → ""    (ordered by at, then stream)
 type Bolt struct {
 	db   *bolt.DB
 	opts BoltOptions
@@ -122,7 +124,7 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketStreams, bucketSnapshots, bucketReminders, bucketRemindersDue, bucketFeeds} {
+		for _, name := range [][]byte{bucketMeta, bucketStreams, bucketSnapshots, bucketReminders, bucketRemindersDue, bucketFeeds, bucketExpiries, bucketExpiriesAt} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -286,6 +288,11 @@ func (b *Bolt) Append(ctx context.Context, stream string, expectedSeq uint64, ev
 		}
 		if o.Reminder != nil {
 			if err := putReminder(tx, key, *o.Reminder); err != nil {
+				return err
+			}
+		}
+		if o.Expiry != nil {
+			if err := putExpiry(tx, key, *o.Expiry); err != nil {
 				return err
 			}
 		}

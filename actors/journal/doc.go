@@ -38,6 +38,16 @@
 // A feed is a recipient's notification list, addressed by dense cursors 1, 2, 3, ... that never change, so a
 // client that comes back with its last cursor gets every entry it missed.
 //
+// # Retention
+//
+// Streams are kept until their owner deletes them. DeleteStream removes a stream (events, snapshot, reminder,
+// expiry; not feeds) fenced on its last sequence number, like an Append, so a stream written since its owner
+// looked at it survives, and two deleters of one stream never both succeed. A stream that should go some day
+// carries an expiry, set with WithExpiry atomically with its events; Expired lists the streams whose expiry has
+// passed, by (At, Stream), paged like DueReminders, so that finding them reads only them, however many other
+// streams there are. The journal deletes nothing by itself: the owner re-reads the stream and decides (package
+// http sweeps its idempotency records this way).
+//
 // # Backends
 //
 // Bolt (OpenBolt) is the embedded backend: one bbolt file per node, every write fsync'd before it returns, with a

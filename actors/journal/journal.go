@@ -67,9 +67,33 @@ type Journal interface {
 	// limit <= 0 means no limit.
 	ReadFeed(ctx context.Context, recipient string, after uint64, limit int) ([]FeedEntry, error)
 
+	// DeleteStream removes stream entirely: its events, snapshot, reminder and expiry, so that it loads as a
+	// stream never written (and its next Append is at 0 again). It is fenced like Append: if the stream's last
+	// sequence number is not expectedSeq, nothing is removed and it returns ErrConflict, so a stream somebody
+	// wrote after the caller looked at it is never deleted, and of two callers deleting one stream, the second
+	// learns it (ErrConflict, or nil with expectedSeq 0 for a stream already gone). Feeds are not removed: they
+	// are addressed by recipient, not by stream, and their cursors are never reused.
+	DeleteStream(ctx context.Context, stream string, expectedSeq uint64) error
+
+	// Expired returns up to limit expiries with At <= now that come after `after` in (At, Stream) order, ordered
+	// by At then Stream, as DueReminders pages reminders. A stream's expiry is set with WithExpiry; it says when
+	// its owner may consider deleting it (see DeleteStream), the journal itself deletes nothing. limit <= 0
+	// means no limit.
+	Expired(ctx context.Context, now time.Time, after Expiry, limit int) ([]Expiry, error)
+
 	// Close waits for writes in flight and releases the storage. Calling it again returns nil.
 	Close() error
 }
+
+// Expiry says that Stream may be deleted from At on, by whoever owns it. As the cursor of Expired, the zero value
+// means "from the start".
+type Expiry struct {
+	Stream string
+	At     time.Time
+}
+
+// IsZero reports whether e is the zero Expiry (the start of Expired's order).
+func (e Expiry) IsZero() bool { return e.Stream == "" && e.At.IsZero() }
 
 // Event is one entry of a stream. The journal does not interpret Type or Data.
 type Event struct {
@@ -116,6 +140,8 @@ type AppendOptions struct {
 	Reminder *time.Time
 	// Feeds are entries appended to recipients' feeds (cursors assigned as by AppendFeed).
 	Feeds []FeedAppend
+	// Expiry, when non-nil, replaces the stream's expiry (see Journal.Expired); a zero time deletes it.
+	Expiry *time.Time
 }
 
 // FeedAppend is a batch of entries for one recipient's feed.
@@ -132,6 +158,13 @@ func WithReminder(due time.Time) AppendOption {
 // WithoutReminder deletes the appended stream's reminder together with the events.
 func WithoutReminder() AppendOption {
 	return func(o *AppendOptions) { o.Reminder = &time.Time{} }
+}
+
+// WithExpiry sets the appended stream's expiry to at together with the events (an index for the stream's owner,
+// who lists it with Journal.Expired and deletes the stream with Journal.DeleteStream; see package http's
+// idempotency records).
+func WithExpiry(at time.Time) AppendOption {
+	return func(o *AppendOptions) { o.Expiry = &at }
 }
 
 // WithFeed appends entries to recipient's feed together with the events.

@@ -126,6 +126,7 @@ func (o PostgresOptions) withDefaults() PostgresOptions {
 //	journal_reminders     stream → due_ns               indexed on (due_ns, stream)
 //	journal_feeds         recipient → last_cursor       incremented with the entries: dense cursors
 //	journal_feed_entries  (recipient, pos) → type, data
+//	journal_expiries      stream → at_ns                indexed on (at_ns, stream); postgres_retention.go
 //
 // Every write is one SQL statement whose outcome (fenced out or not) is a result, not an error: an Append
 // updates its stream's row only if last_seq is the expected sequence (or inserts it if the stream is new), and
@@ -376,6 +377,9 @@ func appendStatement(stream string, expected uint64, events []Event, o AppendOpt
 			fmt.Fprintf(&sb, `, rem AS (INSERT INTO journal_reminders (stream, due_ns) SELECT %s, %s::BIGINT FROM head
 				ON CONFLICT (stream) DO UPDATE SET due_ns = excluded.due_ns)`, s, a.add(o.Reminder.UnixNano()))
 		}
+	}
+	if o.Expiry != nil {
+		expiryCTE(&sb, &a, s, *o.Expiry)
 	}
 	if len(o.Feeds) > 0 {
 		sb.WriteString(", ")

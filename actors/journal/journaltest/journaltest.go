@@ -46,6 +46,9 @@ func Run(t *testing.T, newStore NewStore) {
 		{"InvalidArguments", testInvalidArguments},
 		{"Closed", testClosed},
 		{"CancelledContext", testCancelledContext},
+		{"DeleteStream", testDeleteStream},
+		{"ConcurrentDeletes", testConcurrentDeletes},
+		{"Expiries", testExpiries},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,0 +1,98 @@
+package journal
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Retention on PostgreSQL: the expiries index (journal_expiries, migration 0002) and the fenced removal of a
+// whole stream.
+
+// expiryCTE writes the CTE of an Append's expiry (stream is the placeholder of the stream's name): set or moved,
+// or deleted for a zero at, only if the CTE head returned a row.
+func expiryCTE(sb *strings.Builder, a *sqlArgs, stream string, at time.Time) {
+	if at.IsZero() {
+		fmt.Fprintf(sb, ", exp AS (DELETE FROM journal_expiries WHERE stream = %s AND EXISTS (SELECT 1 FROM head))", stream)
+		return
+	}
+	fmt.Fprintf(sb, `, exp AS (INSERT INTO journal_expiries (stream, at_ns) SELECT %s, %s::BIGINT FROM head
+				ON CONFLICT (stream) DO UPDATE SET at_ns = excluded.at_ns)`, stream, a.add(at.UnixNano()))
+}
+
+// DeleteStream implements Journal. One statement: the fence deletes the stream's row only if last_seq is the
+// expected one (for 0: only if there is no row), and the events, snapshot, reminder and expiry go only if it
+// held. The row lock taken by the DELETE serialises it with appends to the stream, which then find no row (or a
+// new stream's INSERT waits for it and starts again at 1).
+func (p *Postgres) DeleteStream(ctx context.Context, stream string, expectedSeq uint64) error {
+	if err := checkSQLName("stream", stream); err != nil {
+		return err
+	}
+	if expectedSeq > math.MaxInt64 {
+		return fmt.Errorf("%w: sequence number %d out of range", ErrInvalid, expectedSeq)
+	}
+	head := "DELETE FROM journal_streams WHERE stream = $1 AND last_seq = $2::BIGINT RETURNING stream"
+	if expectedSeq == 0 {
+		// No stream row: only an orphan snapshot, reminder or expiry can be there (SetReminder needs no stream).
+		head = "SELECT $1::TEXT AS stream WHERE $2::BIGINT = 0 AND NOT EXISTS (SELECT 1 FROM journal_streams WHERE stream = $1)"
+	}
+	sql := "WITH head AS (" + head + `)
+		, ev AS (DELETE FROM journal_events WHERE stream = $1 AND EXISTS (SELECT 1 FROM head))
+		, sn AS (DELETE FROM journal_snapshots WHERE stream = $1 AND EXISTS (SELECT 1 FROM head))
+		, rem AS (DELETE FROM journal_reminders WHERE stream = $1 AND EXISTS (SELECT 1 FROM head))
+		, exp AS (DELETE FROM journal_expiries WHERE stream = $1 AND EXISTS (SELECT 1 FROM head))
+		SELECT count(*) FROM head`
+	var won bool
+	err := p.write(ctx, &pgWrite{sql: sql, args: []any{stream, int64(expectedSeq)}, scan: func(row pgx.Row) error {
+		var n int64
+		err := row.Scan(&n)
+		won = err == nil && n == 1
+		return err
+	}})
+	if err != nil {
+		return fmt.Errorf("delete stream %s: %w", stream, err)
+	}
+	if !won {
+		return fmt.Errorf("delete stream %s at %d: %w", stream, expectedSeq, ErrConflict)
+	}
+	return nil
+}
+
+// Expired implements Journal: a range scan of the index journal_expiries_at (at_ns, stream), as DueReminders.
+func (p *Postgres) Expired(ctx context.Context, now time.Time, after Expiry, limit int) ([]Expiry, error) {
+	sql, args := "SELECT stream, at_ns FROM journal_expiries WHERE at_ns <= $1 ORDER BY at_ns, stream LIMIT $2",
+		[]any{now.UnixNano(), sqlLimit(limit)}
+	if !after.IsZero() {
+		if err := checkSQLName("stream", after.Stream); err != nil {
+			return nil, err
+		}
+		sql = "SELECT stream, at_ns FROM journal_expiries WHERE at_ns <= $1 AND (at_ns, stream) > ($3, $4) " +
+			"ORDER BY at_ns, stream LIMIT $2"
+		args = append(args, after.At.UnixNano(), after.Stream)
+	}
+	var expired []Expiry
+	err := p.read(ctx, func(ctx context.Context) error {
+		rows, err := p.pool.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		expired, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Expiry, error) {
+			var (
+				e  Expiry
+				ns int64
+			)
+			err := row.Scan(&e.Stream, &ns)
+			e.At = time.Unix(0, ns).UTC()
+			return e, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read expiries: %w", err)
+	}
+	return expired, nil
+}
