@@ -13,7 +13,8 @@
 // Backend holds the ports handler tests fake: Cluster (membership, drain), Store (readiness), Actors (grain calls
 // by kind and method name, and PollFeed), Idempotency (Idempotency-Key records), and the security issue's Auth
 // (the Authenticator), Accounts (credentials, staff clients) and OAuth (the authorization server's endpoints). NewClusterBackend adapts a running cluster node and keeps idempotency records in the
-// journal (JournalIdempotency).
+// journal (JournalIdempotency); an IdempotencySweeper, started by the node, deletes the records whose retention
+// (DefaultIdempotencyRetention, 24 h) has passed, found through the journal's expiries index.
 //
 // # A request's way through the edge (Server.handle)
 //

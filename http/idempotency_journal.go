@@ -24,8 +24,10 @@ import (
 // sequence its writer expects (0 for a key it assumes new, else the last one it read), so of two racers one wins
 // and the other, refused with a conflict, reads the winner's claim.
 //
-// Retention: records older than Retention are ignored (a key may then be used afresh). The journal has no way to
-// delete a stream, so expired records stay on disk until it gets one.
+// Retention: records older than the retention are ignored (a key may then be used afresh), and deleted by an
+// IdempotencySweeper (idempotency_sweeper.go). Every claim sets its stream's journal expiry (WithExpiry) to
+// claim time + lease + retention, the latest its record can still be replayed when the request completes within
+// its lease; the sweeper lists expired streams from that index and re-reads each before a fenced delete.
 type JournalIdempotency struct {
 	j         journal.Journal
 	retention time.Duration
@@ -84,13 +86,16 @@ func (s *JournalIdempotency) Begin(ctx context.Context, key, fp string, now time
 	if err != nil {
 		return Claim{}, err
 	}
+	// The expiry is set with the claim, not moved by Complete (one index write per key, not two): a record
+	// completed after its lease is kept by the sweeper, which moves the expiry when it finds the record younger.
+	expiry := journal.WithExpiry(now.Add(lease + s.retention))
 	// Most keys are new: claim at sequence 0 without reading the stream first. The append is fenced, so a key
 	// with any record makes it fail with a conflict, and the loop below reads what is there. A key this node
 	// claimed lately is read first (a retry: answered from its record without waiting for a failed append).
 	h := maphash.String(s.seed, key) | 1 // never 0, the empty slot
 	slot := &s.claimed[h%claimedSlots]
 	if slot.Load() != h {
-		seq, err := s.j.Append(ctx, stream, 0, []journal.Event{claim})
+		seq, err := s.j.Append(ctx, stream, 0, []journal.Event{claim}, expiry)
 		if err == nil {
 			slot.Store(h)
 			return Claim{State: ClaimNew, Fingerprint: fp, Token: journalToken{stream: stream, seq: seq}}, nil
@@ -117,7 +122,7 @@ func (s *JournalIdempotency) Begin(ctx context.Context, key, fp string, now time
 				return Claim{State: ClaimInFlight, Fingerprint: rec.Fingerprint}, nil
 			}
 		}
-		seq, err := s.j.Append(ctx, stream, last, []journal.Event{claim})
+		seq, err := s.j.Append(ctx, stream, last, []journal.Event{claim}, expiry)
 		if errors.Is(err, journal.ErrConflict) {
 			continue // another request claimed or completed it: look again
 		}
