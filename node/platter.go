@@ -45,8 +45,9 @@ type Main struct {
 	stop      stopSignals
 	node      *cluster.Node
 	http      *http.Server
-	reminders *actors.ReminderScanner // wakes actors whose durable timers or outbox retries are due
-	debug     *debugServer            // --debug-addr, or nil
+	reminders *actors.ReminderScanner  // wakes actors whose durable timers or outbox retries are due
+	sweeper   *http.IdempotencySweeper // deletes Idempotency-Key records whose retention has passed
+	debug     *debugServer             // --debug-addr, or nil
 }
 
 // NewMain returns a Main that uses the process's stdout and environment.
@@ -208,6 +209,10 @@ func (m *Main) Run(ctx context.Context) error {
 	// cluster, so the owner fires them), including those that came due while the node was down.
 	// With a shared journal every node sees every reminder: each wakes those it owns.
 	m.reminders = actors.StartReminderScanner(deps, node.Cluster, actors.WakeOwnedOnly(node.Owns))
+	if idem, ok := backend.Idempotency.(*http.JournalIdempotency); ok {
+		m.sweeper = http.NewIdempotencySweeper(idem, http.IdempotencySweepConfig{Logger: log})
+		m.sweeper.Start()
+	}
 	if err := m.startAuth(ctx, auth); err != nil {
 		if ctx.Err() != nil {
 			return errInterrupted // a signal while the signing keys were read: a stop, not a failure
@@ -341,6 +346,10 @@ func (m *Main) Close() error {
 	if m.reminders != nil {
 		m.reminders.Stop()
 		m.reminders = nil
+	}
+	if m.sweeper != nil {
+		m.sweeper.Stop()
+		m.sweeper = nil
 	}
 	if m.node != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
