@@ -14,7 +14,7 @@
 // by kind and method name, and PollFeed), Idempotency (Idempotency-Key records), and the security issue's Auth
 // (the Authenticator), Accounts (credentials, staff clients) and OAuth (the authorization server's endpoints). NewClusterBackend adapts a running cluster node and keeps idempotency records in the
 // journal (JournalIdempotency); an IdempotencySweeper, started by the node, deletes the records whose retention
-// (DefaultIdempotencyRetention, 24 h) has passed, found through the journal's expiries index.
+// (DefaultIdempotencyRetention, 24 h) has passed, found through the journal's expiry marks.
 //
 // # A request's way through the edge (Server.handle)
 //

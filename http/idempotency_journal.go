@@ -25,9 +25,9 @@ import (
 // and the other, refused with a conflict, reads the winner's claim.
 //
 // Retention: records older than the retention are ignored (a key may then be used afresh), and deleted by an
-// IdempotencySweeper (idempotency_sweeper.go). Every claim sets its stream's journal expiry (WithExpiry) to
-// claim time + lease + retention, the latest its record can still be replayed when the request completes within
-// its lease; the sweeper lists expired streams from that index and re-reads each before a fenced delete.
+// IdempotencySweeper (idempotency_sweeper.go). Every claim adds an expiry mark to its stream (WithExpiry) at
+// claim time + lease + retention, when its record has passed its retention if the request completed within its
+// lease; the sweeper lists the marks that have passed and re-reads each record before a fenced delete.
 type JournalIdempotency struct {
 	j         journal.Journal
 	retention time.Duration
@@ -86,8 +86,8 @@ func (s *JournalIdempotency) Begin(ctx context.Context, key, fp string, now time
 	if err != nil {
 		return Claim{}, err
 	}
-	// The expiry is set with the claim, not moved by Complete (one index write per key, not two): a record
-	// completed after its lease is kept by the sweeper, which moves the expiry when it finds the record younger.
+	// The mark is added with the claim, not by Complete (one index write per key, not two): a record completed
+	// after its lease is kept by the sweeper, which marks it again when it finds the record younger.
 	expiry := journal.WithExpiry(now.Add(lease + s.retention))
 	// Most keys are new: claim at sequence 0 without reading the stream first. The append is fenced, so a key
 	// with any record makes it fail with a conflict, and the loop below reads what is there. A key this node

@@ -70,13 +70,14 @@ func (c IdempotencySweepConfig) withDefaults() IdempotencySweepConfig {
 }
 
 // IdempotencySweeper deletes the Idempotency-Key records of a JournalIdempotency whose retention has passed. It
-// finds them with the journal's expiries index (Journal.Expired, in (time, stream) order), so a sweep reads only
-// the records due, not every key ever used. For each it re-reads the record and decides from the record itself:
-// a record goes once the retention has passed since it was completed, released or claimed, and a claim also not
-// before its lease ended; a younger one gets its expiry moved to that time (fenced, so a record somebody is
-// writing is never moved or deleted on stale knowledge). The delete is fenced on the record's last sequence
-// number: a key claimed again meanwhile survives, and of several sweepers (one per node sharing PostgreSQL)
-// deleting one record, one succeeds and the others see a conflict, which is not an error.
+// finds them with the journal's expiry marks (Journal.Expired, in (time, stream) order; every claim adds one), so
+// a sweep reads only the records due, not every key ever used. For each it re-reads the record and decides from
+// the record itself: a record goes once the retention has passed since it was completed, released or claimed,
+// and a claim also not before its lease ended; a younger one is marked again for that time (with a fenced
+// append, so a record somebody is writing is never marked or deleted on stale knowledge). The delete is fenced on
+// the record's last sequence number: a key claimed again meanwhile survives, and of several sweepers (one per
+// node sharing PostgreSQL) deleting one record, one succeeds and the others see a conflict, which is not an
+// error. The mark is removed last, so a sweeper that dies midway leaves it for the next sweep.
 //
 // Concurrency: Start and Stop are called once each, from one goroutine; Sweep may be called from any goroutine,
 // also concurrently with the sweeper's own sweeps.
@@ -92,8 +93,8 @@ type IdempotencySweeper struct {
 // SweepStats counts what one sweep did.
 type SweepStats struct {
 	Deleted int // records deleted
-	Kept    int // records younger than their retention: their expiry was moved
-	Raced   int // records written or deleted by somebody else between the sweeper's read and its write
+	Kept    int // records younger than their retention: marked again for when it ends
+	Raced   int // records written or deleted by somebody else (another sweeper, a new claim) meanwhile
 }
 
 // NewIdempotencySweeper returns a sweeper of store's records (store's retention decides); Start runs it.
@@ -190,7 +191,7 @@ func (w *IdempotencySweeper) sweepBatch(batch []journal.Expiry, now time.Time) (
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			outcome, err := w.sweepOne(e.Stream, now)
+			outcome, err := w.sweepOne(e, now)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -217,48 +218,58 @@ const (
 	swept sweepOutcome = iota
 	kept
 	raced
-	foreign // another owner's stream in the journal's expiries index: left to it
+	foreign // another owner's mark: left to it
 )
 
-// sweepOne deletes stream if its record's retention has passed at now, else moves its expiry to when it will
-// have. Only streams of idempotency records are touched (the expiries index is the journal's, not ours alone).
-func (w *IdempotencySweeper) sweepOne(stream string, now time.Time) (sweepOutcome, error) {
-	if !strings.HasPrefix(stream, IdempotencyStreamPrefix) {
+// sweepOne handles the expiry mark e: it deletes e's stream if its record's retention has passed at now, else
+// marks it again for when it will have; then it removes e. Every step is safe to repeat or to race with another
+// sweeper, and a live record never ends up without a mark: e goes only after the stream is gone or carries a
+// later mark (added with a fenced append, so on the record the decision was made from). A write that races the
+// sweeper (a key claimed again) fences it out and leaves e for the next sweep.
+func (w *IdempotencySweeper) sweepOne(e journal.Expiry, now time.Time) (sweepOutcome, error) {
+	if !strings.HasPrefix(e.Stream, IdempotencyStreamPrefix) {
 		return foreign, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.Timeout)
 	defer cancel()
 	j := w.store.j
-	snap, events, err := j.Load(ctx, stream)
+	snap, events, err := j.Load(ctx, e.Stream)
 	if err != nil {
 		return 0, fmt.Errorf("load idempotency record: %w", err)
 	}
 	last := journal.LastSeq(snap, events)
-	var deadline time.Time // zero: deletable (no record: only a stray expiry)
-	if len(events) > 0 {
-		rec, err := decodeRecord(events[len(events)-1])
-		if err != nil {
-			// Not ours to judge: keep it, and look again after another retention.
-			w.log.Warn("idempotency record unreadable; kept", slog.String("stream", stream), slog.Any("error", err))
-			deadline = now.Add(w.store.retention)
+	outcome := swept
+	switch {
+	case last == 0:
+		// Gone already (another sweeper deleted it, or it was deleted and claimed afresh with a mark of its own):
+		// only the mark is left.
+		outcome = raced
+	case len(events) == 0:
+		return 0, fmt.Errorf("sweep idempotency record %s: a snapshot and no events", e.Stream)
+	default:
+		deadline := now.Add(w.store.retention) // an unreadable record is not ours to judge: look again later
+		if rec, err := decodeRecord(events[len(events)-1]); err != nil {
+			w.log.Warn("idempotency record unreadable; kept", slog.String("stream", e.Stream), slog.Any("error", err))
 		} else {
 			deadline = recordDeadline(rec, w.store.retention)
 		}
+		if now.Before(deadline) {
+			outcome = kept
+			_, err = j.Append(ctx, e.Stream, last, nil, journal.WithExpiry(deadline))
+		} else {
+			err = j.DeleteStream(ctx, e.Stream, last)
+		}
+		if errors.Is(err, journal.ErrConflict) {
+			return raced, nil // written (claimed again) or deleted since the read: the next sweep looks again
+		}
+		if err != nil {
+			return 0, fmt.Errorf("sweep idempotency record: %w", err)
+		}
 	}
-	if now.Before(deadline) {
-		_, err = j.Append(ctx, stream, last, nil, journal.WithExpiry(deadline))
-	} else {
-		err = j.DeleteStream(ctx, stream, last)
+	if err := j.DeleteExpiry(ctx, e); err != nil {
+		return 0, fmt.Errorf("delete idempotency record's expiry: %w", err)
 	}
-	switch {
-	case errors.Is(err, journal.ErrConflict):
-		return raced, nil // written (claimed again) or deleted by another sweeper since the read: not ours now
-	case err != nil:
-		return 0, fmt.Errorf("sweep idempotency record: %w", err)
-	case now.Before(deadline):
-		return kept, nil
-	}
-	return swept, nil
+	return outcome, nil
 }
 
 // recordDeadline is when rec, the last record of a key, may be deleted: retention after it was written, and for

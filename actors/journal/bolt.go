@@ -82,8 +82,7 @@ func (o BoltOptions) withDefaults() BoltOptions {
 //	reminders         stream → due (8 bytes)
 //	reminders_due     due (8 bytes) ‖ stream → ""   (ordered by due, then stream)
 //	feeds/<recipient> cursor (8 bytes, big endian) → feed entry
-//	expiries          stream → at (8 bytes)          (WithExpiry; bolt_retention.go)
-//	expiries_at       at (8 bytes) ‖ stream → ""    (ordered by at, then stream)
+//	expiry_marks      at (8 bytes) ‖ stream → ""    expiry marks, ordered by at, then stream (bolt_retention.go)
 type Bolt struct {
 	db   *bolt.DB
 	opts BoltOptions
@@ -124,7 +123,7 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketStreams, bucketSnapshots, bucketReminders, bucketRemindersDue, bucketFeeds, bucketExpiries, bucketExpiriesAt} {
+		for _, name := range [][]byte{bucketMeta, bucketStreams, bucketSnapshots, bucketReminders, bucketRemindersDue, bucketFeeds, bucketExpiries} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -292,7 +291,7 @@ func (b *Bolt) Append(ctx context.Context, stream string, expectedSeq uint64, ev
 			}
 		}
 		if o.Expiry != nil {
-			if err := putExpiry(tx, key, *o.Expiry); err != nil {
+			if err := tx.Bucket(bucketExpiries).Put(concat(encodeTime(*o.Expiry), key), []byte{}); err != nil {
 				return err
 			}
 		}

@@ -9,38 +9,11 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Retention on bbolt: the expiries index (buckets expiries and expiries_at, kept like the reminders' pair) and
-// the fenced removal of a whole stream. Files written before these buckets existed get them when opened.
+// Retention on bbolt: the expiry marks (bucket expiry_marks, keyed at ‖ stream, so an Append's mark lands at the
+// end of the bucket, on a page shared by the writes of one commit) and the fenced removal of a stream. Files
+// written before the bucket existed get it when opened.
 
-var (
-	bucketExpiries   = []byte("expiries")
-	bucketExpiriesAt = []byte("expiries_at")
-)
-
-// putExpiry replaces stream's expiry with at; a zero at deletes it.
-func putExpiry(tx *bolt.Tx, stream []byte, at time.Time) error {
-	byStream, byAt := tx.Bucket(bucketExpiries), tx.Bucket(bucketExpiriesAt)
-	old := byStream.Get(stream)
-	var enc []byte
-	if !at.IsZero() {
-		enc = encodeTime(at)
-	}
-	if bytes.Equal(old, enc) {
-		return nil
-	}
-	if old != nil {
-		if err := byAt.Delete(concat(old, stream)); err != nil {
-			return err
-		}
-	}
-	if at.IsZero() {
-		return byStream.Delete(stream)
-	}
-	if err := byStream.Put(stream, enc); err != nil {
-		return err
-	}
-	return byAt.Put(concat(enc, stream), []byte{})
-}
+var bucketExpiries = []byte("expiry_marks")
 
 // DeleteStream implements Journal.
 func (b *Bolt) DeleteStream(ctx context.Context, stream string, expectedSeq uint64) error {
@@ -67,10 +40,7 @@ func (b *Bolt) DeleteStream(ctx context.Context, stream string, expectedSeq uint
 		if err := tx.Bucket(bucketSnapshots).Delete(key); err != nil {
 			return err
 		}
-		if err := putReminder(tx, key, time.Time{}); err != nil {
-			return err
-		}
-		return putExpiry(tx, key, time.Time{})
+		return putReminder(tx, key, time.Time{})
 	})
 	if err != nil {
 		return fmt.Errorf("delete stream %s: %w", stream, err)
@@ -86,7 +56,7 @@ func (b *Bolt) Expired(ctx context.Context, now time.Time, after Expiry, limit i
 	var expired []Expiry
 	err := b.read(ctx, func(tx *bolt.Tx) error {
 		expired = nil
-		c := tx.Bucket(bucketExpiriesAt).Cursor()
+		c := tx.Bucket(bucketExpiries).Cursor()
 		k, _ := c.First()
 		var skip []byte // the cursor's own key, excluded
 		if !after.IsZero() {
@@ -112,4 +82,16 @@ func (b *Bolt) Expired(ctx context.Context, now time.Time, after Expiry, limit i
 		return nil, fmt.Errorf("read expiries: %w", err)
 	}
 	return expired, nil
+}
+
+// DeleteExpiry implements Journal.
+func (b *Bolt) DeleteExpiry(ctx context.Context, e Expiry) error {
+	if err := checkName("stream", e.Stream); err != nil {
+		return err
+	}
+	key := concat(encodeTime(e.At), []byte(e.Stream))
+	if err := b.write(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketExpiries).Delete(key) }); err != nil {
+		return fmt.Errorf("delete expiry of %s: %w", e.Stream, err)
+	}
+	return nil
 }

@@ -40,13 +40,14 @@
 //
 // # Retention
 //
-// Streams are kept until their owner deletes them. DeleteStream removes a stream (events, snapshot, reminder,
-// expiry; not feeds) fenced on its last sequence number, like an Append, so a stream written since its owner
-// looked at it survives, and two deleters of one stream never both succeed. A stream that should go some day
-// carries an expiry, set with WithExpiry atomically with its events; Expired lists the streams whose expiry has
-// passed, by (At, Stream), paged like DueReminders, so that finding them reads only them, however many other
-// streams there are. The journal deletes nothing by itself: the owner re-reads the stream and decides (package
-// http sweeps its idempotency records this way).
+// Streams are kept until their owner deletes them. DeleteStream removes a stream (events, snapshot, reminder;
+// not feeds) fenced on its last sequence number, like an Append, so a stream written since its owner looked at
+// it survives, and two deleters of one stream never both succeed. A stream that should go some day carries
+// expiry marks, added with WithExpiry atomically with its events; Expired lists the marks that have passed, by
+// (At, Stream), paged like DueReminders, so that finding them reads only them, however many other streams there
+// are. Marks are hints, only added and removed one by one (DeleteExpiry): the owner re-reads the stream and
+// decides, then removes the mark (package http sweeps its idempotency records this way). The journal deletes
+// nothing by itself.
 //
 // # Backends
 //

@@ -43,6 +43,9 @@ func checkEvents(events []Event) error {
 }
 
 func checkOptions(o AppendOptions) error {
+	if o.Expiry != nil && o.Expiry.IsZero() {
+		return fmt.Errorf("%w: zero expiry time", ErrInvalid)
+	}
 	for _, f := range o.Feeds {
 		if err := checkName("recipient", f.Recipient); err != nil {
 			return err

@@ -67,26 +67,30 @@ type Journal interface {
 	// limit <= 0 means no limit.
 	ReadFeed(ctx context.Context, recipient string, after uint64, limit int) ([]FeedEntry, error)
 
-	// DeleteStream removes stream entirely: its events, snapshot, reminder and expiry, so that it loads as a
-	// stream never written (and its next Append is at 0 again). It is fenced like Append: if the stream's last
-	// sequence number is not expectedSeq, nothing is removed and it returns ErrConflict, so a stream somebody
-	// wrote after the caller looked at it is never deleted, and of two callers deleting one stream, the second
-	// learns it (ErrConflict, or nil with expectedSeq 0 for a stream already gone). Feeds are not removed: they
-	// are addressed by recipient, not by stream, and their cursors are never reused.
+	// DeleteStream removes stream: its events, snapshot and reminder, so that it loads as a stream never written
+	// (and its next Append is at 0 again). It is fenced like Append: if the stream's last sequence number is not
+	// expectedSeq, nothing is removed and it returns ErrConflict, so a stream somebody wrote after the caller
+	// looked at it is never deleted, and of two callers deleting one stream, the second learns it (ErrConflict,
+	// or nil with expectedSeq 0 for a stream already gone). Expiry marks stay (the owner removes them with
+	// DeleteExpiry); feeds stay: they are addressed by recipient, not by stream, and their cursors are never reused.
 	DeleteStream(ctx context.Context, stream string, expectedSeq uint64) error
 
-	// Expired returns up to limit expiries with At <= now that come after `after` in (At, Stream) order, ordered
-	// by At then Stream, as DueReminders pages reminders. A stream's expiry is set with WithExpiry; it says when
-	// its owner may consider deleting it (see DeleteStream), the journal itself deletes nothing. limit <= 0
-	// means no limit.
+	// Expired returns up to limit expiry marks (set by WithExpiry) with At <= now that come after `after` in
+	// (At, Stream) order, ordered by At then Stream, as DueReminders pages reminders. A mark says when its
+	// stream's owner should look at the stream again, to delete it or to mark it later; the journal deletes
+	// nothing by itself. limit <= 0 means no limit.
 	Expired(ctx context.Context, now time.Time, after Expiry, limit int) ([]Expiry, error)
+
+	// DeleteExpiry removes the expiry mark e (exactly that stream and time), if it is there.
+	DeleteExpiry(ctx context.Context, e Expiry) error
 
 	// Close waits for writes in flight and releases the storage. Calling it again returns nil.
 	Close() error
 }
 
-// Expiry says that Stream may be deleted from At on, by whoever owns it. As the cursor of Expired, the zero value
-// means "from the start".
+// Expiry is a mark saying that Stream's owner should look at it again from At on (to delete it, typically). A
+// stream has as many marks as distinct times were set for it; they are hints, not state: an owner re-reads the
+// stream before it acts on one. As the cursor of Expired, the zero value means "from the start".
 type Expiry struct {
 	Stream string
 	At     time.Time
@@ -140,7 +144,7 @@ type AppendOptions struct {
 	Reminder *time.Time
 	// Feeds are entries appended to recipients' feeds (cursors assigned as by AppendFeed).
 	Feeds []FeedAppend
-	// Expiry, when non-nil, replaces the stream's expiry (see Journal.Expired); a zero time deletes it.
+	// Expiry, when non-nil, adds an expiry mark of the stream at that time (see Journal.Expired); never zero.
 	Expiry *time.Time
 }
 
@@ -160,9 +164,9 @@ func WithoutReminder() AppendOption {
 	return func(o *AppendOptions) { o.Reminder = &time.Time{} }
 }
 
-// WithExpiry sets the appended stream's expiry to at together with the events (an index for the stream's owner,
-// who lists it with Journal.Expired and deletes the stream with Journal.DeleteStream; see package http's
-// idempotency records).
+// WithExpiry adds an expiry mark of the appended stream at at, together with the events, for the stream's owner,
+// who lists marks with Journal.Expired and deletes streams with Journal.DeleteStream (see package http's
+// idempotency records). Marks are only added: one set earlier stays until DeleteExpiry. at must not be zero.
 func WithExpiry(at time.Time) AppendOption {
 	return func(o *AppendOptions) { o.Expiry = &at }
 }

@@ -126,7 +126,7 @@ func (o PostgresOptions) withDefaults() PostgresOptions {
 //	journal_reminders     stream → due_ns               indexed on (due_ns, stream)
 //	journal_feeds         recipient → last_cursor       incremented with the entries: dense cursors
 //	journal_feed_entries  (recipient, pos) → type, data
-//	journal_expiries      stream → at_ns                indexed on (at_ns, stream); postgres_retention.go
+//	journal_expiries      (at_ns, stream)               expiry marks; postgres_retention.go
 //
 // Every write is one SQL statement whose outcome (fenced out or not) is a result, not an error: an Append
 // updates its stream's row only if last_seq is the expected sequence (or inserts it if the stream is new), and

@@ -28,8 +28,8 @@ func mustExpired(t *testing.T, j journal.Journal, now time.Time, after journal.E
 	return es
 }
 
-// testDeleteStream: DeleteStream removes a stream's events, snapshot, reminder and expiry, fenced on the last
-// sequence number; the stream then starts again at 0; its feed and other streams are untouched.
+// testDeleteStream: DeleteStream removes a stream's events, snapshot and reminder, fenced on the last sequence
+// number; the stream then starts again at 0; its feed, its expiry marks and other streams are untouched.
 func testDeleteStream(t *testing.T, open Opener) {
 	j := openJournal(t, open)
 	ctx := context.Background()
@@ -70,8 +70,8 @@ func testDeleteStream(t *testing.T, open Opener) {
 		if err != nil || !slices.Equal(reminderStreams(rs), []string{"idem/ab"}) {
 			t.Fatalf("reminders after delete = %v, %v", rs, err)
 		}
-		if got := expiryStreams(mustExpired(t, j, t0, journal.Expiry{}, 0)); !slices.Equal(got, []string{"idem/ab"}) {
-			t.Fatalf("expiries after delete = %q", got)
+		if got := expiryStreams(mustExpired(t, j, t0, journal.Expiry{}, 0)); !slices.Equal(got, []string{"idem/a", "idem/ab"}) {
+			t.Fatalf("expiry marks after delete = %q, want both (the owner deletes marks)", got)
 		}
 		// A feed is the recipient's, not the stream's: it stays, cursors never reused.
 		if feed, err := j.ReadFeed(ctx, "idem/a", 0, 0); err != nil || len(feed) != 1 {
@@ -184,8 +184,8 @@ func testConcurrentDeletes(t *testing.T, open Opener) {
 	}
 }
 
-// testExpiries: WithExpiry sets (moves, with a zero time deletes) a stream's one expiry atomically with an
-// Append, only if the fence holds; Expired lists them by (At, Stream) and pages with its cursor.
+// testExpiries: WithExpiry adds an expiry mark atomically with an Append, only if the fence holds (a stream may
+// have several); Expired lists marks by (At, Stream) and pages with its cursor; DeleteExpiry removes one mark.
 func testExpiries(t *testing.T, open Opener) {
 	j := openJournal(t, open)
 	ctx := context.Background()
@@ -207,6 +207,19 @@ func testExpiries(t *testing.T, open Opener) {
 	if got := expiryStreams(mustExpired(t, j, at(1), journal.Expiry{}, 0)); !slices.Equal(got, []string{"idem/b", "idem/c"}) {
 		t.Fatalf("expired at exactly +1s = %q", got)
 	}
+	// Another mark of b (by an empty fenced append), the same mark of c again (one mark), none from fenced-out
+	// appends.
+	mustAppend(t, j, "idem/b", 1, nil, journal.WithExpiry(at(7)))
+	mustAppend(t, j, "idem/c", 1, numbered("E", 2, 1), journal.WithExpiry(at(1)))
+	if _, err := j.Append(ctx, "idem/a", 0, nil, journal.WithExpiry(at(9))); !errors.Is(err, journal.ErrConflict) {
+		t.Fatalf("fenced-out expiry: %v, want ErrConflict", err)
+	}
+	if _, err := j.Append(ctx, "idem/e", 0, numbered("E", 1, 1), journal.WithExpiry(at(0))); !errors.Is(err, journal.ErrConflict) {
+		t.Fatalf("fenced-out expiry: %v, want ErrConflict", err)
+	}
+	if _, err := j.Append(ctx, "idem/e", 1, nil, journal.WithExpiry(time.Time{})); !errors.Is(err, journal.ErrInvalid) {
+		t.Fatalf("zero expiry: %v, want ErrInvalid", err)
+	}
 	// Paging: pages of 1 from each previous last.
 	var (
 		after journal.Expiry
@@ -220,25 +233,22 @@ func testExpiries(t *testing.T, open Opener) {
 		paged = append(paged, expiryStreams(page)...)
 		after = page[len(page)-1]
 	}
-	if !slices.Equal(paged, []string{"idem/b", "idem/c", "idem/a", "idem/d"}) {
-		t.Fatalf("paged = %q", paged)
+	if want := []string{"idem/b", "idem/c", "idem/a", "idem/d", "idem/b"}; !slices.Equal(paged, want) {
+		t.Fatalf("paged = %q, want %q", paged, want)
 	}
-	// Moved by an empty fenced append, deleted by a zero time; a fenced-out append changes nothing.
-	mustAppend(t, j, "idem/b", 1, nil, journal.WithExpiry(at(7)))
-	mustAppend(t, j, "idem/c", 1, numbered("E", 2, 1), journal.WithExpiry(time.Time{}))
-	if _, err := j.Append(ctx, "idem/a", 0, nil, journal.WithExpiry(at(9))); !errors.Is(err, journal.ErrConflict) {
-		t.Fatalf("fenced-out expiry: %v, want ErrConflict", err)
-	}
-	if _, err := j.Append(ctx, "idem/e", 0, numbered("E", 1, 1), journal.WithExpiry(at(0))); !errors.Is(err, journal.ErrConflict) {
-		t.Fatalf("fenced-out expiry: %v, want ErrConflict", err)
+	// DeleteExpiry removes exactly one mark; a missing one is fine.
+	for _, e := range []journal.Expiry{{Stream: "idem/b", At: at(1)}, {Stream: "idem/c", At: at(2)}, {Stream: "idem/none", At: at(1)}} {
+		if err := j.DeleteExpiry(ctx, e); err != nil {
+			t.Fatalf("delete expiry %v: %v", e, err)
+		}
 	}
 	j = reopen(t, j, open)
 	es = mustExpired(t, j, at(10), journal.Expiry{}, 0)
-	if got := expiryStreams(es); !slices.Equal(got, []string{"idem/a", "idem/d", "idem/b"}) {
-		t.Fatalf("after move, delete and reopen = %q", got)
+	if got := expiryStreams(es); !slices.Equal(got, []string{"idem/c", "idem/a", "idem/d", "idem/b"}) {
+		t.Fatalf("after deletes and reopen = %q", got)
 	}
-	if !es[2].At.Equal(at(7)) {
-		t.Fatalf("moved expiry at %v, want %v", es[2].At, at(7))
+	if !es[3].At.Equal(at(7)) {
+		t.Fatalf("b's later mark at %v, want %v", es[3].At, at(7))
 	}
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
@@ -248,5 +258,8 @@ func testExpiries(t *testing.T, open Opener) {
 	}
 	if _, err := j.Expired(ctx, at(10), journal.Expiry{}, 0); !errors.Is(err, journal.ErrClosed) {
 		t.Fatalf("expired after close: %v, want ErrClosed", err)
+	}
+	if err := j.DeleteExpiry(ctx, journal.Expiry{Stream: "idem/a", At: at(2)}); !errors.Is(err, journal.ErrClosed) {
+		t.Fatalf("delete expiry after close: %v, want ErrClosed", err)
 	}
 }

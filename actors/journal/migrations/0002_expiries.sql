@@ -1,7 +1,9 @@
--- One expiry per stream (Append's WithExpiry); at_ns is Unix time in nanoseconds. The index is what Expired
--- scans: the streams whose expiry has passed, oldest first, without reading any other stream.
+-- Expiry marks (Append's WithExpiry): a stream may have several, one per time set; at_ns is Unix time in
+-- nanoseconds. The primary key is the only index and is what Expired scans: the marks that have passed, oldest
+-- first, without reading any other stream. Marks are only inserted (ON CONFLICT DO NOTHING) and deleted one by
+-- one (DeleteExpiry), so an Append's mark costs one index entry.
 CREATE TABLE IF NOT EXISTS journal_expiries (
-    stream {{name}} NOT NULL PRIMARY KEY,
-    at_ns  BIGINT NOT NULL
+    at_ns  BIGINT NOT NULL,
+    stream {{name}} NOT NULL,
+    PRIMARY KEY (at_ns, stream)
 );
-CREATE INDEX IF NOT EXISTS journal_expiries_at ON journal_expiries (at_ns, stream);
