@@ -83,6 +83,13 @@ type AccountConfig struct {
 	LoginLockout time.Duration
 	// MaxLoginLockout caps the lock. Default 15 min.
 	MaxLoginLockout time.Duration
+	// PassivateAfter is how long a client, token family or sign-in activation may stay idle before it stops,
+	// when shorter than Deps.PassivateAfter. Their state is in the journal and they are used in short bursts
+	// (a token request, a sign-in, a refresh), so keeping one per staff client, customer or dasher for the
+	// node's PassivateAfter only holds memory (issue 7: one per restaurant in the fan-out benchmark). A sign-in
+	// with failures or a lock keeps Deps.PassivateAfter, so its throttle lasts as long as before; the signing
+	// keys always keep it. Default 30 s.
+	PassivateAfter time.Duration
 }
 
 // Defaults of AccountConfig.
@@ -90,6 +97,7 @@ const (
 	DefaultMaxLoginFailures = 5
 	DefaultLoginLockout     = 30 * time.Second
 	DefaultMaxLoginLockout  = 15 * time.Minute
+	DefaultAccountPassivate = 30 * time.Second
 )
 
 func (c AccountConfig) withDefaults() AccountConfig {
@@ -101,6 +109,9 @@ func (c AccountConfig) withDefaults() AccountConfig {
 	}
 	if c.MaxLoginLockout < c.LoginLockout {
 		c.MaxLoginLockout = max(DefaultMaxLoginLockout, c.LoginLockout)
+	}
+	if c.PassivateAfter <= 0 {
+		c.PassivateAfter = DefaultAccountPassivate
 	}
 	return c
 }
@@ -126,7 +137,27 @@ type accountActor struct {
 	hosted
 }
 
-func (a *accountActor) Receive(ctx actor.Context) { a.receive(ctx, a.AccountActor.Receive) }
+func (a *accountActor) Receive(ctx actor.Context) {
+	a.receive(ctx, a.AccountActor.Receive)
+	// The generated dispatcher set the node's receive timeout after Init; identities other than the signing
+	// keys get the Account's shorter one (AccountConfig.PassivateAfter).
+	if m, ok := ctx.Message().(*pcluster.ClusterInit); ok && m.Identity.GetIdentity() != AccountKeys {
+		setAccountTimeout(ctx, a.deps, false)
+	}
+}
+
+// setAccountTimeout sets an Account activation's idle timeout: the node's PassivateAfter while it keeps sign-in
+// throttle state (throttled), else the shorter AccountConfig.PassivateAfter. A node that never passivates (its
+// PassivateAfter is 0 after defaults) keeps every activation.
+func setAccountTimeout(ctx actor.Context, deps *Deps, throttled bool) {
+	switch {
+	case deps.PassivateAfter <= 0:
+	case throttled || deps.Accounts.PassivateAfter >= deps.PassivateAfter:
+		ctx.SetReceiveTimeout(deps.PassivateAfter)
+	default:
+		ctx.SetReceiveTimeout(deps.Accounts.PassivateAfter)
+	}
+}
 
 // Init loads the identity's stream.
 func (a *Account) Init(ctx pcluster.GrainContext) {
@@ -178,8 +209,13 @@ func (a *Account) VerifyLogin(req *messages.VerifyLogin, ctx pcluster.GrainConte
 		a.log.Info("sign-in failed", slog.String("address", req.GetAddress()), slog.Int("failures", a.failures))
 		if l == nil {
 			a.stop(ctx) // nothing to keep for an unknown email
+		} else {
+			setAccountTimeout(ctx, a.deps, true) // the throttle lives in this activation
 		}
 		return &messages.LoginResult{}, nil
+	}
+	if a.failures > 0 || !a.lockedUntil.IsZero() {
+		setAccountTimeout(ctx, a.deps, false)
 	}
 	a.failures, a.lockedUntil = 0, time.Time{}
 	return &messages.LoginResult{Ok: true, Role: l.GetRole(), Subject: l.GetSubject()}, nil
