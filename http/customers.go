@@ -81,6 +81,18 @@ func checkPassword(pw string) error {
 	return nil
 }
 
+// checkNewAccount checks the fields every sign-in account is created with (a customer's sign-up, a dasher made by
+// an operator): a name, an email that is the login, and a password.
+func checkNewAccount(name, email, password string) error {
+	if err := checkText("name", name, maxNameLen, true); err != nil {
+		return err
+	}
+	if err := checkEmail(email); err != nil {
+		return err
+	}
+	return checkPassword(password)
+}
+
 // handleCreateCustomer signs a customer up: Backend.Accounts keeps the email and the password's hash (the customer
 // then signs in through the authorize form), then the Customer actor is created.
 func (s *Server) handleCreateCustomer(c *call) error {
@@ -88,13 +100,7 @@ func (s *Server) handleCreateCustomer(c *call) error {
 	if err := decodeBody(c.ctx, &req, false); err != nil {
 		return err
 	}
-	if err := checkText("name", req.Name, maxNameLen, true); err != nil {
-		return err
-	}
-	if err := checkEmail(req.Email); err != nil {
-		return err
-	}
-	if err := checkPassword(req.Password); err != nil {
+	if err := checkNewAccount(req.Name, req.Email, req.Password); err != nil {
 		return err
 	}
 	if err := checkPhone(req.Phone, false); err != nil {

@@ -41,13 +41,7 @@ func (s *Server) handleCreateDasher(c *call) error {
 	if err := decodeBody(c.ctx, &req, false); err != nil {
 		return err
 	}
-	if err := checkText("name", req.Name, maxNameLen, true); err != nil {
-		return err
-	}
-	if err := checkEmail(req.Email); err != nil {
-		return err
-	}
-	if err := checkPassword(req.Password); err != nil {
+	if err := checkNewAccount(req.Name, req.Email, req.Password); err != nil {
 		return err
 	}
 	if err := checkText("vehicle", req.Vehicle, actors.MaxVehicleLen, true); err != nil {
