@@ -55,9 +55,10 @@ const IdempotencyStreamPrefix = "idempotency/"
 
 // Record kinds.
 const (
-	recClaimed   = "claimed"
-	recReleased  = "released"
-	recCompleted = "completed"
+	recClaimed    = "claimed"
+	recReleased   = "released"
+	recCompleted  = "completed"
+	recBackfilled = "backfilled" // the one event of idempotencyBackfillStream (idempotency_sweeper.go)
 )
 
 // recordEventType is the journal type of every idempotency event: the record is JSON in a

@@ -117,6 +117,13 @@ func (w *IdempotencySweeper) Stop() {
 
 func (w *IdempotencySweeper) run() {
 	defer w.done.Done()
+	start := time.Now()
+	if stats, err := w.backfill(w.stop); err != nil {
+		w.log.Warn("idempotency backfill failed", slog.Int("deleted", stats.Deleted), slog.Any("error", err))
+	} else if stats.Deleted > 0 || stats.Kept > 0 {
+		w.log.Info("idempotency records of older builds marked", slog.Int("deleted", stats.Deleted),
+			slog.Int("kept", stats.Kept), slog.Duration("took", time.Since(start)))
+	}
 	t := time.NewTicker(w.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -143,8 +150,71 @@ func (w *IdempotencySweeper) Sweep() (SweepStats, error) {
 	return w.sweep(nil)
 }
 
-// errSweepStopped ends a sweep when the sweeper stops.
-var errSweepStopped = errors.New("idempotency sweeper stopped")
+// idempotencyBackfillStream records that a journal's idempotency records have all been marked (Backfill). It is
+// outside IdempotencyStreamPrefix, so that listing the records never meets it.
+const idempotencyBackfillStream = "idempotency-sweeper/backfilled"
+
+// Backfill marks the records that claims of older builds wrote without an expiry mark, which Sweep cannot find:
+// it walks every idempotency stream once, in batches, deleting those past their retention and marking the others,
+// then records in the journal that it is done, so that it runs once per journal. Start runs it before the first
+// sweep; a walk cut short by Stop (or a failure) runs again from the start at the next Start. Records of this
+// build only get one more mark each (harmless: the sweeper re-reads a record before acting on a mark). Several
+// nodes may run it at once.
+func (w *IdempotencySweeper) Backfill() (SweepStats, error) {
+	return w.backfill(nil)
+}
+
+func (w *IdempotencySweeper) backfill(stop <-chan struct{}) (SweepStats, error) {
+	var total SweepStats
+	j := w.store.j
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.Timeout)
+	_, done, err := j.Load(ctx, idempotencyBackfillStream)
+	cancel()
+	if err != nil {
+		return total, fmt.Errorf("read idempotency backfill marker: %w", err)
+	}
+	if len(done) > 0 {
+		return total, nil
+	}
+	now := w.cfg.Now()
+	after := ""
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.Timeout)
+		batch, err := j.Streams(ctx, IdempotencyStreamPrefix, after, w.cfg.BatchSize)
+		cancel()
+		if err != nil {
+			return total, fmt.Errorf("list idempotency records: %w", err)
+		}
+		stats, err := w.sweepBatch(len(batch), func(i int) (sweepOutcome, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), w.cfg.Timeout)
+			defer cancel()
+			return w.settle(ctx, batch[i], now)
+		})
+		total.add(stats)
+		if err != nil {
+			return total, err
+		}
+		if len(batch) < w.cfg.BatchSize {
+			break
+		}
+		after = batch[len(batch)-1]
+		select {
+		case <-stop:
+			return total, nil
+		default:
+		}
+	}
+	marker, err := encodeRecord(idemRecord{Kind: recBackfilled, At: now})
+	if err != nil {
+		return total, err
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), w.cfg.Timeout)
+	defer cancel()
+	if _, err := j.Append(ctx, idempotencyBackfillStream, 0, []journal.Event{marker}); err != nil && !errors.Is(err, journal.ErrConflict) {
+		return total, fmt.Errorf("record idempotency backfill: %w", err)
+	}
+	return total, nil // a conflict: another node finished it too
+}
 
 func (w *IdempotencySweeper) sweep(stop <-chan struct{}) (SweepStats, error) {
 	var total SweepStats
@@ -157,10 +227,8 @@ func (w *IdempotencySweeper) sweep(stop <-chan struct{}) (SweepStats, error) {
 		if err != nil {
 			return total, fmt.Errorf("list expired idempotency records: %w", err)
 		}
-		stats, err := w.sweepBatch(batch, now)
-		total.Deleted += stats.Deleted
-		total.Kept += stats.Kept
-		total.Raced += stats.Raced
+		stats, err := w.sweepBatch(len(batch), func(i int) (sweepOutcome, error) { return w.sweepOne(batch[i], now) })
+		total.add(stats)
 		if err != nil {
 			return total, err
 		}
@@ -176,8 +244,8 @@ func (w *IdempotencySweeper) sweep(stop <-chan struct{}) (SweepStats, error) {
 	}
 }
 
-// sweepBatch handles batch with up to Parallel records at once.
-func (w *IdempotencySweeper) sweepBatch(batch []journal.Expiry, now time.Time) (SweepStats, error) {
+// sweepBatch runs handle for items 0..n-1, up to Parallel at once, and adds up their outcomes.
+func (w *IdempotencySweeper) sweepBatch(n int, handle func(i int) (sweepOutcome, error)) (SweepStats, error) {
 	var (
 		mu    sync.Mutex
 		stats SweepStats
@@ -185,13 +253,13 @@ func (w *IdempotencySweeper) sweepBatch(batch []journal.Expiry, now time.Time) (
 		wg    sync.WaitGroup
 		slots = make(chan struct{}, w.cfg.Parallel)
 	)
-	for _, e := range batch {
+	for i := range n {
 		slots <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			outcome, err := w.sweepOne(e, now)
+			outcome, err := handle(i)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -203,7 +271,7 @@ func (w *IdempotencySweeper) sweepBatch(batch []journal.Expiry, now time.Time) (
 				stats.Deleted++
 			case outcome == kept:
 				stats.Kept++
-			case outcome == raced:
+			case outcome == raced || outcome == gone:
 				stats.Raced++
 			}
 		}()
@@ -212,62 +280,77 @@ func (w *IdempotencySweeper) sweepBatch(batch []journal.Expiry, now time.Time) (
 	return stats, first
 }
 
+func (s *SweepStats) add(o SweepStats) {
+	s.Deleted += o.Deleted
+	s.Kept += o.Kept
+	s.Raced += o.Raced
+}
+
 type sweepOutcome int
 
 const (
 	swept sweepOutcome = iota
 	kept
-	raced
+	raced   // written by somebody else since it was read: left for the next sweep
+	gone    // no such stream (deleted by another sweeper, say)
 	foreign // another owner's mark: left to it
 )
 
-// sweepOne handles the expiry mark e: it deletes e's stream if its record's retention has passed at now, else
-// marks it again for when it will have; then it removes e. Every step is safe to repeat or to race with another
-// sweeper, and a live record never ends up without a mark: e goes only after the stream is gone or carries a
-// later mark (added with a fenced append, so on the record the decision was made from). A write that races the
-// sweeper (a key claimed again) fences it out and leaves e for the next sweep.
+// sweepOne handles the expiry mark e: it settles e's stream (deletes it or marks it again), then removes e. Every
+// step is safe to repeat or to race with another sweeper, and a live record never ends up without a mark: e goes
+// only after the stream is gone or carries a later mark (added with a fenced append, on the record the decision
+// was made from). A write that races the sweeper (a key claimed again) fences it out and leaves e for the next
+// sweep.
 func (w *IdempotencySweeper) sweepOne(e journal.Expiry, now time.Time) (sweepOutcome, error) {
 	if !strings.HasPrefix(e.Stream, IdempotencyStreamPrefix) {
 		return foreign, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.Timeout)
 	defer cancel()
+	outcome, err := w.settle(ctx, e.Stream, now)
+	if err != nil || outcome == raced {
+		return outcome, err
+	}
+	// A stream deleted and claimed afresh meanwhile has a mark of its own, later than e (claim time + lease +
+	// retention > now >= e.At).
+	if err := w.store.j.DeleteExpiry(ctx, e); err != nil {
+		return 0, fmt.Errorf("delete idempotency record's expiry: %w", err)
+	}
+	return outcome, nil
+}
+
+// settle deletes stream if its record's retention has passed at now, else marks it for when it will have.
+func (w *IdempotencySweeper) settle(ctx context.Context, stream string, now time.Time) (sweepOutcome, error) {
 	j := w.store.j
-	snap, events, err := j.Load(ctx, e.Stream)
+	snap, events, err := j.Load(ctx, stream)
 	if err != nil {
 		return 0, fmt.Errorf("load idempotency record: %w", err)
 	}
 	last := journal.LastSeq(snap, events)
-	outcome := swept
-	switch {
-	case last == 0:
-		// Gone already (another sweeper deleted it, or it was deleted and claimed afresh with a mark of its own):
-		// only the mark is left.
-		outcome = raced
-	case len(events) == 0:
-		return 0, fmt.Errorf("sweep idempotency record %s: a snapshot and no events", e.Stream)
-	default:
-		deadline := now.Add(w.store.retention) // an unreadable record is not ours to judge: look again later
-		if rec, err := decodeRecord(events[len(events)-1]); err != nil {
-			w.log.Warn("idempotency record unreadable; kept", slog.String("stream", e.Stream), slog.Any("error", err))
-		} else {
-			deadline = recordDeadline(rec, w.store.retention)
-		}
-		if now.Before(deadline) {
-			outcome = kept
-			_, err = j.Append(ctx, e.Stream, last, nil, journal.WithExpiry(deadline))
-		} else {
-			err = j.DeleteStream(ctx, e.Stream, last)
-		}
-		if errors.Is(err, journal.ErrConflict) {
-			return raced, nil // written (claimed again) or deleted since the read: the next sweep looks again
-		}
-		if err != nil {
-			return 0, fmt.Errorf("sweep idempotency record: %w", err)
-		}
+	if last == 0 {
+		return gone, nil
 	}
-	if err := j.DeleteExpiry(ctx, e); err != nil {
-		return 0, fmt.Errorf("delete idempotency record's expiry: %w", err)
+	if len(events) == 0 {
+		return 0, fmt.Errorf("sweep idempotency record %s: a snapshot and no events", stream)
+	}
+	deadline := now.Add(w.store.retention) // an unreadable record is not ours to judge: look again later
+	if rec, err := decodeRecord(events[len(events)-1]); err != nil {
+		w.log.Warn("idempotency record unreadable; kept", slog.String("stream", stream), slog.Any("error", err))
+	} else {
+		deadline = recordDeadline(rec, w.store.retention)
+	}
+	outcome := swept
+	if now.Before(deadline) {
+		outcome = kept
+		_, err = j.Append(ctx, stream, last, nil, journal.WithExpiry(deadline))
+	} else {
+		err = j.DeleteStream(ctx, stream, last)
+	}
+	switch {
+	case errors.Is(err, journal.ErrConflict):
+		return raced, nil // written (claimed again) or deleted since the read
+	case err != nil:
+		return 0, fmt.Errorf("sweep idempotency record: %w", err)
 	}
 	return outcome, nil
 }

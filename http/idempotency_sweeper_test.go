@@ -160,6 +160,54 @@ func TestIdempotencySweeper(t *testing.T) {
 	}
 }
 
+// TestIdempotencySweeperBackfill: records written without an expiry mark (by builds before the sweeper) are
+// found by Backfill, once per journal: the expired ones go, the others are marked and swept when they expire.
+func TestIdempotencySweeperBackfill(t *testing.T) {
+	j := openSweepBolt(t)
+	ctx := context.Background()
+	store := http.NewJournalIdempotency(j, sweepRetention)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, key := range []string{"a", "b", "c"} {
+		mustComplete(t, store, mustBegin(t, store, key, t0), t0, key)
+	}
+	later := t0.Add(12 * time.Hour)
+	mustComplete(t, store, mustBegin(t, store, "d", later), later, "d")
+	// Make them unmarked, as an older build wrote them.
+	marks, err := j.Expired(ctx, t0.Add(100*sweepRetention), journal.Expiry{}, 0)
+	if err != nil || len(marks) != 4 {
+		t.Fatalf("marks: %v %v", marks, err)
+	}
+	for _, e := range marks {
+		if err := j.DeleteExpiry(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock := newSweepClock(t0.Add(sweepRetention + time.Hour))
+	w := newSweeper(store, clock, http.IdempotencySweepConfig{BatchSize: 2})
+	if stats := mustSweep(t, w); stats != (http.SweepStats{}) {
+		t.Fatalf("a sweep found unmarked records: %+v", stats)
+	}
+	stats, err := w.Backfill()
+	if want := (http.SweepStats{Deleted: 3, Kept: 1}); err != nil || stats != want {
+		t.Fatalf("backfill: %+v %v, want %+v", stats, err, want)
+	}
+	if got := keyStreams(t, j); !slices.Equal(got, []string{"d"}) {
+		t.Fatalf("records after the backfill: %q", got)
+	}
+	// Once per journal: a second backfill (another node, a restart) does nothing.
+	mustComplete(t, store, mustBegin(t, store, "e", t0), t0, "e")
+	if stats, err := w.Backfill(); err != nil || stats != (http.SweepStats{}) {
+		t.Fatalf("second backfill: %+v %v", stats, err)
+	}
+	clock.set(later.Add(sweepRetention))
+	if stats := mustSweep(t, w); stats.Deleted != 2 {
+		t.Fatalf("sweep after d's retention: %+v, want d and e deleted", stats)
+	}
+	if got := keyStreams(t, j); len(got) != 0 {
+		t.Fatalf("records left: %q", got)
+	}
+}
+
 // TestIdempotencySweeperRunsInBackground: Start sweeps on its interval until Stop.
 func TestIdempotencySweeperRunsInBackground(t *testing.T) {
 	j := openSweepBolt(t)
@@ -292,5 +340,61 @@ func testSweepersShareJournal(t *testing.T, j1, j2 journal.Journal) {
 	// A sweep at the same time after both finds nothing more to delete.
 	if st, err := sweepers[0].Sweep(); err != nil || st.Deleted != 0 {
 		t.Fatalf("a later sweep: %+v %v", st, err)
+	}
+	// No record lost its mark in the races: once every retention (and lease) has passed, one sweep deletes all.
+	clock.set(sweepAt.Add(sweepRetention + sweepLease))
+	if st, err := sweepers[1].Sweep(); err != nil || st.Deleted != reused+fresh {
+		t.Fatalf("the sweep after every retention: %+v %v, want %d deleted", st, err, reused+fresh)
+	}
+	if got := keyStreams(t, j1); len(got) != 0 {
+		t.Fatalf("records left without a mark: %q", got)
+	}
+}
+
+// loadHookJournal runs onLoad after every Load, to write between a sweeper's read and its write.
+type loadHookJournal struct {
+	journal.Journal
+	onLoad func(stream string)
+}
+
+func (h *loadHookJournal) Load(ctx context.Context, stream string) (journal.Snapshot, []journal.Event, error) {
+	snap, events, err := h.Journal.Load(ctx, stream)
+	if h.onLoad != nil {
+		h.onLoad(stream)
+	}
+	return snap, events, err
+}
+
+// TestIdempotencySweeperRacedByCompletion: a lapsed claim past its retention completes between the sweeper's read
+// and its delete (a write that adds no mark). The delete is fenced out, the record stays and keeps its mark: the
+// next sweep marks it for its new retention, and a sweep after that deletes it.
+func TestIdempotencySweeperRacedByCompletion(t *testing.T) {
+	hook := &loadHookJournal{Journal: openSweepBolt(t)}
+	store := http.NewJournalIdempotency(hook, sweepRetention)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	sweepAt := t0.Add(sweepRetention + time.Hour)
+	claim := mustBegin(t, store, "slow", t0)
+	var once sync.Once
+	hook.onLoad = func(string) {
+		once.Do(func() { // on a sweeper goroutine: no t.Fatal
+			if err := store.Complete(context.Background(), claim, http.StoredResponse{Status: 201, Body: []byte("slow"), At: sweepAt}); err != nil {
+				t.Errorf("complete: %v", err)
+			}
+		})
+	}
+	clock := newSweepClock(sweepAt)
+	w := newSweeper(store, clock, http.IdempotencySweepConfig{})
+	if stats := mustSweep(t, w); stats != (http.SweepStats{Raced: 1}) {
+		t.Fatalf("sweep raced by the completion: %+v", stats)
+	}
+	if c, err := store.Begin(context.Background(), "slow", "fp-slow", sweepAt, sweepLease); err != nil || c.State != http.ClaimDone {
+		t.Fatalf("the completed record after the raced sweep: %+v %v", c, err)
+	}
+	if stats := mustSweep(t, w); stats != (http.SweepStats{Kept: 1}) {
+		t.Fatalf("next sweep: %+v, want the record marked for its new retention", stats)
+	}
+	clock.set(sweepAt.Add(sweepRetention))
+	if stats := mustSweep(t, w); stats != (http.SweepStats{Deleted: 1}) {
+		t.Fatalf("sweep after the new retention: %+v", stats)
 	}
 }
