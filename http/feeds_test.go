@@ -3,7 +3,11 @@ package http_test
 import (
 	"context"
 	"encoding/json"
+	"io"
+	nethttp "net/http"
+	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,5 +172,56 @@ func TestCloseReleasesPolls(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("close took %v", d)
+	}
+}
+
+// TestFeedPollsShareAKeepAliveConnection: the server gives a connection's buffers back to their pools while a
+// poll is parked (fasthttp's ReduceMemoryUsage) and takes them again for its answer and the next request, so
+// parked and immediate requests follow each other on one connection.
+func TestFeedPollsShareAKeepAliveConnection(t *testing.T) {
+	h := newHarness(t)
+	tr := &nethttp.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}
+	defer tr.CloseIdleConnections()
+	one := &nethttp.Client{Transport: tr, Timeout: 30 * time.Second}
+	var conns, reused atomic.Int32
+	get := func(path string) *nethttp.Response {
+		t.Helper()
+		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+			conns.Add(1)
+			if i.Reused {
+				reused.Add(1)
+			}
+		}}
+		req, err := nethttp.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", h.url+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Test-Principal", dasher)
+		res, err := one.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		if _, err := io.Copy(io.Discard, res.Body); err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	const feed = "/v1/dashers/me/feed"
+	if res := get(feed + "?wait=0.2"); res.StatusCode != 204 {
+		t.Fatalf("parked poll that timed out: %d", res.StatusCode)
+	}
+	done := make(chan *nethttp.Response, 1)
+	go func() { done <- get(feed + "?wait=20") }()
+	waitFor(t, 5*time.Second, time.Millisecond, "the second poll to park", func() bool { return h.actors.count.Load() == 2 })
+	h.actors.addFeed("Dasher", "d_00000000-0000-0000-0000-0000000000d1", "DELIVERY_OFFERED", orderID)
+	if res := <-done; res.StatusCode != 200 {
+		t.Fatalf("woken poll: %d", res.StatusCode)
+	}
+	if res := get(feed + "?wait=0"); res.StatusCode != 200 {
+		t.Fatalf("poll with an entry: %d", res.StatusCode)
+	}
+	if conns.Load() != 3 || reused.Load() != 2 {
+		t.Fatalf("%d requests, %d on a reused connection; want 3 on one connection", conns.Load(), reused.Load())
 	}
 }
