@@ -916,6 +916,36 @@ func fanout(r *results) error {
 		return fmt.Errorf("setup: %v", e)
 	}
 	rssIdle := n.rss()
+	// Where the node's memory is (issue 7 asks for 20 000 polls under 1 GiB): the Go runtime's own account (no
+	// forced GC: the numbers are of the state the RSS was read in) and the file-backed pages (the binary and
+	// bbolt's mmap of the journal, which the RSS counts as they are touched).
+	breakdown := func() (float64, string) {
+		st := map[string]float64{}
+		if res, err := nethttp.Get(n.debug + "/debug/pprof/heap?debug=1"); err == nil {
+			sc := bufio.NewScanner(res.Body)
+			sc.Buffer(make([]byte, 1<<20), 1<<20)
+			for sc.Scan() {
+				f := strings.Fields(sc.Text())
+				if len(f) >= 4 && f[0] == "#" && f[2] == "=" {
+					v, _ := strconv.ParseFloat(f[3], 64)
+					st[f[1]] = v / (1 << 20)
+				}
+			}
+			res.Body.Close()
+		}
+		var file float64
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid)); err == nil {
+			for _, l := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(l, "RssFile:"); ok {
+					kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+					file = kb / 1024
+				}
+			}
+		}
+		return st["HeapInuse"] + st["Stack"], fmt.Sprintf("heap in use %.0f MiB (allocated %.0f; free, not yet returned to the OS %.0f), stacks %.0f MiB; file-backed resident %.0f MiB (binary, journal mmap)",
+			st["HeapInuse"], st["HeapAlloc"], st["HeapIdle"]-st["HeapReleased"], st["Stack"], file)
+	}
+	_, idleBreakdown := breakdown()
 	// Hold one poll per restaurant; each poller re-polls at once after an answer.
 	deliveries := make(chan time.Duration, 10_000)
 	for _, rs := range restaurants {
@@ -951,6 +981,8 @@ func fanout(r *results) error {
 	rssHeld := n.rss()
 	r.add("fan-out", "long polls held", float64(held), "polls", "", fmt.Sprintf("of %d, restaurant feeds in %d cells, TLS", len(restaurants), len(cells)))
 	r.add("fan-out", "node resident memory holding them", float64(rssHeld)/(1<<20), "MiB", "", fmt.Sprintf("%.0f MiB before the polls; target < 1024", float64(rssIdle)/(1<<20)))
+	goHeld, heldBreakdown := breakdown()
+	r.add("fan-out", "node Go heap and stacks holding them", goHeld, "MiB", "", heldBreakdown+"; before the polls: "+idleBreakdown)
 
 	// Orders at the first restaurants: customers (5 orders each, the edge's burst) order one each.
 	orders := min(200, len(restaurants))
