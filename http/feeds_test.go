@@ -2,10 +2,20 @@ package http_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"errors"
 	"io"
+	"math/big"
+	"net"
 	nethttp "net/http"
 	"net/http/httptrace"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -223,5 +233,113 @@ func TestFeedPollsShareAKeepAliveConnection(t *testing.T) {
 	}
 	if conns.Load() != 3 || reused.Load() != 2 {
 		t.Fatalf("%d requests, %d on a reused connection; want 3 on one connection", conns.Load(), reused.Load())
+	}
+}
+
+// selfSigned returns a server TLS config for 127.0.0.1 and a client pool that trusts it.
+func selfSigned(t *testing.T) (*tls.Config, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "platter-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, pool
+}
+
+// TestFeedOverTLS: with Config.TLS the edge completes each handshake before serving the connection (parked polls
+// then keep small stacks): a poll parks and wakes over HTTPS, a connection that never handshakes is closed after
+// ReadTimeout, one that does not speak TLS is closed at once, and Close is not held by a pending handshake.
+func TestFeedOverTLS(t *testing.T) {
+	serverTLS, pool := selfSigned(t)
+	h := newHarness(t, withConfig(func(c *http.Config) { c.TLS, c.ReadTimeout = serverTLS, 300*time.Millisecond }))
+	if !strings.HasPrefix(h.url, "https://") {
+		t.Fatalf("url %s", h.url)
+	}
+	tr := &nethttp.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	defer tr.CloseIdleConnections()
+	hc := &nethttp.Client{Transport: tr, Timeout: 30 * time.Second}
+	get := func(path string) (int, []byte) {
+		req, err := nethttp.NewRequest("GET", h.url+path, nil)
+		if err != nil {
+			return 0, []byte(err.Error())
+		}
+		req.Header.Set("X-Test-Principal", dasher)
+		res, err := hc.Do(req)
+		if err != nil {
+			return 0, []byte(err.Error())
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, b
+	}
+	type answer struct {
+		status int
+		body   []byte
+	}
+	done := make(chan answer, 1)
+	go func() { s, b := get("/v1/dashers/me/feed?wait=20"); done <- answer{s, b} }()
+	waitFor(t, 5*time.Second, time.Millisecond, "the poll to park", func() bool { return h.actors.count.Load() == 1 })
+	h.actors.addFeed("Dasher", "d_00000000-0000-0000-0000-0000000000d1", "DELIVERY_OFFERED", orderID)
+	if a := <-done; a.status != 200 || !strings.Contains(string(a.body), "DELIVERY_OFFERED") {
+		t.Fatalf("poll over TLS: %d %s", a.status, a.body)
+	}
+
+	// Each raw connection must end from the server's side, well before the client's own deadline.
+	closedByServer := func(what string, c net.Conn) {
+		t.Helper()
+		if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		_, err := io.Copy(io.Discard, c)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("%s: the server did not close the connection", what)
+		}
+	}
+	addr := strings.TrimPrefix(h.url, "https://")
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	closedByServer("a connection that never handshakes", silent)
+	plain, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if _, err := plain.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	closedByServer("plain HTTP on the TLS port", plain)
+
+	pending, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pending.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.srv.Close(ctx); err != nil {
+		t.Fatalf("close with a handshake pending: %v", err)
+	}
+	if s, _ := get("/healthz"); s != 0 {
+		t.Fatalf("a request after Close answered %d", s)
 	}
 }

@@ -212,7 +212,7 @@ func (s *Server) Open() error {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
 	if s.cfg.TLS != nil {
-		ln = tls.NewListener(ln, s.cfg.TLS)
+		ln = newHandshakeListener(ln, s.cfg.TLS, s.cfg.ReadTimeout)
 	}
 	s.ln = ln
 	s.served = make(chan error, 1)
@@ -297,7 +297,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	label = r.String()
-	who, err := s.authorize(ctx, r, p)
+	who, err := s.authorizeFor(ctx, r, p)
 	if err != nil {
 		s.fail(ctx, err)
 		return
@@ -321,6 +321,40 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if err != nil {
 		s.fail(ctx, err)
 	}
+}
+
+// authorizeFor runs authorize; for a feed poll, which may park its goroutine for up to MaxPollWait, on a
+// goroutine of its own. Verifying a bearer token (EdDSA curve arithmetic has large stack frames) grows the stack
+// of the goroutine that runs it, and the runtime shrinks a parked goroutine's stack only at garbage collections,
+// which are rare while thousands of polls wait and little allocates: run on the connection's goroutine, each
+// parked poll would keep that grown stack through its wait (issue 7; with handshakeListener, about 7 KiB less
+// stack per held poll). The short-lived goroutine's stack goes back to the runtime when it ends. A panic in it is
+// raised again here, where handle recovers it.
+func (s *Server) authorizeFor(ctx *fasthttp.RequestCtx, r *route, p params) (Principal, error) {
+	if !strings.HasSuffix(r.Pattern, "/feed") { // the three feed routes (routes.go), the only ones that park
+		return s.authorize(ctx, r, p)
+	}
+	type result struct {
+		who    Principal
+		err    error
+		panicV any
+	}
+	done := make(chan result, 1)
+	go func() {
+		var res result
+		defer func() {
+			if v := recover(); v != nil {
+				res.panicV = v
+			}
+			done <- res
+		}()
+		res.who, res.err = s.authorize(ctx, r, p)
+	}()
+	res := <-done
+	if res.panicV != nil {
+		panic(res.panicV)
+	}
+	return res.who, res.err
 }
 
 // client names the caller for rate limits and poll bounds: its principal, or its remote address when anonymous.
@@ -448,4 +482,86 @@ func (l fasthttpLogger) Printf(format string, args ...any) {
 		level = slog.LevelDebug
 	}
 	l.log.Log(context.Background(), level, "fasthttp", slog.String("message", fmt.Sprintf(format, args...)))
+}
+
+// handshakeListener is tls.NewListener that also completes each connection's TLS handshake, on a goroutine of its
+// own, before fasthttp gets the connection. fasthttp would run the handshake on the connection's goroutine, whose
+// stack grows for the handshake's cryptography and then stays grown while the connection is served: through a
+// parked feed poll, most of the connection's life (issue 7; see authorizeFor). A handshake goroutine ends with its
+// handshake, and its stack goes back to the runtime. The handshake is bounded by Config.ReadTimeout, as fasthttp
+// bounds it; a connection whose handshake fails is closed (fasthttp would have closed it on its first read).
+// Accept, Close and Addr are safe for concurrent use.
+type handshakeListener struct {
+	net.Listener
+	cfg     *tls.Config
+	timeout time.Duration
+	ready   chan net.Conn // connections whose handshake succeeded
+	errs    chan error    // accept errors other than the listener's closing, for fasthttp to handle
+	done    chan struct{} // closed by Close
+	close   sync.Once
+}
+
+func newHandshakeListener(inner net.Listener, cfg *tls.Config, timeout time.Duration) *handshakeListener {
+	l := &handshakeListener{Listener: inner, cfg: cfg, timeout: timeout,
+		ready: make(chan net.Conn), errs: make(chan error), done: make(chan struct{})}
+	go l.acceptLoop()
+	return l
+}
+
+func (l *handshakeListener) acceptLoop() {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				_ = l.Close()
+				return
+			}
+			select { // e.g. too many open files: fasthttp decides whether to wait and accept again
+			case l.errs <- err:
+				continue
+			case <-l.done:
+				return
+			}
+		}
+		go l.handshake(c)
+	}
+}
+
+func (l *handshakeListener) handshake(c net.Conn) {
+	tc := tls.Server(c, l.cfg)
+	if l.timeout > 0 {
+		_ = c.SetDeadline(time.Now().Add(l.timeout))
+	}
+	if err := tc.Handshake(); err != nil {
+		_ = c.Close()
+		return
+	}
+	_ = c.SetDeadline(time.Time{}) // fasthttp sets its own read and write deadlines per request
+	select {
+	case l.ready <- tc:
+	case <-l.done:
+		_ = tc.Close()
+	}
+}
+
+// Accept returns the next connection whose handshake succeeded.
+func (l *handshakeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ready:
+		return c, nil
+	case err := <-l.errs:
+		return nil, err
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting; a connection still in its handshake is closed when the handshake ends.
+func (l *handshakeListener) Close() error {
+	err := net.ErrClosed
+	l.close.Do(func() {
+		close(l.done)
+		err = l.Listener.Close()
+	})
+	return err
 }
