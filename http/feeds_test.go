@@ -343,3 +343,45 @@ func TestFeedOverTLS(t *testing.T) {
 		t.Fatalf("a request after Close answered %d", s)
 	}
 }
+
+// TestHandshakesBounded: with MaxHandshakes 1, a connection that never sends its TLS hello holds the one handshake
+// slot, so a real client's handshake waits until that connection is gone; then it is served.
+func TestHandshakesBounded(t *testing.T) {
+	serverTLS, pool := selfSigned(t)
+	h := newHarness(t, withConfig(func(c *http.Config) { c.TLS, c.ReadTimeout, c.MaxHandshakes = serverTLS, time.Minute, 1 }))
+	addr := strings.TrimPrefix(h.url, "https://")
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// The kernel's accept queue is FIFO: the silent connection, established first, is accepted first and holds
+	// the slot before the client's connection is taken from the queue.
+	tr := &nethttp.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	defer tr.CloseIdleConnections()
+	hc := &nethttp.Client{Transport: tr, Timeout: 30 * time.Second}
+	served := make(chan int, 1)
+	go func() {
+		res, err := hc.Get(h.url + "/healthz")
+		if err != nil {
+			served <- 0
+			return
+		}
+		_ = res.Body.Close()
+		served <- res.StatusCode
+	}()
+	select {
+	case s := <-served:
+		t.Fatalf("a handshake ran while the only slot was held (answer %d)", s)
+	case <-time.After(300 * time.Millisecond): // long enough for a loopback handshake; a pass never depends on it
+	}
+	_ = silent.Close()
+	select {
+	case s := <-served:
+		if s != 200 {
+			t.Fatalf("healthz after the slot was freed: %d", s)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the waiting handshake was not served after the slot was freed")
+	}
+}

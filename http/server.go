@@ -58,6 +58,10 @@ type Config struct {
 	MaxRateLimitClients int
 	// DrainTimeout bounds the background drain POST /v1/admin/drain starts. Default 30 s.
 	DrainTimeout time.Duration
+	// MaxHandshakes bounds the TLS handshakes in progress at once; while that many run, new connections wait in
+	// the kernel's accept queue, so a flood of connections that never finish their handshake cannot make the
+	// edge start unbounded work. Default 1024.
+	MaxHandshakes int
 	// Now is the clock (idempotency records, rate limits). Default time.Now.
 	Now func() time.Time
 	// TLS, when set, makes the edge serve HTTPS only (node/tls.go builds it: TLS 1.2 minimum, AEAD suites).
@@ -86,6 +90,7 @@ func DefaultConfig(addr string) Config {
 		LoginLimit:          RateLimit{Rate: 0.5, Burst: 10},
 		MaxRateLimitClients: 100_000,
 		DrainTimeout:        30 * time.Second,
+		MaxHandshakes:       1024,
 		Now:                 time.Now,
 		Logger:              slog.Default(),
 	}
@@ -105,6 +110,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.IdempotencyLease, max(d.IdempotencyLease, c.RequestTimeout+time.Second))
 	setDefault(&c.MaxRateLimitClients, d.MaxRateLimitClients)
 	setDefault(&c.DrainTimeout, d.DrainTimeout)
+	setDefault(&c.MaxHandshakes, d.MaxHandshakes)
 	if c.SearchLimit == (RateLimit{}) {
 		c.SearchLimit = d.SearchLimit
 	}
@@ -212,7 +218,7 @@ func (s *Server) Open() error {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
 	if s.cfg.TLS != nil {
-		ln = newHandshakeListener(ln, s.cfg.TLS, s.cfg.ReadTimeout)
+		ln = newHandshakeListener(ln, s.cfg.TLS, s.cfg.ReadTimeout, s.cfg.MaxHandshakes)
 	}
 	s.ln = ln
 	s.served = make(chan error, 1)
@@ -495,14 +501,15 @@ type handshakeListener struct {
 	net.Listener
 	cfg     *tls.Config
 	timeout time.Duration
+	slots   chan struct{} // one per handshake in progress (Config.MaxHandshakes)
 	ready   chan net.Conn // connections whose handshake succeeded
 	errs    chan error    // accept errors other than the listener's closing, for fasthttp to handle
 	done    chan struct{} // closed by Close
 	close   sync.Once
 }
 
-func newHandshakeListener(inner net.Listener, cfg *tls.Config, timeout time.Duration) *handshakeListener {
-	l := &handshakeListener{Listener: inner, cfg: cfg, timeout: timeout,
+func newHandshakeListener(inner net.Listener, cfg *tls.Config, timeout time.Duration, maxHandshakes int) *handshakeListener {
+	l := &handshakeListener{Listener: inner, cfg: cfg, timeout: timeout, slots: make(chan struct{}, max(1, maxHandshakes)),
 		ready: make(chan net.Conn), errs: make(chan error), done: make(chan struct{})}
 	go l.acceptLoop()
 	return l
@@ -510,7 +517,15 @@ func newHandshakeListener(inner net.Listener, cfg *tls.Config, timeout time.Dura
 
 func (l *handshakeListener) acceptLoop() {
 	for {
+		select { // a slot first: at the bound, connections wait in the kernel's accept queue
+		case l.slots <- struct{}{}:
+		case <-l.done:
+			return
+		}
 		c, err := l.Listener.Accept()
+		if err != nil {
+			<-l.slots
+		}
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				_ = l.Close()
@@ -528,6 +543,7 @@ func (l *handshakeListener) acceptLoop() {
 }
 
 func (l *handshakeListener) handshake(c net.Conn) {
+	defer func() { <-l.slots }()
 	tc := tls.Server(c, l.cfg)
 	if l.timeout > 0 {
 		_ = c.SetDeadline(time.Now().Add(l.timeout))
