@@ -28,7 +28,8 @@
 //     identity wrote first (duplicate activations happen during membership changes, trap 1), the append fails
 //     with journal.ErrConflict, the command is answered UNAVAILABLE (retry-safe: nothing was written), and the
 //     activation stops; the next one reloads the winner's events.
-//   - A snapshot is taken every Deps.SnapshotEvery events; an idle activation stops after Deps.PassivateAfter.
+//   - A snapshot is taken every Deps.SnapshotEvery events; an idle activation stops after Deps.PassivateAfter (Account
+//     activations other than the signing keys after AccountConfig.PassivateAfter, 30 s: they are used at sign-in).
 //
 // # Messages, timers and feeds (docs/workflow.md)
 //
