@@ -128,11 +128,10 @@ func (a clusterActors) PollFeed(ctx context.Context, kind, identity string, req 
 		if err != nil {
 			return nil, actorError(err)
 		}
+		// The answer arrives through a callback, not a goroutine blocked in f.Result: a held poll costs the
+		// handler's goroutine only (protoactor patch 8).
 		done := make(chan result, 1)
-		go func() {
-			res, err := f.Result()
-			done <- result{res, err}
-		}()
+		f.ContinueWith(func(res any, err error) { done <- result{res, err} })
 		select {
 		case r = <-done:
 		case <-ctx.Done():

@@ -131,6 +131,13 @@ func (f *Future) Wait() error {
 	return f.err
 }
 
+// ContinueWith calls continuation with the future's outcome once it resolves (at once if it has), on the
+// goroutine that resolves it and under the future's lock: continuation must not block or use the future.
+// (Platter patch 8: lets a caller wait on a future with a select, without a goroutine parked in Result.)
+func (f *Future) ContinueWith(continuation func(res interface{}, err error)) {
+	f.continueWith(continuation)
+}
+
 func (f *Future) continueWith(continuation func(res interface{}, err error)) {
 	f.cond.L.Lock()
 	defer f.cond.L.Unlock() // use defer as the continuation co
