@@ -58,18 +58,7 @@ func (b *Bolt) commitLoop() {
 // (batches of 1 and n-1 instead of n, a commit's fixed cost twice). A lone writer (expect 1) never waits; a
 // burst's end costs one MaxBatchDelay, after which expect has shrunk to what arrived.
 func (b *Bolt) collect(batch []*writeRequest, expect int) []*writeRequest {
-	for len(batch) < b.opts.MaxBatchSize {
-		select {
-		case req, ok := <-b.writes:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, req)
-			continue
-		default:
-		}
-		break
-	}
+	batch = b.drain(batch)
 	want := min(expect, b.opts.MaxBatchSize)
 	if b.opts.MaxBatchDelay <= 0 || len(batch) >= want {
 		return batch
@@ -87,7 +76,11 @@ func (b *Bolt) collect(batch []*writeRequest, expect int) []*writeRequest {
 			return batch
 		}
 	}
-	// Take whatever else arrived meanwhile.
+	return b.drain(batch) // whatever else arrived meanwhile
+}
+
+// drain adds the writes queued now to batch, up to MaxBatchSize, without waiting.
+func (b *Bolt) drain(batch []*writeRequest) []*writeRequest {
 	for len(batch) < b.opts.MaxBatchSize {
 		select {
 		case req, ok := <-b.writes:
