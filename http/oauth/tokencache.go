@@ -1,7 +1,6 @@
 package oauth
 
 import (
-	"crypto/ed25519"
 	"crypto/sha256"
 	"slices"
 	"sync"
@@ -36,9 +35,7 @@ type tokenCache struct {
 // cachedToken is a token verify accepted.
 type cachedToken struct {
 	key        [sha256.Size]byte
-	claims     *accessClaims
-	kid        string
-	pub        ed25519.PublicKey // the key that verified the signature
+	verified   // its claims and the key that verified it
 	principal  http.Principal
 	prev, next *cachedToken
 }

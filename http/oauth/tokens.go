@@ -444,7 +444,7 @@ func (s *Server) Authenticate(ctx *fasthttp.RequestCtx) (http.Principal, error) 
 		p.Restaurants = slices.Clone(c.Restaurants)
 	}
 	if s.cache != nil {
-		s.cache.put(&cachedToken{key: key, claims: c, kid: v.kid, pub: v.pub, principal: clonePrincipal(p)})
+		s.cache.put(&cachedToken{key: key, verified: v, principal: clonePrincipal(p)})
 	}
 	return p, nil
 }
