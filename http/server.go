@@ -525,8 +525,6 @@ func (l *handshakeListener) acceptLoop() {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			<-l.slots
-		}
-		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				_ = l.Close()
 				return
