@@ -466,32 +466,44 @@ func (b *Bolt) DueReminders(ctx context.Context, now time.Time, after Reminder, 
 	var due []Reminder
 	err := b.read(ctx, func(tx *bolt.Tx) error {
 		due = nil
-		c := tx.Bucket(bucketRemindersDue).Cursor()
-		k, _ := c.First()
-		var skip []byte // the cursor's own key, excluded
+		var from []byte
 		if !after.IsZero() {
-			skip = concat(encodeTime(after.Due), []byte(after.Stream))
-			k, _ = c.Seek(skip)
+			from = concat(encodeTime(after.Due), []byte(after.Stream))
 		}
-		for ; k != nil; k, _ = c.Next() {
-			if len(k) < 8 {
-				return fmt.Errorf("corrupt reminder key %x", k)
-			}
-			if skip != nil && bytes.Equal(k, skip) {
-				continue
-			}
-			at := decodeTime(k[:8])
-			if at.After(now) || limit > 0 && len(due) >= limit {
-				break
-			}
-			due = append(due, Reminder{Stream: string(k[8:]), Due: at})
-		}
-		return nil
+		return scanTimeIndex(tx.Bucket(bucketRemindersDue), from, now, limit, func(stream string, at time.Time) {
+			due = append(due, Reminder{Stream: stream, Due: at})
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read due reminders: %w", err)
 	}
 	return due, nil
+}
+
+// scanTimeIndex visits, in key order, up to limit (<= 0: no limit) entries of an index keyed time (8 bytes) ‖
+// stream with time <= now, starting after the key after (nil: from the first).
+func scanTimeIndex(index *bolt.Bucket, after []byte, now time.Time, limit int,
+	visit func(stream string, at time.Time)) error {
+	c := index.Cursor()
+	k, _ := c.First()
+	if after != nil {
+		k, _ = c.Seek(after)
+	}
+	for n := 0; k != nil; k, _ = c.Next() {
+		if len(k) < 8 {
+			return fmt.Errorf("corrupt time index key %x", k)
+		}
+		if after != nil && bytes.Equal(k, after) {
+			continue // the cursor's own key, excluded
+		}
+		at := decodeTime(k[:8])
+		if at.After(now) || limit > 0 && n >= limit {
+			return nil
+		}
+		visit(string(k[8:]), at)
+		n++
+	}
+	return nil
 }
 
 // AppendFeed implements Journal.

@@ -1,7 +1,6 @@
 package journal
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -56,27 +55,13 @@ func (b *Bolt) Expired(ctx context.Context, now time.Time, after Expiry, limit i
 	var expired []Expiry
 	err := b.read(ctx, func(tx *bolt.Tx) error {
 		expired = nil
-		c := tx.Bucket(bucketExpiries).Cursor()
-		k, _ := c.First()
-		var skip []byte // the cursor's own key, excluded
+		var from []byte
 		if !after.IsZero() {
-			skip = concat(encodeTime(after.At), []byte(after.Stream))
-			k, _ = c.Seek(skip)
+			from = concat(encodeTime(after.At), []byte(after.Stream))
 		}
-		for ; k != nil; k, _ = c.Next() {
-			if len(k) < 8 {
-				return fmt.Errorf("corrupt expiry key %x", k)
-			}
-			if skip != nil && bytes.Equal(k, skip) {
-				continue
-			}
-			at := decodeTime(k[:8])
-			if at.After(now) || limit > 0 && len(expired) >= limit {
-				break
-			}
-			expired = append(expired, Expiry{Stream: string(k[8:]), At: at})
-		}
-		return nil
+		return scanTimeIndex(tx.Bucket(bucketExpiries), from, now, limit, func(stream string, at time.Time) {
+			expired = append(expired, Expiry{Stream: stream, At: at})
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read expiries: %w", err)
