@@ -68,11 +68,11 @@ func (o BoltOptions) withDefaults() BoltOptions {
 	return o
 }
 
-// Bolt is the embedded Journal: one bbolt file per node. Writes go through one committer goroutine that packs
-// every write queued at that moment into a single bbolt transaction (group commit), so concurrent appends from
-// many actors share one fsync; it lingers briefly (MaxBatchDelay) for the writers its previous commit answered. A write that fails inside a batch (not a fence conflict, which is a normal result
-// and leaves the batch intact) makes the committer re-run each write of that batch in its own transaction, so one
-// bad write never fails the others.
+// Bolt is the embedded Journal: one bbolt file per node. Writes go through one committer goroutine that packs every
+// write queued at that moment into a single bbolt transaction (group commit), so concurrent appends from many actors
+// share one fsync; it lingers briefly (MaxBatchDelay) for the writers its previous commit answered. A write that fails
+// inside a batch (not a fence conflict, which is a normal result and leaves the batch intact) makes the committer
+// re-run each write of that batch in its own transaction, so one bad write never fails the others.
 //
 // File layout (buckets):
 //

@@ -20,9 +20,10 @@ func expiryCTE(sb *strings.Builder, a *sqlArgs, stream string, at time.Time) {
 				ON CONFLICT (at_ns, stream) DO NOTHING)`, a.add(at.UnixNano()), stream)
 }
 
-// DeleteStream implements Journal. One statement: the fence deletes the stream's row only if last_seq is the
-// expected one (for 0: only if there is no row), and the events, snapshot and reminder go only if it held. The row lock taken by the DELETE serialises it with appends to the stream, which then find no row (or a
-// new stream's INSERT waits for it and starts again at 1).
+// DeleteStream implements Journal. One statement: the fence deletes the stream's row only if last_seq is the expected
+// one (for 0: only if there is no row), and the events, snapshot and reminder go only if it held. The row lock taken by
+// the DELETE serialises it with appends to the stream, which then find no row (or a new stream's INSERT waits for it
+// and starts again at 1).
 func (p *Postgres) DeleteStream(ctx context.Context, stream string, expectedSeq uint64) error {
 	if err := checkSQLName("stream", stream); err != nil {
 		return err
