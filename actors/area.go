@@ -560,32 +560,18 @@ func barred(disp *messages.Dispatch, dasher string) bool {
 	return slices.Contains(disp.GetExcluded(), dasher) || hasOpenOffer(disp, dasher)
 }
 
-// dueDispatches returns the open dispatches holding an offer due at now, oldest first.
+// dueDispatches returns the open dispatches holding an offer due at now, oldest first. It reads the index alone:
+// the timer's decision asks before it changes anything.
 func (d *areaDecision) dueDispatches() []string {
 	var ids []string
-	seen := make(map[string]bool)
 	for _, o := range d.x.dues {
 		if o.due.After(d.now) {
 			break
 		}
-		if _, touched := d.dispatches[o.order]; !touched && !seen[o.order] {
-			seen[o.order] = true
-			ids = append(ids, o.order)
-		}
-	}
-	for id, disp := range d.dispatches {
-		if disp.GetEnded() {
-			continue
-		}
-		for _, o := range disp.GetOpen() {
-			if !o.GetExpiresAt().AsTime().After(d.now) {
-				ids = append(ids, id)
-				break
-			}
-		}
+		ids = append(ids, o.order)
 	}
 	d.oldestFirst(ids)
-	return ids
+	return slices.Compact(ids) // a dispatch with several offers due appears once
 }
 
 // waitingDispatches returns the open dispatches without an open offer, oldest first.
