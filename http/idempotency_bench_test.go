@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -54,7 +53,7 @@ func BenchmarkIdempotent(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(16)
 			b.ResetTimer()
-			cpu0 := benchCPU(b)
+			cpu0 := processCPU(b)
 			b.RunParallel(func(pb *testing.PB) {
 				req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 				defer fasthttp.ReleaseRequest(req)
@@ -75,18 +74,9 @@ func BenchmarkIdempotent(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
-			b.ReportMetric(float64(benchCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
-}
-
-// benchCPU is the process's CPU time so far (user and system), in nanoseconds.
-func benchCPU(b *testing.B) int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // startBenchEdge starts the edge on the fake actors and a bbolt journal, logging at info, and returns its URL.
