@@ -58,9 +58,10 @@ type Config struct {
 	MaxRateLimitClients int
 	// DrainTimeout bounds the background drain POST /v1/admin/drain starts. Default 30 s.
 	DrainTimeout time.Duration
-	// MaxHandshakes bounds the TLS handshakes in progress at once; while that many run, new connections wait in
-	// the kernel's accept queue, so a flood of connections that never finish their handshake cannot make the
-	// edge start unbounded work. Default 1024.
+	// MaxHandshakes bounds the TLS handshakes in progress at once (each on a goroutine of its own, bounded by
+	// ReadTimeout); at the bound, new connections wait in the kernel's accept queue. The default is fasthttp's
+	// own connection bound (fasthttp.DefaultConcurrency), which bounded handshakes before they moved off the
+	// connections' goroutines: a small bound would let a few silent connections starve every new client.
 	MaxHandshakes int
 	// Now is the clock (idempotency records, rate limits). Default time.Now.
 	Now func() time.Time
@@ -90,7 +91,7 @@ func DefaultConfig(addr string) Config {
 		LoginLimit:          RateLimit{Rate: 0.5, Burst: 10},
 		MaxRateLimitClients: 100_000,
 		DrainTimeout:        30 * time.Second,
-		MaxHandshakes:       1024,
+		MaxHandshakes:       fasthttp.DefaultConcurrency,
 		Now:                 time.Now,
 		Logger:              slog.Default(),
 	}
