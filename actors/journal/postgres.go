@@ -552,36 +552,46 @@ func (p *Postgres) DeleteReminder(ctx context.Context, stream string) error {
 
 // DueReminders implements Journal.
 func (p *Postgres) DueReminders(ctx context.Context, now time.Time, after Reminder, limit int) ([]Reminder, error) {
-	// Both forms are range scans of the index journal_reminders_due (due_ns, stream); the row comparison is the
-	// cursor (stream sorts byte by byte on both databases, as in the index).
-	sql, args := "SELECT stream, due_ns FROM journal_reminders WHERE due_ns <= $1 ORDER BY due_ns, stream LIMIT $2",
-		[]any{now.UnixNano(), sqlLimit(limit)}
-	if !after.IsZero() {
-		sql = "SELECT stream, due_ns FROM journal_reminders WHERE due_ns <= $1 AND (due_ns, stream) > ($3, $4) " +
-			"ORDER BY due_ns, stream LIMIT $2"
-		args = append(args, after.Due.UnixNano(), after.Stream)
+	due, err := timeIndexPage(ctx, p, "journal_reminders", "due_ns", now, Expiry{Stream: after.Stream, At: after.Due},
+		limit, func(stream string, at time.Time) Reminder { return Reminder{Stream: stream, Due: at} })
+	if err != nil {
+		return nil, fmt.Errorf("read due reminders: %w", err)
 	}
-	var due []Reminder
+	return due, nil
+}
+
+// timeIndexPage reads a page of table's (col, stream) index, col a time in nanoseconds: up to limit rows (<= 0: no
+// limit) with col <= now that come after `after` in (col, stream) order (from the first for the zero Expiry). Both
+// forms are range scans of the index; the row comparison is the cursor (stream sorts byte by byte on both
+// databases, as in the index).
+func timeIndexPage[T any](ctx context.Context, p *Postgres, table, col string, now time.Time, after Expiry, limit int,
+	item func(stream string, at time.Time) T) ([]T, error) {
+	sql, args := "SELECT stream, "+col+" FROM "+table+" WHERE "+col+" <= $1", []any{now.UnixNano(), sqlLimit(limit)}
+	if !after.IsZero() {
+		sql += " AND (" + col + ", stream) > ($3, $4)"
+		args = append(args, after.At.UnixNano(), after.Stream)
+	}
+	sql += " ORDER BY " + col + ", stream LIMIT $2"
+	var page []T
 	err := p.read(ctx, func(ctx context.Context) error {
 		rows, err := p.pool.Query(ctx, sql, args...)
 		if err != nil {
 			return err
 		}
-		due, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Reminder, error) {
+		page, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (T, error) {
 			var (
-				r  Reminder
-				ns int64
+				stream string
+				ns     int64
 			)
-			err := row.Scan(&r.Stream, &ns)
-			r.Due = time.Unix(0, ns).UTC()
-			return r, err
+			if err := row.Scan(&stream, &ns); err != nil {
+				var zero T
+				return zero, err
+			}
+			return item(stream, time.Unix(0, ns).UTC()), nil
 		})
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("read due reminders: %w", err)
-	}
-	return due, nil
+	return page, err
 }
 
 // AppendFeed implements Journal.

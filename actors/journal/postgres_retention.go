@@ -57,35 +57,16 @@ func (p *Postgres) DeleteStream(ctx context.Context, stream string, expectedSeq 
 	return nil
 }
 
-// Expired implements Journal: a range scan of journal_expiries' primary key (at_ns, stream), as DueReminders.
+// Expired implements Journal: a range scan of journal_expiries' primary key (at_ns, stream), as DueReminders
+// (timeIndexPage).
 func (p *Postgres) Expired(ctx context.Context, now time.Time, after Expiry, limit int) ([]Expiry, error) {
-	sql, args := "SELECT stream, at_ns FROM journal_expiries WHERE at_ns <= $1 ORDER BY at_ns, stream LIMIT $2",
-		[]any{now.UnixNano(), sqlLimit(limit)}
 	if !after.IsZero() {
 		if err := checkSQLName("stream", after.Stream); err != nil {
 			return nil, err
 		}
-		sql = "SELECT stream, at_ns FROM journal_expiries WHERE at_ns <= $1 AND (at_ns, stream) > ($3, $4) " +
-			"ORDER BY at_ns, stream LIMIT $2"
-		args = append(args, after.At.UnixNano(), after.Stream)
 	}
-	var expired []Expiry
-	err := p.read(ctx, func(ctx context.Context) error {
-		rows, err := p.pool.Query(ctx, sql, args...)
-		if err != nil {
-			return err
-		}
-		expired, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Expiry, error) {
-			var (
-				e  Expiry
-				ns int64
-			)
-			err := row.Scan(&e.Stream, &ns)
-			e.At = time.Unix(0, ns).UTC()
-			return e, err
-		})
-		return err
-	})
+	expired, err := timeIndexPage(ctx, p, "journal_expiries", "at_ns", now, after, limit,
+		func(stream string, at time.Time) Expiry { return Expiry{Stream: stream, At: at} })
 	if err != nil {
 		return nil, fmt.Errorf("read expiries: %w", err)
 	}
