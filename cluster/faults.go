@@ -14,22 +14,35 @@ import (
 
 // Faults injects network faults into one node's transports, in-process, for tests. While paused the node behaves
 // to its peers like a process stopped with SIGSTOP: its gossip packets are dropped both ways, gossip streams are
-// refused, and its gRPC connections stall (nothing is read or written) until Resume. The node's own goroutines
-// keep running, as its timers would after SIGCONT. Set Config.Faults to use it; the remote must then be
-// plaintext (Faults installs its own gRPC transport credentials to see the server's connections).
+// refused, and (unless made by NewGossipFaults) its gRPC connections stall (nothing is read or written) until
+// Resume. The node's own goroutines keep running, as its timers would after SIGCONT. Set Config.Faults to use
+// it. The remote may be plaintext or mutual TLS (Config.TLS): the server's connections are seen through the
+// transport credentials the incarnation installs (trackingCreds), which run the TLS handshake when there is one.
 //
 // All methods are safe for concurrent use.
 type Faults struct {
+	gossipOnly bool // the remote is left alone (NewGossipFaults)
+
 	mu      sync.Mutex
 	paused  bool
 	resumed chan struct{} // closed by Resume; replaced by Pause
 }
 
-// NewFaults returns an unpaused fault injector.
+// NewFaults returns an unpaused fault injector for gossip and the actor remote: the in-process cut of clustertest,
+// whose members share one process and so one network.
 func NewFaults() *Faults {
 	ch := make(chan struct{})
 	close(ch)
 	return &Faults{resumed: ch}
+}
+
+// NewGossipFaults returns an unpaused fault injector for gossip alone. The actor remote is cut outside the
+// process, by a proxy in front of its port that the node advertises (Config.RemoteAdvertiseAddr), as the node's
+// system tests do; stalling the connections here as well would hide whether the proxy cut anything.
+func NewGossipFaults() *Faults {
+	f := NewFaults()
+	f.gossipOnly = true
+	return f
 }
 
 // Pause stops all traffic of the node's transports.
@@ -91,6 +104,9 @@ type connSet struct {
 }
 
 func newConnSet(f *Faults) *connSet {
+	if f != nil && f.gossipOnly {
+		f = nil
+	}
 	return &connSet{faults: f, conns: map[*trackedConn]struct{}{}}
 }
 

@@ -121,15 +121,13 @@ func startIncarnation(cfg Config, kindsFn KindsFunc, gossipBind, remoteBind stri
 		rc.DialOptions = append(rc.DialOptions, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
 	rc.DialOptions = append(rc.DialOptions, cfg.RemoteDialOptions...)
-	switch {
-	case cfg.TLS != nil:
-		rc.ServerOptions = append([]grpc.ServerOption{grpc.Creds(trackingCreds{set: inc.conns, tls: credentials.NewTLS(serverTLS(cfg.TLS))})},
-			cfg.RemoteServerOptions...)
-	case len(cfg.RemoteServerOptions) == 0:
-		rc.ServerOptions = []grpc.ServerOption{grpc.Creds(trackingCreds{set: inc.conns})}
-	default:
-		rc.ServerOptions = append([]grpc.ServerOption(nil), cfg.RemoteServerOptions...)
+	// The server's connections always go through trackingCreds, so Kill closes them and Faults stalls them, also
+	// with extra RemoteServerOptions (a grpc.Creds among them, applied later, would replace these credentials).
+	creds := trackingCreds{set: inc.conns}
+	if cfg.TLS != nil {
+		creds.tls = credentials.NewTLS(serverTLS(cfg.TLS))
 	}
+	rc.ServerOptions = append([]grpc.ServerOption{grpc.Creds(creds)}, cfg.RemoteServerOptions...)
 
 	lookup := &identityLookup{inc: inc}
 	prov, err := newProvider(cfg, inc.log, &pcluster.Member{Id: system.ID, Kinds: kindNames})

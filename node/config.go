@@ -21,6 +21,7 @@ type Config struct {
 	ClusterAddr     string        // --cluster-addr: memberlist bind address (TCP and UDP)
 	RemoteAddr      string        // --remote-addr: protoactor remote (gRPC) bind address
 	AdvertiseAddr   string        // --advertise-addr: host (or host:port) other nodes use to reach this one
+	RemoteAdvertise string        // --remote-advertise-addr: host:port other nodes dial for the remote (a proxy in front of it)
 	Join            []string      // --join: seed memberlist addresses; empty starts a new cluster
 	ClusterName     string        // --cluster-name: nodes of different names never join each other
 	Profile         string        // --cluster-profile: "lan" (production timings) or "local" (fast, for tests)
@@ -76,6 +77,7 @@ func parseRunFlags(args []string, getenv func(string) string, usage io.Writer) (
 	fs.StringVar(&cfg.ClusterAddr, "cluster-addr", cfg.ClusterAddr, "memberlist bind address host:port, TCP and UDP")
 	fs.StringVar(&cfg.RemoteAddr, "remote-addr", cfg.RemoteAddr, "actor remote (gRPC) bind address host:port")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", cfg.AdvertiseAddr, "host or host:port other nodes reach this one at (default: the bind host)")
+	fs.StringVar(&cfg.RemoteAdvertise, "remote-advertise-addr", cfg.RemoteAdvertise, "host:port other nodes dial for this node's actor remote, when it differs from --remote-addr, e.g. a TCP proxy in front of it (default: the --remote-addr port at the --advertise-addr host, else the bind host)")
 	fs.Func("join", "comma-separated memberlist addresses of nodes to join (empty: start a new cluster)", func(s string) error {
 		cfg.Join = nil
 		for _, seed := range strings.Split(s, ",") {
@@ -167,6 +169,14 @@ func (c Config) validate() error {
 		}
 		if net.ParseIP(host) == nil {
 			return fmt.Errorf("invalid --advertise-addr %q: want an IP address or IP:port", c.AdvertiseAddr)
+		}
+	}
+	if c.RemoteAdvertise != "" {
+		if err := checkHostPort(c.RemoteAdvertise); err != nil {
+			return fmt.Errorf("invalid --remote-advertise-addr %q: %v", c.RemoteAdvertise, err)
+		}
+		if _, port, _ := net.SplitHostPort(c.RemoteAdvertise); port == "0" {
+			return fmt.Errorf("invalid --remote-advertise-addr %q: port 0: other nodes need the port to dial", c.RemoteAdvertise)
 		}
 	}
 	if c.DataDir == "" {

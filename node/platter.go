@@ -297,6 +297,9 @@ func (m *Main) clusterConfig() (cluster.Config, error) {
 		c.AdvertiseAddr = net.JoinHostPort(host, port)
 		c.RemoteAdvertiseAddr = net.JoinHostPort(host, "0")
 	}
+	if cfg.RemoteAdvertise != "" {
+		c.RemoteAdvertiseAddr = cfg.RemoteAdvertise
+	}
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("invalid cluster configuration: %w", err)
 	}
