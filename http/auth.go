@@ -33,8 +33,8 @@ type Principal struct {
 // Anonymous reports whether the request carried no credentials.
 func (p Principal) Anonymous() bool { return p.Role == "" }
 
-// scope names the principal for the state the edge keeps per caller: idempotency keys and poll bounds. Anonymous
-// callers share one scope (their idempotency keys are still protected by the body fingerprint).
+// scope names an authenticated principal for the state the edge keeps per caller: idempotency keys, rate limits
+// and poll bounds. Anonymous callers are told apart by their remote address instead (call.client).
 func (p Principal) scope() string {
 	if p.Anonymous() {
 		return "anonymous"

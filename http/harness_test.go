@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	nethttp "net/http"
 	"path/filepath"
 	"strings"
@@ -420,6 +421,22 @@ func (h *harness) do(t *testing.T, method, path, contentType string, body []byte
 
 func doRequest(t *testing.T, base, method, path, contentType string, body []byte, header ...string) response {
 	t.Helper()
+	return doRequestWith(t, client, base, method, path, contentType, body, header...)
+}
+
+// clientFrom returns a client whose connections leave from the loopback address source (e.g. "127.0.0.2"), so
+// that the server sees another remote address than the other tests' clients.
+func clientFrom(t *testing.T, source string) *nethttp.Client {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}, Timeout: 10 * time.Second}
+	tr := &nethttp.Transport{DialContext: d.DialContext}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &nethttp.Client{Transport: tr, Timeout: 60 * time.Second}
+}
+
+// doRequestWith is doRequest through the client c.
+func doRequestWith(t *testing.T, c *nethttp.Client, base, method, path, contentType string, body []byte, header ...string) response {
+	t.Helper()
 	req, err := nethttp.NewRequest(method, base+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -430,7 +447,7 @@ func doRequest(t *testing.T, base, method, path, contentType string, body []byte
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	res, err := client.Do(req)
+	res, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}

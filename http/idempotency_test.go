@@ -3,7 +3,9 @@ package http_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	nethttp "net/http"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -235,5 +237,40 @@ func TestJournalIdempotencyLeaseAndRetention(t *testing.T) {
 	}
 	if won != 1 {
 		t.Fatalf("%d racing claims won: %v", won, states)
+	}
+}
+
+// TestIdempotencyAnonymousScopes: anonymous callers' keys are scoped by their remote address. Two strangers who
+// sign up with the same Idempotency-Key and different bodies both get 201 and two customers (one shared scope
+// gave the second 422 IDEMPOTENCY_KEY_REUSED for a day, or the first one's customer id); each one's retry replays
+// its own answer.
+func TestIdempotencyAnonymousScopes(t *testing.T) {
+	h := newHarness(t)
+	ann, bob := clientFrom(t, "127.0.0.1"), clientFrom(t, "127.0.0.2")
+	signUp := func(c *nethttp.Client, name string) response {
+		t.Helper()
+		body := `{"name":"` + name + `","email":"` + name + `@example.com","password":"long enough"}`
+		return doRequestWith(t, c, h.url, "POST", "/v1/customers", ctJSON, []byte(body), "Idempotency-Key", "1")
+	}
+	first := signUp(ann, "ann")
+	second := signUp(bob, "bob")
+	if first.status != 201 || second.status != 201 {
+		t.Fatalf("sign-ups with one key from two addresses: %d %s, %d %s", first.status, first.body, second.status, second.body)
+	}
+	var a, b struct{ ID, Name string }
+	if json.Unmarshal(first.body, &a) != nil || json.Unmarshal(second.body, &b) != nil || a.ID == b.ID || a.Name != "ann" || b.Name != "bob" {
+		t.Fatalf("two strangers got %s and %s", first.body, second.body)
+	}
+	for _, c := range []struct {
+		client *nethttp.Client
+		name   string
+		want   response
+	}{{ann, "ann", first}, {bob, "bob", second}} {
+		if again := signUp(c.client, c.name); again.status != 201 || !bytes.Equal(again.body, c.want.body) || again.header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("%s's retry: %d %s, want the replay of %s", c.name, again.status, again.body, c.want.body)
+		}
+	}
+	if n := h.actors.callCount("Customer", "Create"); n != 2 {
+		t.Fatalf("Customer.Create called %d times, want 2", n)
 	}
 }
