@@ -23,8 +23,9 @@ import (
 // goroutines).
 type admission struct {
 	self    string
-	tls     *tls.Config // client side: this member's certificate, the cluster CA
-	timeout time.Duration
+	tls     *tls.Config   // client side: this member's certificate, the cluster CA
+	timeout time.Duration // dial and handshake (Config.TCPTimeout)
+	read    time.Duration // wait for a refusal after the handshake (Config.AdmissionReadTimeout)
 	log     *slog.Logger
 
 	next memberlist.MergeDelegate // the merge check this one adds to (nil: none)
@@ -33,8 +34,8 @@ type admission struct {
 	admitted map[string]string // member id -> remote address it was checked at
 }
 
-func newAdmission(self string, cfg *tls.Config, timeout time.Duration, log *slog.Logger, next memberlist.MergeDelegate) *admission {
-	return &admission{self: self, tls: clientTLS(cfg), timeout: timeout, log: log, next: next, admitted: map[string]string{}}
+func newAdmission(self string, cfg *tls.Config, timeout, read time.Duration, log *slog.Logger, next memberlist.MergeDelegate) *admission {
+	return &admission{self: self, tls: clientTLS(cfg), timeout: timeout, read: read, log: log, next: next, admitted: map[string]string{}}
 }
 
 // NotifyMerge checks every peer not admitted yet, then asks next; one refusal cancels the merge.
@@ -91,7 +92,7 @@ func (a *admission) probe(addr string) error {
 	}
 	defer conn.Close()
 	// TLS 1.3 reports a refused client certificate only on the first read after the handshake.
-	_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	_ = conn.SetReadDeadline(time.Now().Add(a.read))
 	if _, err := conn.Read(make([]byte, 1)); err != nil {
 		var ne net.Error
 		if !(errors.As(err, &ne) && ne.Timeout()) {

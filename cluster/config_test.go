@@ -1,6 +1,9 @@
 package cluster
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +43,8 @@ func TestConfigValidate(t *testing.T) {
 		{"lease too long", func(c *Config) { c.LeaseTimeout = 5 * time.Second },
 			"LeaseTimeout 5s plus TopologyRefreshInterval 1s must be shorter than SuspicionMult × ProbeInterval + TopologySettle (6s)"},
 		{"lease too short", func(c *Config) { c.LeaseTimeout = c.ProbeInterval }, "LeaseTimeout 1s must be longer than ProbeInterval 1s"},
+		{"zero protoactor gossip", func(c *Config) { c.ProtoactorHeartbeatExpiration = 0 }, "cluster: ProtoactorHeartbeatExpiration is 0s"},
+		{"zero admission read", func(c *Config) { c.AdmissionReadTimeout = 0 }, "cluster: AdmissionReadTimeout is 0s"},
 		{"attribute name", func(c *Config) { c.Attributes = map[string]string{"a=b": "c"} }, `cluster: attribute name "a=b"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -56,5 +61,32 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatal("NewNode accepted an invalid config")
 			}
 		})
+	}
+}
+
+// TestProtoactorTimingsPassed: protoactor's cluster configuration gets the gossip timings of Config, not its own
+// defaults (300 ms, 500 ms, 20 s).
+func TestProtoactorTimingsPassed(t *testing.T) {
+	cfg := DefaultLocalConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.ProtoactorGossipInterval = 123 * time.Millisecond
+	cfg.ProtoactorGossipRequestTimeout = 234 * time.Millisecond
+	cfg.ProtoactorHeartbeatExpiration = 3456 * time.Millisecond
+	n, err := NewNode(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop(ctx)
+	pc := n.Cluster().Config
+	if pc.GossipInterval != cfg.ProtoactorGossipInterval || pc.GossipRequestTimeout != cfg.ProtoactorGossipRequestTimeout ||
+		pc.HeartbeatExpiration != cfg.ProtoactorHeartbeatExpiration {
+		t.Errorf("protoactor config: gossip %v, request timeout %v, heartbeat expiration %v; want %v, %v, %v",
+			pc.GossipInterval, pc.GossipRequestTimeout, pc.HeartbeatExpiration,
+			cfg.ProtoactorGossipInterval, cfg.ProtoactorGossipRequestTimeout, cfg.ProtoactorHeartbeatExpiration)
 	}
 }

@@ -141,6 +141,9 @@ func startIncarnation(cfg Config, kindsFn KindsFunc, gossipBind, remoteBind stri
 		pcluster.WithRequestTimeout(cfg.RequestTimeout),
 		pcluster.WithClusterContextProducer(func(*pcluster.Cluster) pcluster.Context { return &clusterContext{inc: inc} }),
 	)
+	ccfg.GossipInterval = cfg.ProtoactorGossipInterval
+	ccfg.GossipRequestTimeout = cfg.ProtoactorGossipRequestTimeout
+	ccfg.HeartbeatExpiration = cfg.ProtoactorHeartbeatExpiration
 	c := pcluster.New(system, ccfg)
 	inc.cluster = c
 	c.Remote = remote.NewRemote(system, rc)

@@ -165,7 +165,7 @@ func (p *provider) StartMember(c *pcluster.Cluster) error {
 	mc.Merge = p
 	mc.Alive = p
 	if p.cfg.TLS != nil {
-		mc.Merge = newAdmission(p.selfM.Id, p.cfg.TLS, p.cfg.TCPTimeout, p.log, mc.Merge)
+		mc.Merge = newAdmission(p.selfM.Id, p.cfg.TLS, p.cfg.TCPTimeout, p.cfg.AdmissionReadTimeout, p.log, mc.Merge)
 	}
 	mc.Logger = newMemberlistLogger(p.log)
 	ml, err := memberlist.Create(mc)
