@@ -96,13 +96,19 @@ func storeKey(scope, key string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// fingerprint identifies a request's meaning for key reuse: method, path and body. The body of the payment-method
-// route enters only without its card number and CVC (their last four digits, expiry and CVC length), so that the
-// stored fingerprint cannot be searched for a card number.
+// fingerprint identifies a request's meaning for key reuse: method, path and body. The fingerprint is kept with
+// the record for its retention (24 h), and a hash of a body is as good as the body to whoever can guess the rest
+// of it, so secrets never enter it: the payment-method route's body enters without its card number and CVC
+// (their last four digits, expiry and CVC length), the sign-ups' (POST /v1/customers, POST /v1/dashers) without
+// the password. A retry that differs from the first request only in the password is therefore replayed (the
+// account keeps the first password), not refused with 422.
 func fingerprint(ctx *fasthttp.RequestCtx, r *route) string {
 	body := ctx.PostBody()
-	if r.Pattern == paymentMethodPattern {
+	switch r.Pattern {
+	case paymentMethodPattern:
 		body = redactCard(body)
+	case "/v1/customers", "/v1/dashers":
+		body = redactPassword(body)
 	}
 	h := sha256.New()
 	h.Write(ctx.Method())
@@ -125,6 +131,23 @@ func redactCard(body []byte) []byte {
 		n = n[len(n)-4:]
 	}
 	return fmt.Appendf(nil, "%s|%d|%d|%d|%d", n, len(req.CardNumber), deref(req.ExpMonth), deref(req.ExpYear), len(req.CVC))
+}
+
+// redactPassword returns a sign-up body without its password: the body's members in a canonical form (keys
+// sorted) with the password replaced by whether it was given.
+func redactPassword(body []byte) []byte {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil {
+		return []byte("unreadable") // refused by the handler anyway
+	}
+	if _, ok := members["password"]; ok {
+		members["password"] = json.RawMessage("true")
+	}
+	out, err := json.Marshal(members)
+	if err != nil {
+		return []byte("unreadable")
+	}
+	return out
 }
 
 func deref(p *int64) int64 {

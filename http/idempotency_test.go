@@ -3,6 +3,8 @@ package http_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	nethttp "net/http"
@@ -273,4 +275,72 @@ func TestIdempotencyAnonymousScopes(t *testing.T) {
 	if n := h.actors.callCount("Customer", "Create"); n != 2 {
 		t.Fatalf("Customer.Create called %d times, want 2", n)
 	}
+}
+
+// TestIdempotencyFingerprintKeepsNoPassword: the idempotency record of a sign-up holds neither the password nor
+// the unsalted SHA-256 of the body (which a guess of the password would match), for customers and dashers.
+func TestIdempotencyFingerprintKeepsNoPassword(t *testing.T) {
+	h := newHarness(t)
+	const password = "correct horse battery"
+	for _, tc := range []struct{ who, path, body, otherPassword, otherName string }{
+		{"", "/v1/customers", `{"name":"Ann","email":"ann@example.com","password":"` + password + `"}`,
+			`{"name":"Ann","email":"ann@example.com","password":"another password"}`,
+			`{"name":"Bob","email":"ann@example.com","password":"` + password + `"}`},
+		{operator, "/v1/dashers", `{"name":"Dee","email":"dee@example.com","password":"` + password + `","vehicle":"bike"}`,
+			`{"name":"Dee","email":"dee@example.com","password":"another password","vehicle":"bike"}`,
+			`{"name":"Eve","email":"dee@example.com","password":"` + password + `","vehicle":"bike"}`},
+	} {
+		send := func(body string) response {
+			t.Helper()
+			header := []string{"Idempotency-Key", "signup"}
+			if tc.who != "" {
+				header = append(header, as(tc.who)...)
+			}
+			return h.do(t, "POST", tc.path, ctJSON, []byte(body), header...)
+		}
+		first := send(tc.body)
+		if first.status != 201 {
+			t.Fatalf("%s: %d %s", tc.path, first.status, first.body)
+		}
+		plain := sha256.New()
+		plain.Write([]byte("POST\x00" + tc.path + "\x00" + tc.body))
+		sum := plain.Sum(nil)
+		stored := idempotencyRecords(t, h.journal)
+		for _, needle := range [][]byte{sum, []byte(hex.EncodeToString(sum)), []byte(password)} {
+			if bytes.Contains(stored, needle) {
+				t.Fatalf("%s: the idempotency records hold %q (the password or the body's plain hash)", tc.path, needle)
+			}
+		}
+
+		// The other fields still count: another name with the key is reuse. A retry that differs only in the
+		// password is replayed (documented at fingerprint).
+		wantProblem(t, send(tc.otherName), 422, http.CodeIdempotencyKeyReused)
+		if again := send(tc.otherPassword); again.status != 201 || !bytes.Equal(again.body, first.body) {
+			t.Fatalf("%s: retry with another password %d %s", tc.path, again.status, again.body)
+		}
+	}
+}
+
+// idempotencyRecords returns the data of every event of the journal's idempotency streams, concatenated.
+func idempotencyRecords(t *testing.T, j *journal.Bolt) []byte {
+	t.Helper()
+	ctx := context.Background()
+	streams, err := j.Streams(ctx, http.IdempotencyStreamPrefix, "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(streams) == 0 {
+		t.Fatal("no idempotency records in the journal")
+	}
+	var all []byte
+	for _, s := range streams {
+		events, err := j.Events(ctx, s, 0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range events {
+			all = append(all, e.Data...)
+		}
+	}
+	return all
 }
