@@ -117,16 +117,14 @@ type WorkflowConfig struct {
 	// and before a dasher is assigned (the cancellation matrix in order.go). Default 0.5; a negative value means
 	// nothing is refunded, a value above 1 means everything.
 	CancelRefundShare float64
-	// PaymentAttempts is how many times the Order tries to authorise a payment, on transient gateway failures,
-	// while it handles one PlaceOrder, before it answers UNAVAILABLE (the caller retries). Default 3.
-	PaymentAttempts int
-	// PaymentRetryMin is the first delay between payment attempts: between authorisation attempts within a
-	// request, and before a capture or void that failed transiently is tried again; it doubles per attempt up to
-	// PaymentRetryMax. Default 100 ms.
+	// PaymentRetryMin is the first delay before a capture or void that failed transiently is tried again (by the
+	// order's durable payment timer); it doubles per attempt up to PaymentRetryMax. An authorisation is tried once
+	// per PlaceOrder request; the customer's outbox retries it (OutboxRetryMin..OutboxRetryMax). Default 100 ms.
 	PaymentRetryMin time.Duration
 	// PaymentRetryMax caps the delay between payment attempts. Default 5 min.
 	PaymentRetryMax time.Duration
-	// PaymentTimeout bounds one payment gateway call. Default 10 s.
+	// PaymentTimeout bounds one payment gateway call. Default 10 s. The authorisation runs off the order's
+	// message loop, so it may exceed DeliverTimeout: a redelivery that arrives meanwhile waits for the same call.
 	PaymentTimeout time.Duration
 }
 
@@ -153,7 +151,6 @@ const (
 	DefaultAcceptSLA         = 5 * time.Minute
 	DefaultDispatchSLA       = 15 * time.Minute
 	DefaultCancelRefundShare = 0.5
-	DefaultPaymentAttempts   = 3
 	DefaultPaymentRetryMin   = 100 * time.Millisecond
 	DefaultPaymentRetryMax   = 5 * time.Minute
 	DefaultPaymentTimeout    = 10 * time.Second
@@ -224,9 +221,6 @@ func (w WorkflowConfig) withDefaults() WorkflowConfig {
 		w.CancelRefundShare = 0
 	case w.CancelRefundShare > 1:
 		w.CancelRefundShare = 1
-	}
-	if w.PaymentAttempts <= 0 {
-		w.PaymentAttempts = DefaultPaymentAttempts
 	}
 	if w.PaymentRetryMin <= 0 {
 		w.PaymentRetryMin = DefaultPaymentRetryMin

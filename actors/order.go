@@ -58,7 +58,6 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -97,32 +96,56 @@ const ReasonPaymentDeclined = "PAYMENT_DECLINED"
 
 // Order is the Order grain: the handlers run the decisions below through the shared entity. Two side effects
 // happen outside the journal, both at the payment gateway and both under idempotency keys derived from the order
-// id, so that a repeat after a crash moves no money twice: the authorisation before PlaceOrder is decided, and the
-// settlement (capture or void) when the payment timer fires.
+// id, so that a repeat after a crash moves no money twice: the authorisation before PlaceOrder is decided
+// (authorize.go: the call runs off the message loop, so the order answers every other request meanwhile), and
+// the settlement (capture or void) when the payment timer fires.
 type Order struct {
 	grain[*messages.OrderState]
 	id string
+
+	// authorising is the authorisation call in flight and the requests waiting for its outcome (nil: none).
+	authorising *authorising
+	// placeIndex and deliverIndex are the method indexes of Place and Deliver in the Order service.
+	placeIndex, deliverIndex int32
 }
 
 var _ messages.Order = (*Order)(nil)
 
-// orderActor is what the Order kind spawns: the generated dispatcher plus the node's Deps.
+// orderActor is what the Order kind spawns: the generated dispatcher plus the node's Deps, and the grain once
+// it is activated (it intercepts the requests that wait for a payment authorisation).
 type orderActor struct {
 	messages.OrderActor
 	hosted
+	order *Order
 }
 
-func (a *orderActor) Receive(ctx actor.Context) { a.receive(ctx, a.OrderActor.Receive) }
+func (a *orderActor) Receive(ctx actor.Context) {
+	if a.order != nil && a.order.interceptPlacement(ctx) {
+		return
+	}
+	a.receive(ctx, a.OrderActor.Receive)
+}
 
 // Init loads the order's stream.
 func (o *Order) Init(ctx pcluster.GrainContext) {
 	o.id = ctx.Identity()
-	o.activate(ctx, KindOrder, &messages.OrderState{}, applyOrder, withDeliver(o.receiveMessage), withTimers(o.fireTimer))
+	o.placeIndex, o.deliverIndex = mustMethodIndex(KindOrder, "Place"), mustMethodIndex(KindOrder, "Deliver")
+	o.activate(ctx, KindOrder, &messages.OrderState{}, applyOrder, withDeliver(o.decideDelivery(nil)), withTimers(o.fireTimer))
+	if a, ok := ctx.Actor().(*orderActor); ok && o.entity != nil {
+		a.order = o
+	}
 }
 
-// Place places the order (see PlaceOrder). The payment is authorised first; a decline is recorded (the order is
-// REJECTED) and answered PAYMENT_DECLINED, also to a retry of the same command.
-func (o *Order) Place(req *messages.PlaceOrder, ctx pcluster.GrainContext) (*messages.OrderView, error) {
+// Place places the order (see PlaceOrder). The payment is authorised first, off the message loop
+// (interceptPlacement); a decline is recorded (the order is REJECTED) and answered PAYMENT_DECLINED, also to a
+// retry of the same command. The generated dispatcher reaches Place only for requests that need no
+// authorisation: a replay, or a command the decision refuses.
+func (o *Order) Place(req *messages.PlaceOrder, _ pcluster.GrainContext) (*messages.OrderView, error) {
+	return o.place(req, nil)
+}
+
+// place runs PlaceOrder with the outcome of its authorisation (nil: none was made).
+func (o *Order) place(req *messages.PlaceOrder, auth *authorization) (*messages.OrderView, error) {
 	if err := o.query(); err != nil {
 		return nil, err
 	}
@@ -131,14 +154,14 @@ func (o *Order) Place(req *messages.PlaceOrder, ctx pcluster.GrainContext) (*mes
 		return nil, o.answer(err, slog.String("command_id", req.GetCommandId()))
 	}
 	if !replayed {
-		var auth authorization
-		if checkPlaceOrder(o.state(), req) == nil { // else the decision refuses it without a payment
-			if auth, err = o.authorize(req); err != nil {
-				return nil, o.answer(err, slog.String("command_id", req.GetCommandId()))
-			}
+		if checkPlaceOrder(o.state(), req) == nil && auth == nil {
+			return nil, o.answer(errNotAuthorised, slog.String("command_id", req.GetCommandId()))
 		}
-		if err := o.command(ctx, req.GetCommandId(), req, func(s *messages.OrderState, now time.Time) ([]proto.Message, error) {
-			return decidePlaceOrder(s, o.id, req, auth, o.deps.Workflow, now)
+		if err := o.command(nil, req.GetCommandId(), req, func(s *messages.OrderState, now time.Time) ([]proto.Message, error) {
+			if auth == nil { // refused by the decision before any payment
+				return decidePlaceOrder(s, o.id, req, authorization{}, o.deps.Workflow, now)
+			}
+			return decidePlaceOrder(s, o.id, req, *auth, o.deps.Workflow, now)
 		}); err != nil {
 			return nil, err
 		}
@@ -228,7 +251,7 @@ func (o *Order) found(ctx pcluster.GrainContext) error {
 		return err
 	}
 	if !o.state().GetCreated() {
-		if len(o.entity.box.outbox) == 0 && len(o.entity.box.timers) == 0 {
+		if len(o.entity.box.outbox) == 0 && len(o.entity.box.timers) == 0 && o.authorising == nil {
 			o.stop(ctx)
 		}
 		return grainError(refuse(messages.ErrorReason_NOT_FOUND, "the order does not exist"))
@@ -250,57 +273,30 @@ func (o *Order) view() *messages.OrderView {
 	return orderView(o.state(), o.entity.box.timers)
 }
 
-// receiveMessage is the Order's decision on delivered messages: PlaceOrder from its customer's outbox (the payment
-// is authorised first, as for Place; a gateway that stays unavailable fails the delivery, so the customer's
-// outbox retries it), and AssignDasher or CancelOrder sent by another actor.
-func (o *Order) receiveMessage(s *messages.OrderState, from string, payload proto.Message, now time.Time) ([]proto.Message, error) {
-	cfg := o.deps.Workflow
-	switch p := payload.(type) {
-	case *messages.PlaceOrder:
-		if want := streamOf(KindCustomer, p.GetCustomerId()); from != want {
-			return nil, refuse(messages.ErrorReason_INVALID_ARGUMENT, "PlaceOrder for %s came from %s", want, from)
+// decideDelivery returns the Order's decision on delivered messages: PlaceOrder from its customer's outbox (with
+// auth, the outcome of the payment authorisation that interceptPlacement ran first; nil when none was made, which
+// is right only for a PlaceOrder the decision refuses), and AssignDasher or CancelOrder sent by another actor.
+func (o *Order) decideDelivery(auth *authorization) deliverFunc[*messages.OrderState] {
+	return func(s *messages.OrderState, from string, payload proto.Message, now time.Time) ([]proto.Message, error) {
+		cfg := o.deps.Workflow
+		switch p := payload.(type) {
+		case *messages.PlaceOrder:
+			if want := streamOf(KindCustomer, p.GetCustomerId()); from != want {
+				return nil, refuse(messages.ErrorReason_INVALID_ARGUMENT, "PlaceOrder for %s came from %s", want, from)
+			}
+			if err := checkPlaceOrder(s, p); err != nil {
+				return nil, err
+			}
+			if auth == nil {
+				return nil, errNotAuthorised // not a refusal: the sender retries, and the retry is authorised first
+			}
+			return decidePlaceOrder(s, o.id, p, *auth, cfg, now)
+		case *messages.AssignDasher:
+			return decideAssignDasher(s, p, now)
+		case *messages.CancelOrder:
+			return decideCancelOrder(s, p, cfg, now)
 		}
-		if err := checkPlaceOrder(s, p); err != nil {
-			return nil, err
-		}
-		auth, err := o.authorize(p)
-		if err != nil {
-			return nil, err
-		}
-		return decidePlaceOrder(s, o.id, p, auth, cfg, now)
-	case *messages.AssignDasher:
-		return decideAssignDasher(s, p, now)
-	case *messages.CancelOrder:
-		return decideCancelOrder(s, p, cfg, now)
-	}
-	return nil, unexpectedPayload(KindOrder, payload)
-}
-
-// authorize holds the order's total on the payment token, retrying transient failures PaymentAttempts times
-// with back-off. A refusal of the gateway is a decline. When the attempts run out it returns an error wrapping
-// ErrPaymentUnavailable (not a refusal: the caller may retry the command or the delivery).
-func (o *Order) authorize(c *messages.PlaceOrder) (authorization, error) {
-	cfg := o.deps.Workflow
-	key := o.id + "/authorize"
-	amount := orderTotal(c.GetLines())
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.PaymentTimeout)
-		authID, err := o.deps.Payments.Authorize(ctx, c.GetPaymentToken(), amount, key)
-		cancel()
-		var refusal *Error
-		switch {
-		case err == nil:
-			return authorization{authID: authID}, nil
-		case errors.As(err, &refusal):
-			o.log.Info("payment declined", slog.String("code", refusal.Code.String()), slog.String("reason", refusal.Message))
-			return authorization{declined: refusal.Message}, nil
-		case attempt >= cfg.PaymentAttempts:
-			o.log.Warn("payment authorisation unavailable", slog.Int("attempts", attempt), slog.Any("error", err))
-			return authorization{}, fmt.Errorf("authorize payment: %w", err)
-		}
-		delay := paymentBackoff(cfg, attempt)
-		o.log.Debug("payment authorisation failed; retrying", slog.Int("attempt", attempt), slog.Duration("retry_in", delay), slog.Any("error", err))
-		time.Sleep(delay) // bounded: PaymentAttempts × PaymentRetryMax at most, on the gateway's transient failures only
+		return nil, unexpectedPayload(KindOrder, payload)
 	}
 }
 

@@ -59,6 +59,8 @@ type wfOptions struct {
 	card     string // the customer's card; default TestCardVisa
 	noDasher bool
 	workflow func(*actors.WorkflowConfig)
+	// gateway wraps the world's PaymentSim (fault injection); nil: the sim itself.
+	gateway func(*actors.PaymentSim) actors.PaymentGateway
 }
 
 func newWorld(t *testing.T, o wfOptions) *wfWorld {
@@ -72,7 +74,11 @@ func newWorld(t *testing.T, o wfOptions) *wfWorld {
 		pickup:  &messages.Position{Lat: 37.7749, Lng: -122.4194},
 		dropoff: &messages.Position{Lat: 37.7790, Lng: -122.4140},
 	}
-	w.opts = nodeOptions{clock: clk, payments: w.sim, workflow: func(wf *actors.WorkflowConfig) {
+	var payments actors.PaymentGateway = w.sim
+	if o.gateway != nil {
+		payments = o.gateway(w.sim)
+	}
+	w.opts = nodeOptions{clock: clk, payments: payments, workflow: func(wf *actors.WorkflowConfig) {
 		wf.PaymentRetryMin, wf.PaymentRetryMax = 5*time.Millisecond, 50*time.Millisecond
 		if o.workflow != nil {
 			o.workflow(wf)
@@ -683,7 +689,8 @@ func TestWorkflowPayments(t *testing.T) {
 		}
 	})
 	t.Run("transient authorisation failures are retried", func(t *testing.T) {
-		w := newWorld(t, wfOptions{card: actors.TestCardAuthorizeTransient})
+		gw := &authGateway{}
+		w := newWorld(t, wfOptions{card: actors.TestCardAuthorizeTransient, gateway: gw.wrap})
 		for _, s := range wfSteps {
 			s.run(w)
 		}
@@ -691,18 +698,33 @@ func TestWorkflowPayments(t *testing.T) {
 		w.quiesce()
 		w.checkFeeds(wfCustomerFeed, wfRestaurantFeed, wfDasherFeed)
 		w.checkInvariants()
+		// One gateway call per delivery of PlaceOrder: the sim fails the first DefaultSimTransientFailures, each
+		// answered UNAVAILABLE and retried by the customer's outbox; the next one authorises.
+		if got, want := gw.authorizeCalls(), actors.DefaultSimTransientFailures+1; got != want {
+			t.Errorf("%d Authorize calls, want %d", got, want)
+		}
+		if got := w.n.logs.count("payment authorisation unavailable", w.orderID); got != actors.DefaultSimTransientFailures {
+			t.Errorf("%d unavailable authorisations logged, want %d", got, actors.DefaultSimTransientFailures)
+		}
+		if got := countType(t, w.n.journal, "order/"+w.orderID, "platter.OrderCreated"); got != 1 {
+			t.Errorf("%d OrderCreated events, want 1", got)
+		}
 	})
 	t.Run("processor down: the order waits in the customer's outbox", func(t *testing.T) {
-		w := newWorld(t, wfOptions{card: actors.TestCardProcessorDown, workflow: func(wf *actors.WorkflowConfig) { wf.PaymentAttempts = 2 }})
+		gw := &authGateway{}
+		w := newWorld(t, wfOptions{card: actors.TestCardProcessorDown, gateway: gw.wrap})
 		_, err := w.n.customer(wfCustomer).OrderCart(&messages.OrderCart{CommandId: "c-order-1"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "a failed delivery of PlaceOrder", 10*time.Second, func() bool {
+		waitFor(t, "failed deliveries of PlaceOrder", 10*time.Second, func() bool {
 			return w.n.logs.count("payment authorisation unavailable", "*") >= 2
 		})
 		if streams, _ := w.n.journal.Streams(context.Background(), "order/", "", 0); len(streams) != 0 {
 			t.Fatalf("an order was written while the gateway is down: %v", streams)
+		}
+		if got, logged := gw.authorizeCalls(), w.n.logs.count("payment authorisation unavailable", "*"); got < logged {
+			t.Errorf("%d Authorize calls for %d failed deliveries", got, logged)
 		}
 	})
 	t.Run("transient settlement failures are retried", func(t *testing.T) {
