@@ -23,6 +23,8 @@ const (
 	CodeCartConflict         = "CART_CONFLICT"          // the cart holds items of another restaurant
 	CodePaymentDeclined      = "PAYMENT_DECLINED"       // the payment gateway declined the card
 	CodePayloadTooLarge      = "PAYLOAD_TOO_LARGE"      // the body exceeds Config.MaxBodySize
+	CodeRequestTimeout       = "REQUEST_TIMEOUT"        // the request was not received within Config.ReadTimeout
+	CodeHeadersTooLarge      = "HEADERS_TOO_LARGE"      // the request line and headers exceed Config.MaxHeaderSize
 	CodeUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE" // the body is not application/json
 	CodeIdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED" // the Idempotency-Key was used with another body
 	CodeRateLimited          = "RATE_LIMITED"           // the client sent too many requests of a class (see Retry-After)
@@ -54,6 +56,8 @@ var problems = map[string]problemKind{
 	CodeCartConflict:         {nethttp.StatusConflict, "Cart conflict"},
 	CodePaymentDeclined:      {nethttp.StatusPaymentRequired, "Payment declined"},
 	CodePayloadTooLarge:      {nethttp.StatusRequestEntityTooLarge, "Payload too large"},
+	CodeRequestTimeout:       {nethttp.StatusRequestTimeout, "Request timeout"},
+	CodeHeadersTooLarge:      {nethttp.StatusRequestHeaderFieldsTooLarge, "Headers too large"},
 	CodeUnsupportedMediaType: {nethttp.StatusUnsupportedMediaType, "Unsupported media type"},
 	CodeIdempotencyKeyReused: {nethttp.StatusUnprocessableEntity, "Idempotency key reused"},
 	CodeRateLimited:          {nethttp.StatusTooManyRequests, "Rate limited"},

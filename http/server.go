@@ -38,6 +38,9 @@ type Config struct {
 	RetryAfter time.Duration
 	// MaxBodySize is the largest request body accepted; larger bodies get 413. Default 64 KiB.
 	MaxBodySize int
+	// MaxHeaderSize is the largest request line plus headers accepted (fasthttp's read buffer, taken from a pool
+	// per request being read); larger get 431 HEADERS_TOO_LARGE. Default 4 KiB, fasthttp's own.
+	MaxHeaderSize int
 	// MaxPollWait is the longest wait a feed poll may ask for (?wait=, in seconds). Default 30 s.
 	MaxPollWait time.Duration
 	// DefaultPollWait is the wait of a feed poll without ?wait=. Default 25 s.
@@ -82,6 +85,7 @@ func DefaultConfig(addr string) Config {
 		RequestTimeout:      5 * time.Second,
 		RetryAfter:          time.Second,
 		MaxBodySize:         64 << 10,
+		MaxHeaderSize:       4 << 10,
 		MaxPollWait:         30 * time.Second,
 		DefaultPollWait:     25 * time.Second,
 		MaxPollsPerClient:   4,
@@ -105,6 +109,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.RequestTimeout, d.RequestTimeout)
 	setDefault(&c.RetryAfter, d.RetryAfter)
 	setDefault(&c.MaxBodySize, d.MaxBodySize)
+	setDefault(&c.MaxHeaderSize, d.MaxHeaderSize)
 	setDefault(&c.MaxPollWait, d.MaxPollWait)
 	setDefault(&c.DefaultPollWait, min(d.DefaultPollWait, c.MaxPollWait))
 	setDefault(&c.MaxPollsPerClient, d.MaxPollsPerClient)
@@ -193,6 +198,7 @@ func NewServer(cfg Config, backend Backend) (*Server, error) {
 		WriteTimeout:          cfg.WriteTimeout,
 		IdleTimeout:           cfg.IdleTimeout,
 		MaxRequestBodySize:    cfg.MaxBodySize,
+		ReadBufferSize:        cfg.MaxHeaderSize,
 		NoDefaultServerHeader: true,
 		CloseOnShutdown:       true,
 		// A parked feed poll holds its connection for up to MaxPollWait; without this fasthttp keeps the
@@ -377,19 +383,23 @@ func (s *Server) deadline() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 }
 
-// handleParseError answers requests fasthttp refused before routing (body too large, malformed request line, ...).
+// handleParseError answers requests fasthttp refused before routing, as problem+json like every other rejection
+// (fasthttp's own answers are text/plain); fasthttp then closes the connection.
 func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+	var small *fasthttp.ErrSmallBuffer
+	var timeout interface{ Timeout() bool }
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		s.writeProblem(ctx, Errorf(CodePayloadTooLarge, "the request body exceeds %d bytes", s.cfg.MaxBodySize))
-		return
-	}
-	var te interface{ Timeout() bool }
-	if errors.As(err, &te) && te.Timeout() {
+	case errors.As(err, &small):
+		s.writeProblem(ctx, Errorf(CodeHeadersTooLarge, "the request line and headers exceed %d bytes", s.cfg.MaxHeaderSize))
+	case errors.As(err, &timeout) && timeout.Timeout():
 		s.log.Debug("http request read timed out", errAttr(err))
-		ctx.Error("request timeout", fasthttp.StatusRequestTimeout)
-		return
+		s.writeProblem(ctx, Errorf(CodeRequestTimeout, "the request was not received within %v", s.cfg.ReadTimeout))
+	default:
+		s.log.Debug("http request malformed", errAttr(err))
+		s.writeProblem(ctx, Errorf(CodeInvalidArgument, "malformed HTTP request"))
 	}
-	s.writeProblem(ctx, Errorf(CodeInvalidArgument, "malformed HTTP request"))
 }
 
 // fail writes err as problem+json. Expected errors (an *Error with a known code other than INTERNAL) are shown
