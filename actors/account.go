@@ -21,6 +21,8 @@ package actors
 //	client    created          CreateClient      refuse ALREADY_EXISTS (same secret: answer)     -
 //	client    absent           GetClient         refuse NOT_FOUND                                -
 //	keys      current = exp.   RotateSigningKey  add the key, retire the current one, drop old   SigningKeyAdded
+//	keys      current = exp.   RotateSigningKey  retain 0: add the key, revoke every other one   SigningKeyAdded
+//	                           (retain_ms 0)     (retired at the Unix epoch), drop none
 //	keys      current ≠ exp.   RotateSigningKey  answer the keys (another node rotated first)    -
 //	family    no code          SaveCode          save code                                       CodeSaved
 //	family    code             SaveCode          refuse ALREADY_EXISTS                           -
@@ -32,6 +34,13 @@ package actors
 //	family    token used       RotateRefresh     reuse: revoke the family (RFC 9700)             FamilyRevoked
 //	family    live             RevokeFamily      revoke                                          FamilyRevoked
 //	family    revoked          RevokeFamily      answer the view                                 -
+//
+// A rotation keeps the previous keys published for retain_ms, so that the tokens they signed live out their time.
+// retain_ms 0 is the emergency rotation of a compromised key: every previous key is marked retired at the Unix
+// epoch (revokedAt), which every node reads as "retired longer ago than any token lives", so no node verifies its
+// tokens once it has re-read the keys. Such keys stay listed until an ordinary rotation at least retain_ms after
+// the revocation drops them: a node that finds a key it knew missing from the list keeps verifying it as if
+// retired then (http/oauth: a lost journal), which must not happen to a key whose revocation it has not read.
 //
 // Sign-in throttling is per account and lives in the activation (the only one for the identity): after
 // AccountConfig.MaxLoginFailures consecutive failures the account refuses sign-in for LoginLockout, doubling with
@@ -427,6 +436,10 @@ func currentKey(s *messages.AccountState) *messages.SigningKey {
 	return nil
 }
 
+// revokedAt is the retirement time of keys revoked by an emergency rotation (retain_ms 0): long enough ago that
+// every node treats their tokens as signed by an unpublished key.
+var revokedAt = time.Unix(0, 0).UTC()
+
 func decideRotateSigningKey(identity string, s *messages.AccountState, c *messages.RotateSigningKey, now time.Time) ([]proto.Message, error) {
 	k := c.GetKey()
 	switch {
@@ -447,10 +460,20 @@ func decideRotateSigningKey(identity string, s *messages.AccountState, c *messag
 	}
 	key := proto.Clone(k).(*messages.SigningKey)
 	key.CreatedAt = timestamppb.New(now)
+	if c.GetRetainMs() <= 0 {
+		// Emergency: the previous keys stop verifying at once; none is dropped (see the package comment).
+		return []proto.Message{&messages.SigningKeyAdded{Key: key, RetireOthersAt: timestamppb.New(revokedAt)}}, nil
+	}
 	ev := &messages.SigningKeyAdded{Key: key, RetireOthersAt: timestamppb.New(now)}
 	retain := time.Duration(c.GetRetainMs()) * time.Millisecond
+	// A revoked key was revoked when a key at least as old as the current one was made: it is dropped once that
+	// is longer ago than retain (every node has re-read the keys since).
+	revokedLongAgo := now.Sub(currentKey(s).GetCreatedAt().AsTime()) > retain
 	for _, old := range s.GetKeys() {
-		if old.GetRetiredAt() != nil && now.Sub(old.GetRetiredAt().AsTime()) > retain {
+		switch {
+		case old.GetRetiredAt() == nil:
+		case old.GetRetiredAt().AsTime().Equal(revokedAt) && !revokedLongAgo:
+		case now.Sub(old.GetRetiredAt().AsTime()) > retain:
 			ev.DroppedKids = append(ev.DroppedKids, old.GetKid())
 		}
 	}
@@ -520,7 +543,9 @@ func applyAccount(s *messages.AccountState, event proto.Message) error {
 			if dropped[k.GetKid()] {
 				continue
 			}
-			if k.GetRetiredAt() == nil {
+			// A revocation (retire_others_at at revokedAt) revokes the retired keys too; an ordinary rotation
+			// retires only the current key.
+			if k.GetRetiredAt() == nil || e.GetRetireOthersAt().AsTime().Equal(revokedAt) {
 				k.RetiredAt = e.GetRetireOthersAt()
 			}
 			keys = append(keys, k)

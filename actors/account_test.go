@@ -131,6 +131,59 @@ func TestDecideRotateSigningKey(t *testing.T) {
 	}
 }
 
+// TestDecideRevokeSigningKeys: a rotation with retain_ms 0 (the emergency) retires every previous key, the current
+// and the retired ones, at the Unix epoch and drops none; an ordinary rotation drops them only once the revocation
+// is longer ago than its retain.
+func TestDecideRevokeSigningKeys(t *testing.T) {
+	s := &messages.AccountState{}
+	key := func(kid string) *messages.SigningKey {
+		return &messages.SigningKey{Kid: kid, Alg: "EdDSA", PrivatePkcs8: []byte{1}}
+	}
+	rotate := func(expected, kid string, retain time.Duration, now time.Time) {
+		t.Helper()
+		events, err := decideRotateSigningKey(AccountKeys, s, &messages.RotateSigningKey{ExpectedKid: expected, Key: key(kid), RetainMs: retain.Milliseconds()}, now)
+		if err != nil || len(events) != 1 {
+			t.Fatalf("rotate to %s: %v %v", kid, events, err)
+		}
+		foldAccount(t, s, events)
+	}
+	retired := func() map[string]time.Time {
+		m := map[string]time.Time{}
+		for _, k := range s.GetKeys() {
+			if k.GetRetiredAt() != nil {
+				m[k.GetKid()] = k.GetRetiredAt().AsTime()
+			}
+		}
+		return m
+	}
+	rotate("", "k1", time.Hour, accountNow)
+	rotate("k1", "k2", time.Hour, accountNow.Add(time.Minute)) // k1 retired, still published for an hour
+	rotate("k2", "k3", 0, accountNow.Add(2*time.Minute))       // the emergency
+	r := retired()
+	if currentKey(s).GetKid() != "k3" || len(s.GetKeys()) != 3 || !r["k1"].Equal(revokedAt) || !r["k2"].Equal(revokedAt) {
+		t.Fatalf("after the emergency rotation: %v", s.GetKeys())
+	}
+	// The state survives the journal's encoding: the epoch is a set timestamp, not an absent one.
+	b, err := proto.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back messages.AccountState
+	if err := proto.Unmarshal(b, &back); err != nil || back.GetKeys()[1].GetRetiredAt() == nil || currentKey(&back).GetKid() != "k3" {
+		t.Fatalf("decoded state %v, %v", back.GetKeys(), err)
+	}
+	// An ordinary rotation soon after keeps the revoked keys listed (a node that has not re-read them would keep a
+	// missing key verifying); one made retain after the revoking key was made drops them.
+	rotate("k3", "k4", time.Hour, accountNow.Add(3*time.Minute))
+	if len(s.GetKeys()) != 4 || !retired()["k1"].Equal(revokedAt) || retired()["k3"].Equal(revokedAt) {
+		t.Fatalf("an ordinary rotation after the emergency: %v", s.GetKeys())
+	}
+	rotate("k4", "k5", time.Hour, accountNow.Add(3*time.Hour))
+	if kids := []string{s.GetKeys()[0].GetKid(), currentKey(s).GetKid()}; len(s.GetKeys()) != 2 || kids[0] != "k4" || kids[1] != "k5" {
+		t.Fatalf("hours later: %v", s.GetKeys())
+	}
+}
+
 func TestTokenFamily(t *testing.T) {
 	s := &messages.AccountState{}
 	exp := timestamppb.New(accountNow.Add(time.Hour))

@@ -17,6 +17,7 @@ func (s *Server) routes() {
 	add(get, "/openapi.json", accessPublic, limitNone, s.handleOpenAPI)
 	add(get, "/v1/admin/cluster", accessOperator, limitNone, s.handleAdminCluster)
 	add(post, "/v1/admin/drain", accessOperator, limitNone, s.handleDrain)
+	add(post, "/v1/admin/signing-keys/rotate", accessOperator, limitNone, s.handleRotateSigningKeys)
 
 	// Customers and profile.
 	add(post, "/v1/customers", accessPublic, limitLogin, s.handleCreateCustomer)

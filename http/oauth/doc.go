@@ -39,5 +39,10 @@
 // so the cache answers exactly as a full check would. Signing keys live in the Account actor "keys"; GET
 // /.well-known/jwks.json publishes the current key and retired keys until their tokens have expired. A node
 // re-reads them every Config.KeyRefresh (at once when a token names an unknown kid) and rotates when the current
-// key is older than Config.KeyRotateAfter (RotateSigningKey does it at once).
+// key is older than Config.KeyRotateAfter (platter run --key-rotate-after). An operator rotates at once with POST
+// /v1/admin/signing-keys/rotate (RotateSigningKey, http.SigningKeyRotator); with {"retire_previous": true} it
+// also revokes every previous key for a compromised one: the Account actor marks them retired at the Unix epoch,
+// so that this node refuses their tokens at once (cached ones included: a cache hit re-checks that the kid is
+// published) and every other node once it re-reads the keys, within KeyRefresh. Keys persist in the journal, so a
+// restart keeps the kids and the tokens they signed.
 package oauth

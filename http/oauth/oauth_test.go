@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -656,28 +657,18 @@ func TestBadTokensRefused(t *testing.T) {
 	}
 }
 
-func TestSigningKeyRotation(t *testing.T) {
-	n := startNode(t, oauth.Config{})
-	before := n.operatorToken(t)
-	h0, _ := claims(t, before)
-	if err := n.oauth.RotateSigningKey(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	after := n.operatorToken(t)
-	h1, _ := claims(t, after)
-	if h0["kid"] == h1["kid"] {
-		t.Fatal("the new token has the old kid")
-	}
-	for _, tok := range []string{before, after} {
-		if status, _ := n.do(t, tok, "GET", "/v1/admin/cluster", ""); status != 200 {
-			t.Fatalf("token of kid %v after rotation: %d", h0["kid"], status)
-		}
-	}
+// jwksKids answers the kids GET /.well-known/jwks.json publishes, checking that every key is a public EdDSA key.
+func (n *testNode) jwksKids(t *testing.T) []string {
+	t.Helper()
 	status, b := n.do(t, "", "GET", "/.well-known/jwks.json", "")
 	var set jose.JSONWebKeySet
-	if status != 200 || json.Unmarshal(b, &set) != nil || len(set.Keys) != 2 {
+	if status != 200 || json.Unmarshal(b, &set) != nil {
 		t.Fatalf("jwks: %d %s", status, b)
 	}
+	if strings.Contains(string(b), `"d"`) {
+		t.Fatal("jwks publishes a private key")
+	}
+	var kids []string
 	for _, k := range set.Keys {
 		if k.Algorithm != "EdDSA" || !k.IsPublic() {
 			t.Fatalf("jwks key %+v", k)
@@ -685,9 +676,101 @@ func TestSigningKeyRotation(t *testing.T) {
 		if _, ok := k.Key.(ed25519.PublicKey); !ok {
 			t.Fatalf("jwks key is %T", k.Key)
 		}
+		kids = append(kids, k.KeyID)
 	}
-	if strings.Contains(string(b), `"d"`) {
-		t.Fatal("jwks publishes a private key")
+	slices.Sort(kids)
+	return kids
+}
+
+// rotateKeys calls POST /v1/admin/signing-keys/rotate with token and body; it answers the status and the new kid.
+func (n *testNode) rotateKeys(t *testing.T, token, body string) (int, string) {
+	t.Helper()
+	status, b := n.do(t, token, "POST", "/v1/admin/signing-keys/rotate", body)
+	var res struct {
+		Kid             string `json:"kid"`
+		RetiredPrevious *bool  `json:"retired_previous"`
+	}
+	if status == 200 && (json.Unmarshal(b, &res) != nil || res.Kid == "" || res.RetiredPrevious == nil ||
+		*res.RetiredPrevious != strings.Contains(body, "true")) {
+		t.Fatalf("rotate answered %s", b)
+	}
+	return status, res.Kid
+}
+
+func kidOf(t *testing.T, token string) string {
+	t.Helper()
+	h, _ := claims(t, token)
+	kid, _ := h["kid"].(string)
+	return kid
+}
+
+// TestSigningKeyRotation drives POST /v1/admin/signing-keys/rotate with real tokens. Only the operator may. An
+// ordinary rotation: tokens of the previous key keep working, new tokens carry the new kid, JWKS lists both. An
+// emergency one (retire_previous): every earlier token is refused at once (they were verified and cached before),
+// JWKS lists the new key only, and new tokens work.
+func TestSigningKeyRotation(t *testing.T) {
+	n := startNode(t, oauth.Config{})
+	before := n.operatorToken(t)
+	k0 := kidOf(t, before)
+	n.signUp(t, "cara@example.com", "correct horse")
+	cust := codeFlow(t, n, appConfig(n, "platter://callback"), "cara@example.com", "correct horse").AccessToken
+	if status, b := n.do(t, cust, "GET", "/v1/customers/me", ""); status != 200 {
+		t.Fatalf("customer before any rotation: %d %s", status, b)
+	}
+
+	// Not the customer's, nor an anonymous caller's; neither rotates anything.
+	if status, _ := n.rotateKeys(t, cust, ""); status != 403 {
+		t.Fatalf("customer rotating: %d, want 403", status)
+	}
+	if status, _ := n.rotateKeys(t, "", `{"retire_previous":true}`); status != 401 {
+		t.Fatalf("anonymous rotating: %d, want 401", status)
+	}
+	if kids := n.jwksKids(t); !slices.Equal(kids, []string{k0}) {
+		t.Fatalf("jwks after refused rotations %v, want [%s]", kids, k0)
+	}
+
+	status, k1 := n.rotateKeys(t, before, "")
+	if status != 200 || k1 == k0 {
+		t.Fatalf("rotate: %d, kid %q (previous %q)", status, k1, k0)
+	}
+	after := n.operatorToken(t)
+	if kid := kidOf(t, after); kid != k1 {
+		t.Fatalf("a new token has kid %q, want the rotated %q", kid, k1)
+	}
+	for _, tok := range []string{before, after} {
+		if status, b := n.do(t, tok, "GET", "/v1/admin/cluster", ""); status != 200 {
+			t.Fatalf("token of kid %s after rotation: %d %s", kidOf(t, tok), status, b)
+		}
+	}
+	if status, b := n.do(t, cust, "GET", "/v1/customers/me", ""); status != 200 {
+		t.Fatalf("customer token of the previous key: %d %s", status, b)
+	}
+	want := []string{k0, k1}
+	slices.Sort(want)
+	if kids := n.jwksKids(t); !slices.Equal(kids, want) {
+		t.Fatalf("jwks after rotation %v, want %v", kids, want)
+	}
+
+	// The emergency: both earlier keys stop verifying at once.
+	status, k2 := n.rotateKeys(t, after, `{"retire_previous":true}`)
+	if status != 200 || k2 == k1 || k2 == k0 {
+		t.Fatalf("revoke: %d, kid %q", status, k2)
+	}
+	for name, tok := range map[string]string{"operator, first key": before, "operator, second key": after, "customer, first key": cust} {
+		status, b := n.do(t, tok, "GET", "/v1/customers/me", "")
+		if status != 401 || !strings.Contains(string(b), "UNAUTHENTICATED") {
+			t.Errorf("%s after the revocation: %d %s, want 401", name, status, b)
+		}
+	}
+	if kids := n.jwksKids(t); !slices.Equal(kids, []string{k2}) {
+		t.Fatalf("jwks after the revocation %v, want [%s]", kids, k2)
+	}
+	newest := n.operatorToken(t)
+	if kid := kidOf(t, newest); kid != k2 {
+		t.Fatalf("a token after the revocation has kid %q, want %q", kid, k2)
+	}
+	if status, b := n.do(t, newest, "GET", "/v1/admin/cluster", ""); status != 200 {
+		t.Fatalf("a token after the revocation: %d %s", status, b)
 	}
 }
 

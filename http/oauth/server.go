@@ -203,8 +203,13 @@ func (s *Server) Serve(ctx *fasthttp.RequestCtx) { s.handler(ctx) }
 // actors; the server also loads the keys on first use.
 func (s *Server) Start(ctx context.Context) error { return s.keys.load(ctx) }
 
-// RotateSigningKey makes a new current signing key; tokens of the previous one stay valid until they expire.
-func (s *Server) RotateSigningKey(ctx context.Context) error { return s.keys.Rotate(ctx) }
+// RotateSigningKey makes a new current signing key and answers its kid (http.SigningKeyRotator, POST
+// /v1/admin/signing-keys/rotate). With revokePrevious false, tokens of the previous keys stay valid until they
+// expire; with it true, they are refused at once by this node (its token cache included) and by the others once
+// they re-read the keys (Config.KeyRefresh).
+func (s *Server) RotateSigningKey(ctx context.Context, revokePrevious bool) (string, error) {
+	return s.keys.Rotate(ctx, revokePrevious)
+}
 
 // ---- Endpoints (net/http, bridged by fasthttpadaptor) ----
 

@@ -290,7 +290,7 @@ func TestTokenCacheHonoursKeyring(t *testing.T) {
 		f := newCacheFixture(t, Config{AccessTokenTTL: 5 * time.Minute, ClockSkew: 30 * time.Second})
 		tok := f.mint(t, claimsAt(f.clock.Now(), 15*time.Minute), nil)
 		f.want(t, tok, true, "before rotation")
-		if err := f.s.RotateSigningKey(context.Background()); err != nil {
+		if _, err := f.s.RotateSigningKey(context.Background(), false); err != nil {
 			t.Fatal(err)
 		}
 		f.clock.Advance(5*time.Minute + 59*time.Second)
@@ -441,7 +441,7 @@ func TestTokenCacheConcurrent(t *testing.T) {
 	wg.Go(func() {
 		for range 20 {
 			f.clock.Advance(time.Second)
-			if err := f.s.RotateSigningKey(context.Background()); err != nil {
+			if _, err := f.s.RotateSigningKey(context.Background(), false); err != nil {
 				errs <- err
 				return
 			}

@@ -81,56 +81,80 @@ func (k *keyring) load(ctx context.Context) error {
 	now := k.cfg.Now()
 	cur := current(keys)
 	if cur == nil || now.Sub(cur.GetCreatedAt().AsTime()) >= k.cfg.KeyRotateAfter {
-		if keys, err = k.rotateFrom(ctx, cur.GetKid()); err != nil {
+		if _, keys, err = k.rotateFrom(ctx, cur.GetKid(), k.cfg.AccessTokenTTL+2*k.cfg.ClockSkew); err != nil {
 			return err
 		}
 	}
 	return k.set(keys, now)
 }
 
-// Rotate makes a new current signing key now; the previous one keeps verifying tokens until they expire.
-func (k *keyring) Rotate(ctx context.Context) error {
+// Rotate makes a new current signing key now and answers its kid. With revoke false the previous key keeps
+// verifying tokens until they expire; with revoke true (a compromised key) every previous key stops verifying at
+// once on this node, and on the others when they next re-read the keys (within Config.KeyRefresh).
+func (k *keyring) Rotate(ctx context.Context, revoke bool) (string, error) {
 	if err := k.load(ctx); err != nil {
-		return err
+		return "", err
 	}
 	k.mu.Lock()
-	kid := ""
+	expected := ""
 	if c := k.currentLocked(); c != nil {
-		kid = c.kid
+		expected = c.kid
 	}
 	k.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, k.cfg.CallTimeout)
 	defer cancel()
-	keys, err := k.rotateFrom(ctx, kid)
-	if err != nil {
-		return err
+	retain := k.cfg.AccessTokenTTL + 2*k.cfg.ClockSkew
+	if revoke {
+		retain = 0 // the Account actor revokes every previous key (actors/account.go)
 	}
-	return k.set(keys, k.cfg.Now())
+	// The actor rotates only from the current key we name: when another node rotated first, an ordinary rotation
+	// is done (a key newer than the request is current), a revocation asks again from the new current key.
+	for range 3 {
+		kid, keys, err := k.rotateFrom(ctx, expected, retain)
+		if err != nil {
+			return "", err
+		}
+		if err := k.set(keys, k.cfg.Now()); err != nil {
+			return "", err
+		}
+		cur := current(keys)
+		if cur.GetKid() == kid || !revoke {
+			return cur.GetKid(), nil
+		}
+		expected = cur.GetKid()
+	}
+	return "", errors.New("revoke signing keys: other nodes kept rotating first")
 }
 
-func (k *keyring) rotateFrom(ctx context.Context, expectedKid string) ([]*messages.SigningKey, error) {
+// rotateFrom asks the Account actor to make a new key current if expectedKid is current, keeping the previous keys
+// published for retain (0: revoking them). It answers the new key's kid and the keys as the actor has them.
+func (k *keyring) rotateFrom(ctx context.Context, expectedKid string, retain time.Duration) (string, []*messages.SigningKey, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("make signing key: %w", err)
+		return "", nil, fmt.Errorf("make signing key: %w", err)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
-		return nil, fmt.Errorf("encode signing key: %w", err)
+		return "", nil, fmt.Errorf("encode signing key: %w", err)
 	}
 	kid := uuid.NewString()
 	res, err := k.actors.Call(ctx, actors.KindAccount, actors.AccountKeys, "RotateSigningKey", &messages.RotateSigningKey{
 		CommandId: "rotate-key:" + kid, ExpectedKid: expectedKid,
 		Key:      &messages.SigningKey{Kid: kid, Alg: string(signingAlg), PrivatePkcs8: der},
-		RetainMs: (k.cfg.AccessTokenTTL + 2*k.cfg.ClockSkew).Milliseconds(),
+		RetainMs: retain.Milliseconds(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("rotate signing key: %w", err)
+		return "", nil, fmt.Errorf("rotate signing key: %w", err)
 	}
 	keys := res.(*messages.SigningKeys).GetKeys()
 	if c := current(keys); c.GetKid() == kid {
-		k.log.Info("signing key rotated", slog.String("kid", kid), slog.String("previous_kid", expectedKid))
+		if retain == 0 {
+			k.log.Warn("signing keys revoked", slog.String("kid", kid), slog.String("previous_kid", expectedKid))
+		} else {
+			k.log.Info("signing key rotated", slog.String("kid", kid), slog.String("previous_kid", expectedKid))
+		}
 	}
-	return keys, nil
+	return kid, keys, nil
 }
 
 func current(keys []*messages.SigningKey) *messages.SigningKey {
