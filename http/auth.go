@@ -75,15 +75,29 @@ func (s *Server) securityRoutes() {
 	add(post, "/oauth2/authorize", accessPublic, limitLogin, s.handleOAuth)
 	add(post, "/oauth2/token", accessPublic, limitNone, s.handleOAuth)
 	add(post, "/oauth2/revoke", accessPublic, limitNone, s.handleOAuth)
-	add(post, "/v1/restaurants/{id}/staff-clients", accessOperator, limitNone, s.handleCreateStaffClient)
+	add(post, staffClientsPattern, accessOperator, limitNone, s.handleCreateStaffClient)
 }
 
-// answersSecrets reports whether a route's answer holds credentials (tokens, client secrets). Such answers are
-// never kept for Idempotency-Key replay, so these routes ignore the header: the OAuth endpoints follow RFC 6749
-// (a lost token response is retried with a new grant), and a lost staff client is replaced by creating another.
+// answersSecrets reports whether a route's answer holds credentials that are never kept for Idempotency-Key
+// replay, so that the route ignores the header: the OAuth endpoints (/oauth2/...), which follow RFC 6749 and
+// RFC 7009 (a lost token response is retried with a new grant; revocation is idempotent by itself). openapi.json
+// says so on each of them.
 func (r *route) answersSecrets() bool {
-	return strings.HasPrefix(r.Pattern, "/oauth2/") || strings.HasSuffix(r.Pattern, "/staff-clients")
+	return strings.HasPrefix(r.Pattern, "/oauth2/")
 }
+
+// sealsReplay reports whether a route's answer holds a secret yet honours Idempotency-Key: POST
+// /v1/restaurants/{id}/staff-clients, whose client secret a lost answer would otherwise lose for good (a retry
+// would create a second client). Its stored answer is sealed (sealResponse): encrypted with a key derived from the
+// caller's scope and the Idempotency-Key itself, which the store never holds, and deleted with the record when
+// its retention (24 h) ends. One window remains: a node that fails after Accounts.CreateStaffClient and before
+// the answer is stored leaves a claim that lapses (IdempotencyLease), and the retry creates another client
+// (closing it needs a client id derived from the key, which Accounts does not take).
+func (r *route) sealsReplay() bool {
+	return r.Pattern == staffClientsPattern
+}
+
+const staffClientsPattern = "/v1/restaurants/{id}/staff-clients"
 
 func (s *Server) handleOAuth(c *call) error {
 	if s.backend.OAuth == nil {
@@ -104,7 +118,7 @@ type staffClientResponse struct {
 }
 
 // handleCreateStaffClient creates a client_credentials client for the staff of a restaurant (operator). The
-// secret is in this answer only.
+// secret is in this answer only, and in its sealed copy for Idempotency-Key replay (sealsReplay).
 func (s *Server) handleCreateStaffClient(c *call) error {
 	var req staffClientRequest
 	if len(c.ctx.PostBody()) > 0 {

@@ -24,8 +24,9 @@
 //     dasher, restaurant staff of {id}, operator, order party) is checked. Order routes check ownership once the
 //     order is read (authorizeOrder: others get 404); staff of another restaurant get 404 too. Backend.Auth is
 //     http/oauth (bearer JWTs); its endpoints (/oauth2/..., /.well-known/jwks.json) are routes served by
-//     Backend.OAuth and, like POST /v1/restaurants/{id}/staff-clients, ignore Idempotency-Key (no secret is kept
-//     for replay).
+//     Backend.OAuth and ignore Idempotency-Key (their answers are never kept for replay). POST
+//     /v1/restaurants/{id}/staff-clients honours it: its stored answer is sealed with a key derived from the
+//     Idempotency-Key (idempotency.go, sealResponse).
 //  3. Rate-limit (ratelimit.go): search, placing orders and sign-up count against a per-client token bucket; 429
 //     RATE_LIMITED with Retry-After.
 //  4. Idempotency-Key on mutating routes (idempotency.go): replay, 422 IDEMPOTENCY_KEY_REUSED, 409

@@ -2,9 +2,13 @@ package http
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -200,8 +204,16 @@ func (s *Server) idempotent(c *call, r *route) error {
 	case claim.State == ClaimInFlight:
 		return Errorf(CodeIdempotencyKeyInUse, "a request with this Idempotency-Key is in progress; retry later")
 	case claim.State == ClaimDone:
-		s.metrics.idempotentReplays.Inc()
 		res := claim.Response
+		if r.sealsReplay() {
+			body, err := openResponse(c.idempotencyScope(), c.key, key, res.Body)
+			if err != nil {
+				return fmt.Errorf("open the stored response of %s: %w", r, err)
+			}
+			res.Body = body
+			ctx.Response.Header.Set("Cache-Control", "no-store")
+		}
+		s.metrics.idempotentReplays.Inc()
 		ctx.SetStatusCode(res.Status)
 		if res.ContentType != "" {
 			ctx.SetContentType(res.ContentType)
@@ -240,6 +252,15 @@ func (s *Server) idempotent(c *call, r *route) error {
 		Body:        append([]byte(nil), ctx.Response.Body()...),
 		At:          s.now(),
 	}
+	if r.sealsReplay() {
+		sealed, err := sealResponse(c.idempotencyScope(), c.key, key, res.Body)
+		if err != nil {
+			// Nothing is stored; the deferred release lets a retry run again.
+			s.log.Warn("seal idempotent response", slog.String("route", r.String()), errAttr(err))
+			return nil
+		}
+		res.Body = sealed
+	}
 	cctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
 	if err := s.backend.Idempotency.Complete(cctx, claim, res); err != nil {
@@ -250,4 +271,46 @@ func (s *Server) idempotent(c *call, r *route) error {
 	}
 	completed = true
 	return nil
+}
+
+// sealResponse encrypts the body of a stored response whose route answers a secret (route.sealsReplay) with
+// AES-256-GCM under a key derived from the caller's scope and the raw Idempotency-Key. The store keeps only
+// storeKey, a different hash of the same inputs, so whoever reads the journal cannot decrypt the answer without
+// the Idempotency-Key itself (clients should use random keys, e.g. UUIDs). stored (the record's key) is bound in
+// as additional data, so a sealed body cannot be moved to another record.
+func sealResponse(scope, key, stored string, body []byte) ([]byte, error) {
+	aead, err := sealCipher(scope, key)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(body)+aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("seal response: %w", err)
+	}
+	return aead.Seal(nonce, nonce, body, []byte(stored)), nil
+}
+
+// openResponse reverses sealResponse.
+func openResponse(scope, key, stored string, sealed []byte) ([]byte, error) {
+	aead, err := sealCipher(scope, key)
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) < aead.NonceSize() {
+		return nil, errors.New("open response: sealed body too short")
+	}
+	body, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(stored))
+	if err != nil {
+		return nil, fmt.Errorf("open response: %w", err)
+	}
+	return body, nil
+}
+
+func sealCipher(scope, key string) (cipher.AEAD, error) {
+	k := sha256.Sum256([]byte("platter idempotency seal\x00" + scope + "\x00" + key))
+	block, err := aes.NewCipher(k[:])
+	if err != nil {
+		return nil, fmt.Errorf("seal cipher: %w", err)
+	}
+	return cipher.NewGCM(block)
 }

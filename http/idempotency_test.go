@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
 	"github.com/platterhq/platter/actors/journal"
 	"github.com/platterhq/platter/http"
 	"github.com/platterhq/platter/messages"
@@ -321,7 +324,8 @@ func TestIdempotencyFingerprintKeepsNoPassword(t *testing.T) {
 	}
 }
 
-// idempotencyRecords returns the data of every event of the journal's idempotency streams, concatenated.
+// idempotencyRecords returns what the journal's idempotency streams hold: every event's data, and the decoded
+// (base64) body of every stored response, concatenated.
 func idempotencyRecords(t *testing.T, j *journal.Bolt) []byte {
 	t.Helper()
 	ctx := context.Background()
@@ -340,6 +344,21 @@ func idempotencyRecords(t *testing.T, j *journal.Bolt) []byte {
 		}
 		for _, e := range events {
 			all = append(all, e.Data...)
+			var raw wrapperspb.BytesValue
+			if err := proto.Unmarshal(e.Data, &raw); err != nil {
+				t.Fatalf("idempotency record %s: %v", s, err)
+			}
+			var rec struct {
+				Response *struct {
+					Body []byte `json:"body"`
+				} `json:"response"`
+			}
+			if err := json.Unmarshal(raw.GetValue(), &rec); err != nil {
+				t.Fatalf("idempotency record %s: %v", s, err)
+			}
+			if rec.Response != nil {
+				all = append(all, rec.Response.Body...)
+			}
 		}
 	}
 	return all
