@@ -40,10 +40,11 @@ package actors
 // The one timer, "offers", is due at the earliest open offer's expiry (TimerSet), or cleared when no offer is open.
 //
 // Wave sizes (WorkflowConfig): the first wave that makes offers (a dispatch that never offered anyone, also when
-// it waited for a dasher) offers OpeningWaveSize dashers, 1 by default: a wave of several makes all but one of
-// those who accept lose the race (a Dasher → Order call and journal writes each, for nothing), and a decline
-// moves on to the next dasher at once. Every later wave — the offers expired, or a release reopened the
-// dispatch — offers WaveSize (3), so an order nobody answers reaches more dashers at once.
+// it waited for a dasher) offers OpeningWaveSize dashers, the nearest few: WaveSize (3) by default. An operator may
+// set it to 1: then only one dasher races per order at first (a wave of several makes all but one of those who
+// accept lose the race, a Dasher → Order call and journal writes each), and a decline moves on to the next dasher
+// at once. Every later wave — the offers expired, or a release reopened the dispatch — offers WaveSize, so an
+// order nobody answers reaches more dashers at once.
 
 import (
 	"fmt"

@@ -16,12 +16,9 @@ import (
 	"github.com/platterhq/platter/messages"
 )
 
-// dispatchConfig is the default workflow configuration with an opening wave as wide as the others, so the wave
-// tests see whole waves from the start; TestAreaOpeningWaveOffersOneDasher covers the default opening wave.
+// dispatchConfig is the default workflow configuration (the opening wave as wide as the others: WaveSize, 3).
 func dispatchConfig() WorkflowConfig {
-	cfg := WorkflowConfig{}.withDefaults()
-	cfg.OpeningWaveSize = cfg.WaveSize
-	return cfg
+	return WorkflowConfig{}.withDefaults()
 }
 
 // sent is one outbox message a decision emitted.
@@ -247,18 +244,35 @@ func TestAreaWaveOneOffersTheNearestInTheCell(t *testing.T) {
 	}
 }
 
-// With the default configuration the opening wave offers the nearest dasher only; a decline moves to the next
-// nearest at once, and once the opening offers expired the next wave offers WaveSize dashers, widened.
-func TestAreaOpeningWaveOffersOneDasher(t *testing.T) {
-	r := newAreaRun(t)
-	r.cfg = WorkflowConfig{}.withDefaults()
-	if r.cfg.OpeningWaveSize != 1 || r.cfg.WaveSize != 3 {
-		t.Fatalf("defaults: opening wave %d, wave %d; this test assumes 1 and 3", r.cfg.OpeningWaveSize, r.cfg.WaveSize)
+// The opening wave's default is WaveSize (the nearest few), also when WaveSize is configured; a configured
+// OpeningWaveSize of 1 offers the nearest dasher only, a decline moves to the next nearest at once, and once the
+// opening offers expired the next wave offers WaveSize dashers, widened.
+func TestAreaOpeningWave(t *testing.T) {
+	defaults := WorkflowConfig{}.withDefaults()
+	if defaults.OpeningWaveSize != DefaultWaveSize || defaults.WaveSize != DefaultWaveSize || DefaultWaveSize != 3 {
+		t.Fatalf("defaults: opening wave %d, wave %d, want 3 and 3", defaults.OpeningWaveSize, defaults.WaveSize)
 	}
+	if got := (WorkflowConfig{WaveSize: 2}).withDefaults().OpeningWaveSize; got != 2 {
+		t.Fatalf("opening wave %d with WaveSize 2, want 2", got)
+	}
+	if got := (WorkflowConfig{OpeningWaveSize: 1}).withDefaults(); got.OpeningWaveSize != 1 || got.WaveSize != 3 {
+		t.Fatalf("opening wave %d, wave %d with OpeningWaveSize 1, want 1 and 3", got.OpeningWaveSize, got.WaveSize)
+	}
+
+	r0 := newAreaRun(t)
+	r0.cfg = WorkflowConfig{}.withDefaults()
+	sixDashers(r0)
+	o := r0.accepted("o_0")
+	if got := keys(sendsOf[*messages.DeliveryOffered](o)); !slices.Equal(got, []string{"d1", "d2", "d3"}) {
+		t.Fatalf("default opening wave offered to %v, want the three nearest [d1 d2 d3]", got)
+	}
+
+	r := newAreaRun(t)
+	r.cfg = WorkflowConfig{OpeningWaveSize: 1}.withDefaults()
 	sixDashers(r)
-	o := r.accepted("o_1")
+	o = r.accepted("o_1")
 	if got := keys(sendsOf[*messages.DeliveryOffered](o)); !slices.Equal(got, []string{"d1"}) {
-		t.Fatalf("opening wave offered to %v, want the nearest [d1]", got)
+		t.Fatalf("opening wave of 1 offered to %v, want the nearest [d1]", got)
 	}
 	o = r.deliver(&messages.OfferDeclined{OrderId: "o_1", DasherId: "d1"})
 	if got := keys(sendsOf[*messages.DeliveryOffered](o)); !slices.Equal(got, []string{"d2"}) {
@@ -272,9 +286,9 @@ func TestAreaOpeningWaveOffersOneDasher(t *testing.T) {
 		t.Fatalf("wave %d, want 2", w)
 	}
 
-	// A dispatch that waited for a dasher still opens with one offer.
+	// A dispatch that waited for a dasher still opens with OpeningWaveSize offers.
 	r2 := newAreaRun(t)
-	r2.cfg = WorkflowConfig{}.withDefaults()
+	r2.cfg = WorkflowConfig{OpeningWaveSize: 1}.withDefaults()
 	r2.accepted("o_2")
 	o = r2.deliver(&messages.DasherStatusChanged{DasherId: "a", Online: true, Position: r2.inCell(10), Cell: r2.self, FreeCapacity: 3, At: timestamppb.New(r2.now)})
 	if got := keys(sendsOf[*messages.DeliveryOffered](o)); !slices.Equal(got, []string{"a"}) {

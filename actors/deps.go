@@ -88,12 +88,12 @@ type WorkflowConfig struct {
 	// OfferTTL is how long a dasher has to answer a delivery offer; when it passes with no acceptance the area
 	// offers the order to the next wave. Default 45 s.
 	OfferTTL time.Duration
-	// OpeningWaveSize is how many dashers the first wave that offers an order offers it to (the nearest
-	// eligible). Later waves — the order's offers all expired or were declined with nobody left in the radius,
-	// or a release reopened the dispatch — offer WaveSize. Default 1: with an opening wave of 3, `platter sim` at
-	// 80 orders/s on one node saw 3529 acceptances lose the race for 2400 orders (each a Dasher → Order call and
-	// journal writes for nothing; 12 to 23 with 1, and about 60 % fewer declines sent). A declined offer moves on
-	// at once, so only an ignored opening offer costs time: OfferTTL before the wider wave.
+	// OpeningWaveSize is how many dashers the first wave that offers an order offers it to: the nearest few
+	// eligible (DESIGN: "wave 1 to the nearest few"). Later waves — the order's offers all expired or were declined
+	// with nobody left in the radius, or a release reopened the dispatch — offer WaveSize. Default: WaveSize (3).
+	// A smaller opening wave (1) trades speed for fewer lost races: with 3, `platter sim` at 80 orders/s on one
+	// node saw 3529 acceptances lose the race for 2400 orders (each a Dasher → Order call and journal writes for
+	// nothing), with 1 a dozen; the price of 1 is an OfferTTL wait whenever that one dasher ignores the offer.
 	OpeningWaveSize int
 	// WaveSize is how many dashers a dispatch wave after the opening one offers an order to at once. Default 3.
 	WaveSize int
@@ -142,7 +142,6 @@ const (
 	DefaultInboxRetention       = 7 * 24 * time.Hour
 
 	DefaultOfferTTL               = 45 * time.Second
-	DefaultOpeningWaveSize        = 1
 	DefaultWaveSize               = 3
 	DefaultMaxConsecutiveExpiries = 3
 	DefaultDasherReportDistanceM  = 100
@@ -193,11 +192,11 @@ func (w WorkflowConfig) withDefaults() WorkflowConfig {
 	if w.OfferTTL <= 0 {
 		w.OfferTTL = DefaultOfferTTL
 	}
-	if w.OpeningWaveSize <= 0 {
-		w.OpeningWaveSize = DefaultOpeningWaveSize
-	}
 	if w.WaveSize <= 0 {
 		w.WaveSize = DefaultWaveSize
+	}
+	if w.OpeningWaveSize <= 0 {
+		w.OpeningWaveSize = w.WaveSize
 	}
 	if w.MaxConsecutiveExpiries <= 0 {
 		w.MaxConsecutiveExpiries = DefaultMaxConsecutiveExpiries

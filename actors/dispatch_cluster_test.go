@@ -31,19 +31,6 @@ type dispatchFixture struct {
 	cmd    int
 }
 
-// wholeWaves makes the opening wave as wide as the others (WaveSize), for the tests of waves of several dashers.
-func wholeWaves(workflow func(*actors.WorkflowConfig)) func(*actors.WorkflowConfig) {
-	return func(w *actors.WorkflowConfig) {
-		if workflow != nil {
-			workflow(w)
-		}
-		if w.WaveSize <= 0 {
-			w.WaveSize = actors.DefaultWaveSize
-		}
-		w.OpeningWaveSize = w.WaveSize
-	}
-}
-
 func newDispatchFixture(t *testing.T, workflow func(*actors.WorkflowConfig)) *dispatchFixture {
 	t.Helper()
 	clock := newTestClock()
@@ -237,7 +224,7 @@ func offerOf(t *testing.T, item *messages.FeedItem) *messages.DeliveryOffered {
 }
 
 func TestDispatchWavesExpiryAndWidening(t *testing.T) {
-	f := newDispatchFixture(t, wholeWaves(nil))
+	f := newDispatchFixture(t, nil) // the default waves: the opening one as wide as the others
 	f.dasher("d1", f.inCell(10))
 	f.dasher("d2", f.inCell(100))
 	f.dasher("d3", f.inCell(150))
@@ -296,7 +283,7 @@ func TestDispatchWavesExpiryAndWidening(t *testing.T) {
 }
 
 func TestDispatchDeclineMovesToTheNextDasher(t *testing.T) {
-	f := newDispatchFixture(t, wholeWaves(func(w *actors.WorkflowConfig) { w.WaveSize = 2 }))
+	f := newDispatchFixture(t, func(w *actors.WorkflowConfig) { w.WaveSize = 2 })
 	f.dasher("d1", f.inCell(10))
 	f.dasher("d2", f.inCell(100))
 	f.dasher("d3", f.inCell(150))
@@ -403,7 +390,7 @@ func TestDispatchAutoAssign(t *testing.T) {
 
 func TestDispatchTwentyDashersRaceForOneOffer(t *testing.T) {
 	const racers = 20
-	f := newDispatchFixture(t, wholeWaves(func(w *actors.WorkflowConfig) { w.WaveSize = racers }))
+	f := newDispatchFixture(t, func(w *actors.WorkflowConfig) { w.WaveSize = racers })
 	ids := make([]string, racers)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("d%02d", i)
