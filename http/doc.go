@@ -32,7 +32,7 @@
 //  4. Idempotency-Key on mutating routes (idempotency.go): replay, 422 IDEMPOTENCY_KEY_REUSED, 409
 //     IDEMPOTENCY_KEY_IN_USE; keys are scoped per principal, or per remote address for anonymous callers; the
 //     actors' command ids and new entity ids derive from that scope and the key.
-//  5. The handler (customers.go, orders.go, search.go, restaurants.go, dashers.go, feeds.go, health.go) decodes
+//  5. The handler (customers.go, orders.go, search.go, restaurants.go, dashers.go, areas.go, feeds.go, health.go) decodes
 //     strictly (decode.go: unknown fields, wrong types, trailing data, missing or out-of-range values are 400
 //     INVALID_ARGUMENT; 415 for a body that is not JSON; 413 over Config.MaxBodySize), validates ids (a malformed
 //     path id is 404 without activating an actor), calls the actor, and encodes (encode.go: snake_case, every

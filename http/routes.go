@@ -17,6 +17,7 @@ func (s *Server) routes() {
 	add(get, "/openapi.json", accessPublic, limitNone, s.handleOpenAPI)
 	add(get, "/v1/admin/cluster", accessOperator, limitNone, s.handleAdminCluster)
 	add(post, "/v1/admin/drain", accessOperator, limitNone, s.handleDrain)
+	add(put, "/v1/admin/areas/{area}/auto-assign", accessOperator, limitNone, s.handleSetAutoAssign)
 	add(post, "/v1/admin/signing-keys/rotate", accessOperator, limitNone, s.handleRotateSigningKeys)
 
 	// Customers and profile.

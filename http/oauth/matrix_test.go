@@ -33,6 +33,7 @@ var routeClass = map[string]class{
 	"GET /openapi.json":                                     public,
 	"GET /v1/admin/cluster":                                 operatorCl,
 	"POST /v1/admin/drain":                                  operatorCl,
+	"PUT /v1/admin/areas/{area}/auto-assign":                operatorCl,
 	"POST /v1/admin/signing-keys/rotate":                    operatorCl,
 	"POST /v1/customers":                                    public,
 	"GET /v1/customers/me":                                  selfCust,
