@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/platterhq/platter/actors"
 )
 
 // Config is a node's configuration, from flags and PLATTER_* environment variables (a flag wins over its
@@ -36,6 +38,10 @@ type Config struct {
 	CertsDir        string        // --certs-dir: cluster CA and node certificates (platter cert ...): mutual TLS
 	GossipKey       string        // --gossip-key: base64 key (16, 24 or 32 bytes) that encrypts gossip
 	DebugAddr       string        // --debug-addr: plain-HTTP listener for Go's pprof profiles; empty: none
+
+	// Workflow holds the order workflow's timings and policies (--accept-sla, --dispatch-sla, --offer-ttl, ...;
+	// workflowFlags); the node passes it to the actors (actors.Deps.Workflow).
+	Workflow actors.WorkflowConfig
 }
 
 func defaultConfig() Config {
@@ -52,6 +58,7 @@ func defaultConfig() Config {
 		DrainGrace:      time.Second,
 		LogLevel:        slog.LevelInfo,
 		LogFormat:       "auto",
+		Workflow:        defaultWorkflow(),
 	}
 }
 
@@ -100,6 +107,7 @@ func parseRunFlags(args []string, getenv func(string) string, usage io.Writer) (
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "HTTPS certificate file (PEM; default: a self-signed development certificate in the data dir)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "key file of --tls-cert (PEM)")
 	fs.StringVar(&cfg.CertsDir, "certs-dir", cfg.CertsDir, "directory with ca.crt, node.crt, node.key (platter cert ...) for mutual TLS between nodes, and gossip.key")
+	workflowFlags(fs, &cfg.Workflow)
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr, "host:port of a plain-HTTP listener serving Go's profiles at /debug/pprof/ (default: none; keep it on loopback, it has no authentication)")
 	fs.StringVar(&cfg.GossipKey, "gossip-key", cfg.GossipKey, "base64 key (16, 24 or 32 bytes) that encrypts gossip (default: gossip.key in --certs-dir)")
 
@@ -201,6 +209,9 @@ func (c Config) validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("invalid --shutdown-timeout %v: must be positive", c.ShutdownTimeout)
 	}
+	if err := validateWorkflow(c.Workflow); err != nil {
+		return err
+	}
 	if c.DrainGrace < 0 {
 		return fmt.Errorf("invalid --drain-grace %v: must not be negative", c.DrainGrace)
 	}
@@ -262,4 +273,89 @@ func validHostname(h string) bool {
 		}
 	}
 	return true
+}
+
+// defaultWorkflow is the workflow configuration of a node: the actors' defaults of the fields that have a flag
+// (the others stay zero: the actors default them).
+func defaultWorkflow() actors.WorkflowConfig {
+	return actors.WorkflowConfig{
+		AcceptSLA:            actors.DefaultAcceptSLA,
+		DispatchSLA:          actors.DefaultDispatchSLA,
+		OfferTTL:             actors.DefaultOfferTTL,
+		OpeningWaveSize:      actors.DefaultWaveSize,
+		WaveSize:             actors.DefaultWaveSize,
+		CancelRefundShare:    actors.DefaultCancelRefundShare,
+		PaymentRetryMin:      actors.DefaultPaymentRetryMin,
+		PaymentRetryMax:      actors.DefaultPaymentRetryMax,
+		PaymentTimeout:       actors.DefaultPaymentTimeout,
+		OutboxRetryMin:       actors.DefaultOutboxRetryMin,
+		OutboxRetryMax:       actors.DefaultOutboxRetryMax,
+		DeliverTimeout:       actors.DefaultDeliverTimeout,
+		ReminderScanInterval: actors.DefaultReminderScanInterval,
+		OrderCallTimeout:     actors.DefaultOrderCallTimeout,
+	}
+}
+
+// workflowFlags registers the flags of the order workflow's timings and policies (docs/workflow.md) on fs.
+func workflowFlags(fs *flag.FlagSet, w *actors.WorkflowConfig) {
+	fs.DurationVar(&w.AcceptSLA, "accept-sla", w.AcceptSLA, "how long a restaurant has to accept a placed order before the system cancels it with a full refund")
+	fs.DurationVar(&w.DispatchSLA, "dispatch-sla", w.DispatchSLA, "how long an accepted order may wait for a dasher (from acceptance or a release) before the system cancels it with a full refund")
+	fs.DurationVar(&w.OfferTTL, "offer-ttl", w.OfferTTL, "how long a dasher has to answer a delivery offer before the area offers the order to the next wave")
+	fs.IntVar(&w.OpeningWaveSize, "opening-wave-size", w.OpeningWaveSize, "how many of the nearest eligible dashers the first dispatch wave of an order offers it to (1: fewer lost races under load, an --offer-ttl wait when that dasher ignores it)")
+	fs.IntVar(&w.WaveSize, "wave-size", w.WaveSize, "how many dashers each later dispatch wave offers an order to")
+	fs.Float64Var(&w.CancelRefundShare, "cancel-refund-share", w.CancelRefundShare, "share (0-1) of the total refunded when the customer cancels after acceptance and before a dasher is assigned")
+	fs.DurationVar(&w.PaymentRetryMin, "payment-retry-min", w.PaymentRetryMin, "first delay before a capture or void that failed transiently is tried again (doubles per attempt)")
+	fs.DurationVar(&w.PaymentRetryMax, "payment-retry-max", w.PaymentRetryMax, "cap of the delay between attempts of a capture or void")
+	fs.DurationVar(&w.PaymentTimeout, "payment-timeout", w.PaymentTimeout, "bound on one payment gateway call")
+	fs.DurationVar(&w.OutboxRetryMin, "outbox-retry-min", w.OutboxRetryMin, "first delay before an actor sends an unacknowledged message again (doubles per attempt); also the first retry of a payment authorisation that failed transiently")
+	fs.DurationVar(&w.OutboxRetryMax, "outbox-retry-max", w.OutboxRetryMax, "cap of the delay between attempts of an unacknowledged message")
+	fs.DurationVar(&w.DeliverTimeout, "deliver-timeout", w.DeliverTimeout, "bound on one delivery of a message between actors")
+	fs.DurationVar(&w.ReminderScanInterval, "reminder-scan-interval", w.ReminderScanInterval, "how often the node scans the journal for due timers of actors that are not active")
+	fs.DurationVar(&w.OrderCallTimeout, "order-call-timeout", w.OrderCallTimeout, "bound on a dasher's call to an order (accepting an offer, giving an assignment back)")
+}
+
+// validateWorkflow checks the workflow flags; the first problem is one line naming the flag.
+func validateWorkflow(w actors.WorkflowConfig) error {
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--accept-sla", w.AcceptSLA}, {"--dispatch-sla", w.DispatchSLA}, {"--offer-ttl", w.OfferTTL},
+		{"--payment-retry-min", w.PaymentRetryMin}, {"--payment-retry-max", w.PaymentRetryMax},
+		{"--payment-timeout", w.PaymentTimeout}, {"--outbox-retry-min", w.OutboxRetryMin},
+		{"--outbox-retry-max", w.OutboxRetryMax}, {"--deliver-timeout", w.DeliverTimeout},
+		{"--reminder-scan-interval", w.ReminderScanInterval}, {"--order-call-timeout", w.OrderCallTimeout},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("invalid %s %v: must be positive", d.flag, d.v)
+		}
+	}
+	for _, n := range []struct {
+		flag string
+		v    int
+	}{{"--opening-wave-size", w.OpeningWaveSize}, {"--wave-size", w.WaveSize}} {
+		if n.v < 1 {
+			return fmt.Errorf("invalid %s %d: must be at least 1", n.flag, n.v)
+		}
+	}
+	if !(w.CancelRefundShare >= 0 && w.CancelRefundShare <= 1) { // also refuses NaN
+		return fmt.Errorf("invalid --cancel-refund-share %v: want a share from 0 to 1", w.CancelRefundShare)
+	}
+	if w.PaymentRetryMax < w.PaymentRetryMin {
+		return fmt.Errorf("invalid --payment-retry-max %v: below --payment-retry-min %v", w.PaymentRetryMax, w.PaymentRetryMin)
+	}
+	if w.OutboxRetryMax < w.OutboxRetryMin {
+		return fmt.Errorf("invalid --outbox-retry-max %v: below --outbox-retry-min %v", w.OutboxRetryMax, w.OutboxRetryMin)
+	}
+	return nil
+}
+
+// actorsWorkflow is Workflow as actors.Deps takes it: a refund share of 0 given on the command line means
+// "refund nothing", which WorkflowConfig spells as a negative share (its 0 means the default).
+func (c Config) actorsWorkflow() actors.WorkflowConfig {
+	w := c.Workflow
+	if w.CancelRefundShare == 0 {
+		w.CancelRefundShare = -1
+	}
+	return w
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/platterhq/platter/actors"
 )
 
 func envOf(kv ...string) func(string) string {
@@ -52,6 +54,37 @@ func TestParseRunFlags(t *testing.T) {
 				t.Fatalf("got %+v", c)
 			}
 		}},
+		{"workflow flags and environment", []string{"--accept-sla", "2s", "--dispatch-sla=3s", "--offer-ttl", "1500ms",
+			"--opening-wave-size", "1", "--wave-size", "4", "--cancel-refund-share", "0", "--payment-retry-min", "10ms",
+			"--payment-retry-max", "1s", "--payment-timeout", "2s", "--outbox-retry-min", "20ms"},
+			[]string{"PLATTER_OUTBOX_RETRY_MAX", "2s", "PLATTER_DELIVER_TIMEOUT", "700ms", "PLATTER_REMINDER_SCAN_INTERVAL", "50ms",
+				"PLATTER_ORDER_CALL_TIMEOUT", "900ms", "PLATTER_ACCEPT_SLA", "9s"},
+			func(t *testing.T, c Config) {
+				want := defaultWorkflow()
+				want.AcceptSLA, want.DispatchSLA, want.OfferTTL = 2*time.Second, 3*time.Second, 1500*time.Millisecond
+				want.OpeningWaveSize, want.WaveSize, want.CancelRefundShare = 1, 4, 0
+				want.PaymentRetryMin, want.PaymentRetryMax, want.PaymentTimeout = 10*time.Millisecond, time.Second, 2*time.Second
+				want.OutboxRetryMin, want.OutboxRetryMax, want.DeliverTimeout = 20*time.Millisecond, 2*time.Second, 700*time.Millisecond
+				want.ReminderScanInterval, want.OrderCallTimeout = 50*time.Millisecond, 900*time.Millisecond
+				if c.Workflow != want {
+					t.Fatalf("workflow %+v\nwant     %+v", c.Workflow, want)
+				}
+				// The actors read a share of 0 as their default: the node passes "nothing" as a negative share.
+				if got := c.actorsWorkflow().CancelRefundShare; got >= 0 {
+					t.Fatalf("refund share passed to the actors %v, want negative (nothing refunded)", got)
+				}
+			}},
+		{"workflow defaults are the actors'", nil, nil, func(t *testing.T, c Config) {
+			w := c.Workflow
+			if w.AcceptSLA != actors.DefaultAcceptSLA || w.DispatchSLA != actors.DefaultDispatchSLA || w.OfferTTL != actors.DefaultOfferTTL ||
+				w.OpeningWaveSize != actors.DefaultWaveSize || w.WaveSize != actors.DefaultWaveSize ||
+				w.CancelRefundShare != actors.DefaultCancelRefundShare || w.PaymentTimeout != actors.DefaultPaymentTimeout {
+				t.Fatalf("workflow defaults %+v", w)
+			}
+			if got := c.actorsWorkflow().CancelRefundShare; got != actors.DefaultCancelRefundShare {
+				t.Fatalf("default refund share passed to the actors %v", got)
+			}
+		}},
 		{"flag wins over environment", []string{"--data-dir", "/flag"}, []string{"PLATTER_DATA_DIR", "/env", "PLATTER_HTTP_ADDR", "127.0.0.1:9"},
 			func(t *testing.T, c Config) {
 				if c.DataDir != "/flag" || c.HTTPAddr != "127.0.0.1:9" {
@@ -94,6 +127,20 @@ func TestParseRunFlagsErrors(t *testing.T) {
 		{[]string{"extra"}, nil, `unexpected argument "extra"`},
 		{nil, []string{"PLATTER_JOIN_TIMEOUT", "soon"}, `invalid PLATTER_JOIN_TIMEOUT "soon"`},
 		{nil, []string{"PLATTER_HTTP_ADDR", "nowhere"}, `invalid --http-addr "nowhere"`},
+		{[]string{"--accept-sla", "0s"}, nil, `invalid --accept-sla 0s: must be positive`},
+		{[]string{"--dispatch-sla", "-1m"}, nil, `invalid --dispatch-sla -1m0s: must be positive`},
+		{[]string{"--offer-ttl", "soon"}, nil, `invalid value "soon" for flag -offer-ttl`},
+		{nil, []string{"PLATTER_OFFER_TTL", "soon"}, `invalid PLATTER_OFFER_TTL "soon"`},
+		{[]string{"--opening-wave-size", "0"}, nil, `invalid --opening-wave-size 0: must be at least 1`},
+		{nil, []string{"PLATTER_WAVE_SIZE", "0"}, `invalid --wave-size 0: must be at least 1`},
+		{[]string{"--cancel-refund-share", "1.5"}, nil, `invalid --cancel-refund-share 1.5: want a share from 0 to 1`},
+		{[]string{"--cancel-refund-share", "NaN"}, nil, `invalid --cancel-refund-share NaN`},
+		{[]string{"--payment-retry-min", "2s", "--payment-retry-max", "1s"}, nil, `invalid --payment-retry-max 1s: below --payment-retry-min 2s`},
+		{[]string{"--outbox-retry-max", "1ms"}, nil, `invalid --outbox-retry-max 1ms: below --outbox-retry-min 200ms`},
+		{nil, []string{"PLATTER_PAYMENT_TIMEOUT", "0s"}, `invalid --payment-timeout 0s: must be positive`},
+		{[]string{"--deliver-timeout", "0s"}, nil, `invalid --deliver-timeout 0s`},
+		{[]string{"--reminder-scan-interval", "0s"}, nil, `invalid --reminder-scan-interval 0s`},
+		{[]string{"--order-call-timeout", "0s"}, nil, `invalid --order-call-timeout 0s`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {

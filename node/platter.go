@@ -168,7 +168,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	deps := actors.Deps{Journal: j, Logger: log, Now: time.Now}
+	deps := actors.Deps{Journal: j, Logger: log, Now: time.Now, Workflow: cfg.actorsWorkflow()}
 	node, err := cluster.NewNode(ccfg, func() []*pcluster.Kind { return actors.Kinds(deps) })
 	if err != nil {
 		return fmt.Errorf("configure cluster: %w", err)
