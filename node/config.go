@@ -38,6 +38,7 @@ type Config struct {
 	CertsDir        string        // --certs-dir: cluster CA and node certificates (platter cert ...): mutual TLS
 	GossipKey       string        // --gossip-key: base64 key (16, 24 or 32 bytes) that encrypts gossip
 	DebugAddr       string        // --debug-addr: plain-HTTP listener for Go's pprof profiles; empty: none
+	KeyRotateAfter  time.Duration // --key-rotate-after: age at which the cluster replaces its access-token signing key
 
 	// Workflow holds the order workflow's timings and policies (--accept-sla, --dispatch-sla, --offer-ttl, ...;
 	// workflowFlags); the node passes it to the actors (actors.Deps.Workflow).
@@ -59,6 +60,7 @@ func defaultConfig() Config {
 		LogLevel:        slog.LevelInfo,
 		LogFormat:       "auto",
 		Workflow:        defaultWorkflow(),
+		KeyRotateAfter:  30 * 24 * time.Hour, // oauth.DefaultConfig's
 	}
 }
 
@@ -109,6 +111,7 @@ func parseRunFlags(args []string, getenv func(string) string, usage io.Writer) (
 	fs.StringVar(&cfg.CertsDir, "certs-dir", cfg.CertsDir, "directory with ca.crt, node.crt, node.key (platter cert ...) for mutual TLS between nodes, and gossip.key")
 	workflowFlags(fs, &cfg.Workflow)
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr, "host:port of a plain-HTTP listener serving Go's profiles at /debug/pprof/ (default: none; keep it on loopback, it has no authentication)")
+	fs.DurationVar(&cfg.KeyRotateAfter, "key-rotate-after", cfg.KeyRotateAfter, "age at which a node replaces the cluster's access-token signing key; the previous key verifies its tokens until they expire (POST /v1/admin/signing-keys/rotate rotates at once)")
 	fs.StringVar(&cfg.GossipKey, "gossip-key", cfg.GossipKey, "base64 key (16, 24 or 32 bytes) that encrypts gossip (default: gossip.key in --certs-dir)")
 
 	if err := fs.Parse(args); err != nil {
@@ -208,6 +211,9 @@ func (c Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("invalid --shutdown-timeout %v: must be positive", c.ShutdownTimeout)
+	}
+	if c.KeyRotateAfter <= 0 {
+		return fmt.Errorf("invalid --key-rotate-after %v: must be positive", c.KeyRotateAfter)
 	}
 	if err := validateWorkflow(c.Workflow); err != nil {
 		return err

@@ -185,6 +185,7 @@ func (m *Main) Run(ctx context.Context) error {
 	backend.Cluster = drainingCluster{Cluster: backend.Cluster, main: m} // POST /v1/admin/drain stops the process
 	ocfg := oauth.DefaultConfig()
 	ocfg.Logger = log
+	ocfg.KeyRotateAfter = cfg.KeyRotateAfter
 	if cfg.Profile == "local" {
 		ocfg.KeyRefresh = 2 * time.Second // nodes of a test cluster agree on the signing keys quickly
 	}

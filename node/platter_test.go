@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	nethttp "net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -402,5 +404,136 @@ func TestDebugListenerServesProfiles(t *testing.T) {
 	runMain(t, plain)
 	if plain.debug != nil {
 		t.Fatal("a debug listener without --debug-addr")
+	}
+}
+
+// callAs sends a request with the bearer token (whatever tryCall would send) and answers status and body.
+func callAs(t *testing.T, token, method, url, body string) (int, []byte) {
+	t.Helper()
+	req, err := nethttp.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, b
+}
+
+// jwksKids answers the kids a node's /.well-known/jwks.json publishes, sorted.
+func jwksKids(t *testing.T, baseURL string) []string {
+	t.Helper()
+	var set struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+		} `json:"keys"`
+	}
+	if status := call(t, "GET", baseURL+"/.well-known/jwks.json", "", &set); status != 200 {
+		t.Fatalf("jwks: %d", status)
+	}
+	var kids []string
+	for _, k := range set.Keys {
+		kids = append(kids, k.Kid)
+	}
+	slices.Sort(kids)
+	return kids
+}
+
+// tokenKid answers the kid in an access token's JOSE header.
+func tokenKid(t *testing.T, token string) string {
+	t.Helper()
+	head, _, _ := strings.Cut(token, ".")
+	b, err := base64.RawURLEncoding.DecodeString(head)
+	var h struct {
+		Kid string `json:"kid"`
+	}
+	if err != nil || json.Unmarshal(b, &h) != nil || h.Kid == "" {
+		t.Fatalf("token header %q: %v", head, err)
+	}
+	return h.Kid
+}
+
+// TestSigningKeysSurviveRestart runs the real Main: an operator rotates the signing key through POST
+// /v1/admin/signing-keys/rotate; after a restart on the same data directory, the tokens of both keys issued before
+// the restart are still accepted, JWKS publishes the same two kids, and a new token is signed with the same
+// current key (a node that made a key per start, or lost them, fails here).
+func TestSigningKeysSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	m, _ := newTestMain(t, dir)
+	runMain(t, m)
+	first := operatorLogin(t, m.URL(), dir, client)
+	k0 := tokenKid(t, first)
+	if kids := jwksKids(t, m.URL()); !slices.Equal(kids, []string{k0}) {
+		t.Fatalf("jwks %v, want the first token's kid %s", kids, k0)
+	}
+	status, b := callAs(t, first, "POST", m.URL()+"/v1/admin/signing-keys/rotate", "")
+	var rotated struct {
+		Kid string `json:"kid"`
+	}
+	if status != 200 || json.Unmarshal(b, &rotated) != nil || rotated.Kid == "" || rotated.Kid == k0 {
+		t.Fatalf("rotate: %d %s", status, b)
+	}
+	second := operatorLogin(t, m.URL(), dir, client)
+	if kid := tokenKid(t, second); kid != rotated.Kid {
+		t.Fatalf("a token after the rotation has kid %s, want %s", kid, rotated.Kid)
+	}
+	want := []string{k0, rotated.Kid}
+	slices.Sort(want)
+	if kids := jwksKids(t, m.URL()); !slices.Equal(kids, want) {
+		t.Fatalf("jwks after the rotation %v, want %v", kids, want)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+
+	m2, _ := newTestMain(t, dir)
+	runMain(t, m2)
+	for name, tok := range map[string]string{"first key": first, "second key": second} {
+		if status, b := callAs(t, tok, "GET", m2.URL()+"/v1/admin/cluster", ""); status != 200 {
+			t.Errorf("token of the %s, issued before the restart: %d %s", name, status, b)
+		}
+	}
+	if kids := jwksKids(t, m2.URL()); !slices.Equal(kids, want) {
+		t.Fatalf("jwks after the restart %v, want %v", kids, want)
+	}
+	if kid := tokenKid(t, operatorLogin(t, m2.URL(), dir, client)); kid != rotated.Kid {
+		t.Fatalf("a token after the restart has kid %s, want the current %s", kid, rotated.Kid)
+	}
+}
+
+// TestKeyRotateAfterFlag: --key-rotate-after (PLATTER_KEY_ROTATE_AFTER) reaches the authorization server: with
+// 3 s (and the local profile's 2 s key refresh) the node replaces its signing key by itself; the token of the
+// first key still works and JWKS lists both.
+func TestKeyRotateAfterFlag(t *testing.T) {
+	m := &Main{Stdout: io.Discard, Logs: io.Discard, Getenv: envOf("PLATTER_KEY_ROTATE_AFTER", "90m")}
+	if err := m.ParseFlags([]string{"run"}); err != nil || m.Config.KeyRotateAfter != 90*time.Minute {
+		t.Fatalf("PLATTER_KEY_ROTATE_AFTER=90m: %v, %v", m.Config.KeyRotateAfter, err)
+	}
+	if err := m.ParseFlags([]string{"run", "--key-rotate-after", "0s"}); err == nil || !strings.Contains(err.Error(), "--key-rotate-after") {
+		t.Fatalf("--key-rotate-after 0s: %v, want an error naming the flag", err)
+	}
+
+	dir := t.TempDir()
+	m, _ = newTestMain(t, dir, "--key-rotate-after", "3s")
+	runMain(t, m)
+	first := operatorLogin(t, m.URL(), dir, client)
+	k0 := tokenKid(t, first)
+	var kids []string
+	waitFor(t, 30*time.Second, 200*time.Millisecond, "the node to rotate its signing key by age", func() bool {
+		kids = jwksKids(t, m.URL())
+		return len(kids) == 2 && slices.Contains(kids, k0)
+	})
+	if status, b := callAs(t, first, "GET", m.URL()+"/v1/admin/cluster", ""); status != 200 {
+		t.Fatalf("the first key's token after the rotation: %d %s", status, b)
+	}
+	if kid := tokenKid(t, operatorLogin(t, m.URL(), dir, client)); kid == k0 {
+		t.Fatalf("a new token has the first kid %s; jwks %v", kid, kids)
 	}
 }
