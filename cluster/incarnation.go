@@ -112,6 +112,13 @@ func startIncarnation(cfg Config, kindsFn KindsFunc, gossipBind, remoteBind stri
 
 	rhost, rport, _ := splitHostPort(remoteBind)
 	rc := remote.Configure(rhost, rport)
+	// protoactor stamps its address into the PIDs it spawns while starting (endpoint manager, activator), and a
+	// peer answers a message from one of them at that address. When the port is known before binding, start with
+	// the advertised address, so that no PID carries the bind address where the two differ (a proxy in front of
+	// the remote port: a reply sent to the bind address would loop through this member's own remote).
+	if rport != 0 {
+		rc.AdvertisedHost = inc.advertisedRemote(rport)
+	}
 	rc.MaxRetryCount = cfg.RemoteConnectRetries
 	rc.DialOptions = []grpc.DialOption{grpc.WithContextDialer(inc.conns.dial)}
 	switch {
@@ -154,7 +161,7 @@ func startIncarnation(cfg Config, kindsFn KindsFunc, gossipBind, remoteBind stri
 		return inc, fmt.Errorf("cluster: bind remote address %q: %w", remoteBind, err)
 	}
 	inc.remoteStarted = true
-	if err := inc.fixRemoteAddress(); err != nil {
+	if err := inc.fixRemoteAddress(rport); err != nil {
 		return inc, err
 	}
 
@@ -281,21 +288,32 @@ func startRemote(r *remote.Remote) (err error) {
 }
 
 // fixRemoteAddress sets the actor system's address (the host:port in every PID of this member) to the
-// advertised remote address: RemoteAdvertiseAddr, else the bound address, with an unspecified bind host replaced
-// by the gossip advertise host.
-func (inc *incarnation) fixRemoteAddress() error {
-	bound := inc.system.Address()
-	bhost, bportStr, err := net.SplitHostPort(bound)
-	if err != nil {
-		return fmt.Errorf("cluster: remote bound to %q: %w", bound, err)
+// advertised remote address (advertisedRemote) and records the bound address for the next incarnation. bindPort
+// is the configured port; 0: the port the listener got.
+func (inc *incarnation) fixRemoteAddress(bindPort int) error {
+	bport := bindPort
+	if bport == 0 {
+		bound := inc.system.Address()
+		_, bportStr, err := net.SplitHostPort(bound)
+		if err != nil {
+			return fmt.Errorf("cluster: remote bound to %q: %w", bound, err)
+		}
+		bport, _ = strconv.Atoi(bportStr)
 	}
-	bport, _ := strconv.Atoi(bportStr)
 	cfgHost, _, _ := splitHostPort(inc.cfg.RemoteAddr)
-	if cfgHost == "" {
-		cfgHost = bhost
-	}
-	inc.remoteBind = net.JoinHostPort(cfgHost, bportStr)
-	host, port := cfgHost, bport
+	inc.remoteBind = net.JoinHostPort(cfgHost, strconv.Itoa(bport))
+	inc.remoteAddr = inc.advertisedRemote(bport)
+	// Nothing has read the address yet: no member knows this port before the metadata is announced.
+	inc.system.ProcessRegistry.Address = inc.remoteAddr
+	return nil
+}
+
+// advertisedRemote is the remote address other members dial, given the bound port: RemoteAdvertiseAddr, its
+// host or port missing taken from the bind address, with an unspecified host replaced by the gossip advertise
+// host.
+func (inc *incarnation) advertisedRemote(bport int) string {
+	host, _, _ := splitHostPort(inc.cfg.RemoteAddr)
+	port := bport
 	if inc.cfg.RemoteAdvertiseAddr != "" {
 		ah, ap, _ := splitHostPort(inc.cfg.RemoteAdvertiseAddr)
 		if ah != "" {
@@ -308,10 +326,7 @@ func (inc *incarnation) fixRemoteAddress() error {
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = inc.gossipAdvHost
 	}
-	inc.remoteAddr = net.JoinHostPort(host, strconv.Itoa(port))
-	// Nothing has read the address yet: no member knows this port before the metadata is announced.
-	inc.system.ProcessRegistry.Address = inc.remoteAddr
-	return nil
+	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
 // join joins the memberlist of one of seeds, retrying with back-off until it succeeds or ctx ends.
@@ -422,11 +437,7 @@ func (inc *incarnation) stop() {
 	inc.endOnce.Do(func() {
 		inc.ended.Store(true)
 		inc.serving.Store(false)
-		if inc.placement != nil {
-			if _, err := inc.system.Root.RequestFuture(inc.placement, &drainRequest{}, inc.cfg.DrainTimeout).Result(); err != nil {
-				inc.log.Warn("activations did not stop in time", slog.Duration("timeout", inc.cfg.DrainTimeout), slog.Any("error", err))
-			}
-		}
+		inc.drain()
 		if inc.provider != nil && inc.provider.ml != nil {
 			inc.provider.announceLeaving()
 			if err := inc.provider.Shutdown(true); err != nil {
@@ -435,12 +446,48 @@ func (inc *incarnation) stop() {
 		} else if inc.transport != nil {
 			_ = inc.transport.Shutdown()
 		}
-		if inc.placement != nil {
-			_ = inc.system.Root.StopFuture(inc.placement).Wait()
-		}
+		inc.stopPlacement()
 		inc.closeTransports()
 		inc.log.Info("member stopped")
 	})
+}
+
+// abandon ends the incarnation after a self-fence: its memberlist shuts down first, without the leave broadcast,
+// then the activations stop (the fence suspended them already) and the transports close. The others have
+// declared this member dead, or it is cut off; its memberlist still runs the suspicion timers it started while it
+// heard nothing, and during a leave broadcast (up to LeaveTimeout) an expiring timer would tell the others that
+// a healthy member is dead, and they would block that member for good (it would have to fence in turn).
+func (inc *incarnation) abandon() {
+	inc.endOnce.Do(func() {
+		inc.ended.Store(true)
+		inc.serving.Store(false)
+		if inc.provider != nil && inc.provider.ml != nil {
+			if err := inc.provider.Shutdown(false); err != nil {
+				inc.log.Warn("shut memberlist down", slog.Any("error", err))
+			}
+		} else if inc.transport != nil {
+			_ = inc.transport.Shutdown()
+		}
+		inc.drain()
+		inc.stopPlacement()
+		inc.closeTransports()
+		inc.log.Info("member abandoned after fence")
+	})
+}
+
+// drain stops the local activations, waiting at most DrainTimeout.
+func (inc *incarnation) drain() {
+	if inc.placement != nil {
+		if _, err := inc.system.Root.RequestFuture(inc.placement, &drainRequest{}, inc.cfg.DrainTimeout).Result(); err != nil {
+			inc.log.Warn("activations did not stop in time", slog.Duration("timeout", inc.cfg.DrainTimeout), slog.Any("error", err))
+		}
+	}
+}
+
+func (inc *incarnation) stopPlacement() {
+	if inc.placement != nil {
+		_ = inc.system.Root.StopFuture(inc.placement).Wait()
+	}
 }
 
 // kill ends the incarnation abruptly, like a crash: no drain, no leave.

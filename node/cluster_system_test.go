@@ -8,16 +8,19 @@ package main
 // from the table and the other invariants over the PostgreSQL journal, no feed entry missing for any cursor.
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	nethttp "net/http"
 	"os"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,11 +33,12 @@ type adminView struct {
 	Ready   bool   `json:"ready"`
 	State   string `json:"state"`
 	Members []struct {
-		ID         string            `json:"id"`
-		Status     string            `json:"status"`
-		Draining   bool              `json:"draining"`
-		Self       bool              `json:"self"`
-		Attributes map[string]string `json:"attributes"`
+		ID            string            `json:"id"`
+		Status        string            `json:"status"`
+		Draining      bool              `json:"draining"`
+		Self          bool              `json:"self"`
+		RemoteAddress string            `json:"remote_address"`
+		Attributes    map[string]string `json:"attributes"`
 	} `json:"members"`
 	Activations map[string]int `json:"activations"`
 }
@@ -63,9 +67,9 @@ type faultCluster struct {
 	dsn      string
 }
 
-func startFaultCluster(t *testing.T) *faultCluster {
+func startFaultCluster(t *testing.T, prepare ...func([]*sysNode)) *faultCluster {
 	t.Helper()
-	nodes := startCluster(t)
+	nodes := startCluster(t, prepare...)
 	for _, n := range nodes {
 		waitStarted(t, n)
 	}
@@ -330,13 +334,37 @@ func pollUntil(timeout time.Duration, cond func() bool) error {
 	return nil
 }
 
-// TestSystemPartition: one node is cut off from the other two for 30 s while orders flow (SIGUSR1 in a
-// -tags platterfaults build: its gossip is dropped both ways and its actor connections stall; its edge and its
-// journal stay reachable), then healed. Hearing nobody, the cut-off node suspends its activations (its lease
-// lapses) before the majority declares it dead and serves its identities; it then finds itself isolated and
-// fences itself; after the heal it rejoins under a fresh member id and serves again.
+// TestSystemPartition: one node is cut off from the other two for 30 s while orders flow, then healed. The cut
+// is the one the issue allows: a fault-injecting memberlist transport (SIGUSR1 in a -tags platterfaults build
+// drops the node's gossip both ways) plus a TCP proxy in front of every node's remote port (each node advertises
+// its proxy with --remote-advertise-addr): the cut-off node's proxy refuses new connections and severs the
+// established ones, and the other nodes' proxies do the same to the connections the cut-off node dialed. Both
+// counts must be > 0: the cut fired on the remote port, both ways. The edges and the journal stay reachable.
+// Hearing nobody, the cut-off node suspends its activations (its lease lapses) before the majority declares it
+// dead and serves its identities; it then finds itself isolated and fences itself; after the heal it rejoins
+// under a fresh member id and serves again.
 func TestSystemPartition(t *testing.T) {
-	fc := startFaultCluster(t)
+	proxies := map[*sysNode]*remoteProxy{}
+	fc := startFaultCluster(t, func(nodes []*sysNode) {
+		for _, n := range nodes {
+			n.faults = true // SIGUSR1/SIGUSR2 below
+			proxies[n] = startRemoteProxy(t, n.ip, n.remo)
+			n.remoteAdvertise = proxies[n].addr()
+		}
+	})
+	// Every node dials the others through their proxies: each lists every member at its proxy's address.
+	advertised := map[string]bool{}
+	for _, p := range proxies {
+		advertised[p.addr()] = true
+	}
+	for _, n := range fc.nodes {
+		v, _ := admin(n, fc.operator)
+		for _, m := range v.Members {
+			if !advertised[m.RemoteAddress] {
+				t.Fatalf("%s lists member %s at remote address %q, not at a proxy", n.name, m.ID, m.RemoteAddress)
+			}
+		}
+	}
 	w := newWorkload(t, fc.lb, fc.operator, 3, 6, 8)
 	w.start()
 	w.waitDelivered(t, 10, 90*time.Second, "before the partition")
@@ -350,7 +378,16 @@ func TestSystemPartition(t *testing.T) {
 			oldID = m.ID
 		}
 	}
+	pids := make([]int, len(fc.nodes))
+	for i, n := range fc.nodes {
+		pids[i] = n.proc.cmd.Process.Pid
+	}
+	vpid := victim.proc.cmd.Process.Pid
 	cutAt := time.Now()
+	proxies[victim].setCut(pids, func(int) bool { return true })
+	for _, n := range majority {
+		proxies[n].setCut(pids, func(dialer int) bool { return dialer == vpid })
+	}
 	if err := victim.proc.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
@@ -376,6 +413,21 @@ func TestSystemPartition(t *testing.T) {
 	case <-time.After(time.Until(cutAt.Add(30 * time.Second))): // the partition lasts 30 s
 	case <-victim.proc.done:
 		t.Fatalf("%s exited during the partition", victim.name)
+	}
+	// The proof that the remote port was cut both ways: connections of the majority to the cut-off node, and of
+	// the cut-off node to the majority, were refused or severed by the proxies.
+	inbound, outbound := 0, 0
+	for _, n := range majority {
+		inbound += proxies[victim].cutFrom(n.proc.cmd.Process.Pid)
+		outbound += proxies[n].cutFrom(vpid)
+	}
+	t.Logf("remote connections refused or severed by the proxies during the cut: %d to %s, %d from it", inbound, victim.name, outbound)
+	if inbound == 0 || outbound == 0 {
+		t.Fatalf("the partition did not cut the remote port both ways: %d connections to %s and %d from it refused or severed",
+			inbound, victim.name, outbound)
+	}
+	for _, p := range proxies {
+		p.setCut(nil, nil)
 	}
 	if err := victim.proc.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
@@ -544,4 +596,164 @@ func TestFailoverBenchmark(t *testing.T) {
 	t.Logf("failover (%s profile) over %d kills: p50 %v, p99 %v, min %v, max %v", profile, len(samples),
 		pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), samples[0].Round(time.Millisecond),
 		samples[len(samples)-1].Round(time.Millisecond))
+}
+
+// remoteProxy is a TCP proxy in front of one node's actor remote (gRPC) port. The node advertises the proxy
+// (--remote-advertise-addr), so every other node's actor traffic to it passes here. cut makes it refuse (accept
+// and reset at once) new connections and sever established ones, each chosen by the process that dialed it, and
+// count them per dialer: the proof that a partition cut the remote port.
+type remoteProxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	conns map[*proxyConn]struct{}
+	drop  func(dialer int) bool // nil: pass everything
+	pids  []int                 // the processes drop chooses among (the nodes)
+	cut   map[int]int           // dialer pid (0: none of pids) → connections refused or severed
+}
+
+// proxyConn is a connection through the proxy: from the dialer, and to the node.
+type proxyConn struct{ down, up net.Conn }
+
+func (c *proxyConn) reset() {
+	if tc, ok := c.down.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // RST, as a cut link would look to the dialer
+	}
+	_ = c.down.Close()
+	_ = c.up.Close()
+}
+
+// startRemoteProxy listens on ip (a free port) and forwards to target until the test ends.
+func startRemoteProxy(t *testing.T, ip, target string) *remoteProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &remoteProxy{ln: ln, target: target, conns: map[*proxyConn]struct{}{}, cut: map[int]int{}}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.serve(&wg)
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for c := range p.conns {
+			c.reset()
+		}
+		p.mu.Unlock()
+		wg.Wait()
+	})
+	return p
+}
+
+func (p *remoteProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *remoteProxy) serve(wg *sync.WaitGroup) {
+	for {
+		down, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.drop != nil {
+			if from := dialerPID(down, p.pids); p.drop(from) {
+				p.cut[from]++
+				p.mu.Unlock()
+				_ = down.(*net.TCPConn).SetLinger(0)
+				_ = down.Close()
+				continue
+			}
+		}
+		// Still under the lock, so that a cut cannot miss a connection being set up.
+		up, err := net.Dial("tcp", p.target)
+		if err != nil { // the node is down: so is the link
+			p.mu.Unlock()
+			down.Close()
+			continue
+		}
+		c := &proxyConn{down: down, up: up}
+		p.conns[c] = struct{}{}
+		p.mu.Unlock()
+		wg.Add(2)
+		pipe := func(dst, src net.Conn) {
+			defer wg.Done()
+			_, _ = io.Copy(dst, src)
+			c.reset()
+			p.mu.Lock()
+			delete(p.conns, c)
+			p.mu.Unlock()
+		}
+		go pipe(up, down)
+		go pipe(down, up)
+	}
+}
+
+// setCut starts refusing and severing the connections whose dialer (one of pids, else 0) drop chooses; nil drop
+// heals.
+func (p *remoteProxy) setCut(pids []int, drop func(dialer int) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pids, p.drop = pids, drop
+	if drop == nil {
+		return
+	}
+	for c := range p.conns {
+		if from := dialerPID(c.down, pids); drop(from) {
+			p.cut[from]++
+			delete(p.conns, c)
+			c.reset()
+		}
+	}
+}
+
+// cutFrom returns how many connections dialed by pid were refused or severed.
+func (p *remoteProxy) cutFrom(pid int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cut[pid]
+}
+
+// dialerPID returns which of pids holds the other end of c (a loopback TCP connection accepted here), or 0: it
+// finds the dialer's socket in /proc/net/tcp (local address c's remote one, remote address c's local one) and
+// looks for its inode among each process's open files.
+func dialerPID(c net.Conn, pids []int) int {
+	hexAddr := func(a net.Addr) string {
+		ta, ok := a.(*net.TCPAddr)
+		if !ok || ta.IP.To4() == nil {
+			return ""
+		}
+		// The kernel prints the address as the 32-bit word in host byte order, the port as a number.
+		return fmt.Sprintf("%08X:%04X", binary.NativeEndian.Uint32(ta.IP.To4()), ta.Port)
+	}
+	local, remote := hexAddr(c.RemoteAddr()), hexAddr(c.LocalAddr())
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil || local == "" || remote == "" {
+		return 0
+	}
+	var inode string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 9 && f[1] == local && f[2] == remote {
+			inode = f[9]
+			break
+		}
+	}
+	if inode == "" || inode == "0" {
+		return 0
+	}
+	want := "socket:[" + inode + "]"
+	for _, pid := range pids {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		fds, _ := os.ReadDir(dir)
+		for _, fd := range fds {
+			if link, _ := os.Readlink(dir + "/" + fd.Name()); link == want {
+				return pid
+			}
+		}
+	}
+	return 0
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/platterhq/platter/actors/journal/pgtest"
+	"github.com/platterhq/platter/cluster"
 )
 
 // binDir holds the platter binary built for this test run (see TestMain and platterBinary).
@@ -37,30 +38,49 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var (
-	buildOnce sync.Once
-	buildErr  error
-)
+// builds holds the two binaries a test run may need, each built once, on first use (tests that need no binary
+// do not pay for it): the production build, and the fault-injection build for the fault tests.
+var builds = struct {
+	production, faults build
+}{
+	production: build{name: "platter"},
+	faults:     build{name: "platter-faults", tags: "platterfaults"},
+}
 
-// platterBinary builds bin/platter once per test run, on first use (tests that need no binary do not pay for it).
-func platterBinary(t *testing.T) string {
+type build struct {
+	name, tags string
+	once       sync.Once
+	err        error
+}
+
+func (b *build) path(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("system test: builds and runs the platter binary")
 	}
-	bin := filepath.Join(binDir, "platter")
-	buildOnce.Do(func() {
-		// With the fault-injection hooks of faults_on.go (SIGUSR1 partitions a node, SIGUSR2 heals it).
-		out, err := exec.Command("go", "build", "-tags", "platterfaults", "-o", bin, ".").CombinedOutput()
+	bin := filepath.Join(binDir, b.name)
+	b.once.Do(func() {
+		args := []string{"build", "-o", bin}
+		if b.tags != "" {
+			args = append(args, "-tags", b.tags)
+		}
+		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
 	return bin
 }
+
+// platterBinary is the production build of platter (no build tags): what the system tests run.
+func platterBinary(t *testing.T) string { return builds.production.path(t) }
+
+// faultsBinary is platter built with -tags platterfaults: the fault-injection hooks of faults_on.go (SIGUSR1
+// partitions a node, SIGUSR2 heals it). Only the fault tests run it (sysNode.faults).
+func faultsBinary(t *testing.T) string { return builds.faults.path(t) }
 
 // proc is one platter process. Its stdout and stderr go to files under the test's temp dir, printed if the
 // test fails.
@@ -86,10 +106,16 @@ func processEnv() []string {
 	return env
 }
 
-// startProc starts `platter run args...`. Every process is killed at cleanup if it is still running.
+// startProc starts `platter run args...` with the production binary. Every process is killed at cleanup if it
+// is still running.
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	bin := platterBinary(t)
+	return startBinary(t, platterBinary(t), name, args...)
+}
+
+// startBinary starts `bin run args...` (see startProc).
+func startBinary(t *testing.T, bin, name string, args ...string) *proc {
+	t.Helper()
 	logDir := t.TempDir()
 	p := &proc{t: t, name: name, args: args, done: make(chan struct{})}
 	p.stdout, p.stderr = filepath.Join(logDir, name+".stdout"), filepath.Join(logDir, name+".stderr")
@@ -190,6 +216,8 @@ type sysNode struct {
 	extra                       []string // more flags (--certs-dir, ...)
 	joinTimeout                 string   // --join-timeout; default 30s
 	journal                     string   // --journal; newSysNode sets the test's shared PostgreSQL database
+	faults                      bool     // run the fault-injection build (faultsBinary), not the production one
+	remoteAdvertise             string   // --remote-advertise-addr (a proxy in front of remo); empty: none
 }
 
 func newSysNode(t *testing.T, name, ip, join string) *sysNode {
@@ -231,7 +259,14 @@ func (n *sysNode) start(t *testing.T) {
 	if n.journal != "" {
 		args = append(args, "--journal", n.journal)
 	}
-	n.proc = startProc(t, n.name, args...)
+	if n.remoteAdvertise != "" {
+		args = append(args, "--remote-advertise-addr", n.remoteAdvertise)
+	}
+	bin := platterBinary(t)
+	if n.faults {
+		bin = faultsBinary(t)
+	}
+	n.proc = startBinary(t, bin, n.name, args...)
 }
 
 // view fetches the node's /v1/admin/cluster; ok is false when the node does not answer.
@@ -244,11 +279,15 @@ func (n *sysNode) view() (clusterView, bool) {
 	return v, json.Unmarshal(b, &v) == nil
 }
 
-// startCluster starts three nodes on 127.0.0.1, .2 and .3; the second and third join the first.
-func startCluster(t *testing.T) []*sysNode {
+// startCluster starts three nodes on 127.0.0.1, .2 and .3; the second and third join the first. prepare, if
+// given, sees the nodes before they start (to add flags).
+func startCluster(t *testing.T, prepare ...func([]*sysNode)) []*sysNode {
 	t.Helper()
 	n1 := newSysNode(t, "n1", "127.0.0.1", "")
 	nodes := []*sysNode{n1, newSysNode(t, "n2", "127.0.0.2", n1.clusterAddr), newSysNode(t, "n3", "127.0.0.3", n1.clusterAddr)}
+	for _, f := range prepare {
+		f(nodes)
+	}
 	for _, n := range nodes {
 		n.start(t)
 	}
@@ -289,15 +328,30 @@ func waitMembers(t *testing.T, nodes []*sysNode, want int, timeout time.Duration
 	return time.Since(start)
 }
 
+// killDetectionBound is how long after kill -9 of one of n members the others may still list it, with the local
+// profile the system tests run: the next probe of the dead member reaches it within n-1 probe intervals (round
+// robin over the others) and fails after one more (indirect probes); the suspicion then times out after at most
+// SuspicionMaxTimeoutMult × SuspicionMult × ProbeInterval (log10(n) < 1 here); the topology loop takes it out at
+// its next refresh. The slack covers a loaded 2-core machine and the test's polling over HTTP.
+func killDetectionBound(n int) time.Duration {
+	c := cluster.DefaultLocalConfig()
+	probe := time.Duration(n) * c.ProbeInterval
+	suspicion := time.Duration(c.SuspicionMaxTimeoutMult*c.SuspicionMult) * c.ProbeInterval
+	const slack = 2 * time.Second
+	return probe + suspicion + c.TopologyRefreshInterval + slack
+}
+
 // TestSystemKillAndRestart: three processes form a cluster; after kill -9 of one the others list two members
-// within failure detection; restarted on the same addresses it is listed again and hosts actors.
+// within failure detection (killDetectionBound); restarted on the same addresses it is listed again and hosts
+// actors.
 func TestSystemKillAndRestart(t *testing.T) {
 	nodes := startCluster(t)
 	n3 := nodes[2]
 
 	n3.proc.kill()
-	took := waitMembers(t, nodes[:2], 2, 15*time.Second)
-	t.Logf("survivors listed 2 members %v after kill -9", took)
+	bound := killDetectionBound(len(nodes))
+	took := waitMembers(t, nodes[:2], 2, bound)
+	t.Logf("survivors listed 2 members %v after kill -9 (bound %v)", took, bound)
 
 	n3.start(t)
 	waitMembers(t, nodes, 3, 30*time.Second)
