@@ -57,8 +57,9 @@
 // blocked. A member fences itself when a majority of its live peers sent it notices, or when a member it has
 // blocked stays alive for Config.FenceGrace (then it is the odd one out), or when it loses all of at least two
 // peers at once (Config.IsolationWindow: it is cut off, so it stops serving its one-member view and later rejoins
-// with a fresh memberlist instead of spreading stale death claims). Fencing stops serving, passivates,
-// leaves, and starts a new incarnation on the same addresses under a fresh member id, calling the KindsFunc
+// with a fresh memberlist instead of spreading stale death claims). Fencing stops serving, shuts the memberlist
+// down without a leave broadcast (its suspicion timers from the time it heard nothing would otherwise declare
+// healthy members dead to the others while the leave goes out), passivates, and starts a new incarnation on the same addresses under a fresh member id, calling the KindsFunc
 // again. A node configured with seeds serves nothing until it has joined, so it never forms a cluster of its own.
 //
 // Fencing follows the cut-off member's own failure detection, which is slower than the others' (alone, nobody

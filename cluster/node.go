@@ -125,8 +125,9 @@ func (n *Node) requestFence(inc *incarnation, reason string) {
 	}
 }
 
-// fence ends the incarnation old (stop serving, passivate, leave) and rejoins under a fresh member id on the
-// same addresses, through the configured seeds and the peers old last saw.
+// fence ends the incarnation old (stop serving, shut its memberlist down without a leave, passivate: see
+// incarnation.abandon) and rejoins under a fresh member id on the same addresses, through the configured seeds
+// and the peers old last saw.
 func (n *Node) fence(old *incarnation) {
 	n.mu.Lock()
 	if n.inc != old || n.state != stateServing {
@@ -138,7 +139,7 @@ func (n *Node) fence(old *incarnation) {
 		return
 	}
 	seeds := mergeSeeds(n.cfg.Seeds, old.peers(), n.gossipBind, old.gossipAdvHost, old.gossipAdvPort)
-	old.stop()
+	old.abandon()
 	start := time.Now()
 	bo := newBackoff(n.cfg.JoinRetryMin, n.cfg.JoinRetryMax)
 	for attempt := 0; n.ctx.Err() == nil; attempt++ {
@@ -308,6 +309,21 @@ func (n *Node) Ready() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.state == stateServing && n.inc != nil && n.inc.serving.Load() && !n.inc.suspended.Load()
+}
+
+// Topology returns the hash of the view this node serves from (protoactor's topology hash of the member ids in
+// it) and when the node installed it. Members with the same hash agree on every identity's owner; an owner
+// activates an identity it gained only TopologySettle after the view changed. Zero values before the first view.
+func (n *Node) Topology() (hash uint64, installed time.Time) {
+	inc := n.current()
+	if inc == nil {
+		return 0, time.Time{}
+	}
+	v := inc.view.Load()
+	if v == nil {
+		return 0, time.Time{}
+	}
+	return v.hash, v.at
 }
 
 // Fences returns how many times the node has fenced itself and rejoined.

@@ -313,16 +313,28 @@ func Poll(cond func() bool, timeout time.Duration) error {
 	}
 }
 
-// Converged reports whether every member that is up is ready and sees exactly the members that are up.
+// Converged reports whether every member that is up is ready, sees exactly the members that are up (all alive),
+// and serves from the same view, installed at least TopologySettle ago: then every member agrees on each
+// identity's owner and the owners activate what they gained in the last change.
 func (c *Cluster) Converged() error {
 	up := c.Up()
 	want := map[string]bool{}
-	for _, i := range up {
+	var hash uint64
+	for k, i := range up {
 		n := c.Node(i)
 		if !n.Ready() {
 			return fmt.Errorf("member %d not ready", i)
 		}
 		want[n.Self().ID] = true
+		h, at := n.Topology()
+		if k == 0 {
+			hash = h
+		} else if h != hash {
+			return fmt.Errorf("member %d serves view %x, member %d view %x", i, h, up[0], hash)
+		}
+		if settle := c.member(i).cfg.TopologySettle; time.Since(at) < settle {
+			return fmt.Errorf("member %d installed its view %v ago, less than the settle time %v", i, time.Since(at), settle)
+		}
 	}
 	for _, i := range up {
 		ms := c.Node(i).Members()
