@@ -86,6 +86,7 @@ func startNode(t testing.TB, cfg oauth.Config) *testNode {
 		t.Fatal(err)
 	}
 	deps := actors.Deps{Journal: j, Logger: log, Accounts: actors.AccountConfig{MaxLoginFailures: 3, LoginLockout: time.Minute}}
+	deps.Now = cfg.Now // a test's clock stamps the signing keys too (nil: the actors' default)
 	ccfg := cluster.DefaultLocalConfig()
 	ccfg.Logger = log
 	node, err := cluster.NewNode(ccfg, func() []*pcluster.Kind { return actors.Kinds(deps) })
@@ -771,6 +772,73 @@ func TestSigningKeyRotation(t *testing.T) {
 	}
 	if status, b := n.do(t, newest, "GET", "/v1/admin/cluster", ""); status != 200 {
 		t.Fatalf("a token after the revocation: %d %s", status, b)
+	}
+}
+
+// testClock is a clock a test moves by hand.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// TestSigningKeyRotationByAge: with Config.KeyRotateAfter 5 min and a clock moved by hand, the node replaces the
+// key once it is 5 min old: new tokens carry a new kid, the old key's token still works and JWKS lists both. The old
+// key stays published until AccessTokenTTL plus twice ClockSkew after its retirement, then is gone and its token
+// refused.
+func TestSigningKeyRotationByAge(t *testing.T) {
+	// The clock starts at the real time: fosite stamps a token's expiry with the real clock (issue caps it).
+	clock := &testClock{t: time.Now()}
+	const rotateAfter, ttl, skew = 5 * time.Minute, 10 * time.Minute, 30 * time.Second
+	n := startNode(t, oauth.Config{Now: clock.Now, KeyRotateAfter: rotateAfter, AccessTokenTTL: ttl, ClockSkew: skew})
+	first := n.operatorToken(t)
+	k0 := kidOf(t, first)
+
+	clock.Advance(rotateAfter - time.Minute)
+	if kid := kidOf(t, n.operatorToken(t)); kid != k0 {
+		t.Fatalf("a 4-minute-old key was replaced: kid %s, want %s", kid, k0)
+	}
+	clock.Advance(time.Minute + time.Second) // the key is older than KeyRotateAfter (and the keys older than KeyRefresh)
+	rotatedAt := clock.Now()
+	second := n.operatorToken(t)
+	k1 := kidOf(t, second)
+	if k1 == k0 {
+		t.Fatalf("no rotation after %v: the new token still has kid %s", rotateAfter, k0)
+	}
+	for name, tok := range map[string]string{"old key": first, "new key": second} {
+		if status, b := n.do(t, tok, "GET", "/v1/admin/cluster", ""); status != 200 {
+			t.Fatalf("token of the %s after the rotation: %d %s", name, status, b)
+		}
+	}
+	want := []string{k0, k1}
+	slices.Sort(want)
+	if kids := n.jwksKids(t); !slices.Equal(kids, want) {
+		t.Fatalf("jwks after the rotation by age %v, want %v", kids, want)
+	}
+
+	// Retained for AccessTokenTTL + 2 ClockSkew after its retirement, then no longer published.
+	retain := ttl + 2*skew
+	clock.Advance(rotatedAt.Add(retain - 30*time.Second).Sub(clock.Now()))
+	if kids := n.jwksKids(t); !slices.Contains(kids, k0) {
+		t.Fatalf("jwks %v dropped %s before its retention ended", kids, k0)
+	}
+	clock.Advance(time.Minute)
+	if kids := n.jwksKids(t); slices.Contains(kids, k0) || len(kids) == 0 {
+		t.Fatalf("jwks %v still publishes %s after its retention", kids, k0)
+	}
+	if status, b := n.do(t, first, "GET", "/v1/admin/cluster", ""); status != 401 {
+		t.Fatalf("the dropped key's token: %d %s, want 401", status, b)
 	}
 }
 
