@@ -15,6 +15,7 @@ import (
 	"net"
 	nethttp "net/http"
 	"net/http/httptrace"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,25 +74,29 @@ func TestFeedReturnsEntriesAtOnce(t *testing.T) {
 	}
 }
 
-// TestFeedWakesUp: a parked poll answers as soon as an entry arrives.
+// TestFeedWakesUp: a parked poll answers as soon as an entry arrives: within the 100 ms of API.md, measured from
+// just before the entry is appended to the answer's arrival at the client, over wakeUps wake-ups (the median, so
+// one descheduling of a loaded machine does not fail it; a broken wake-up waits out the 20 s poll).
 func TestFeedWakesUp(t *testing.T) {
 	h := newHarness(t)
-	done := make(chan response, 1)
-	go func() { done <- h.do(t, "GET", "/v1/dashers/me/feed?wait=20", "", nil, as(dasher)...) }()
-	waitFor(t, 5*time.Second, time.Millisecond, "the poll to park", func() bool { return h.actors.count.Load() == 1 })
-	added := time.Now()
-	h.actors.addFeed("Dasher", "d_00000000-0000-0000-0000-0000000000d1", "DELIVERY_OFFERED", orderID)
-	res := <-done
-	latency := time.Since(added)
-	p := decodePage(t, res)
-	if len(p.Entries) != 1 || p.Entries[0].Type != "DELIVERY_OFFERED" {
-		t.Fatalf("page %+v", p)
+	latencies := make([]time.Duration, 0, wakeUps)
+	for i := range wakeUps {
+		answered := make(chan time.Time, 1)
+		var res response
+		go func() {
+			res = h.do(t, "GET", "/v1/dashers/me/feed?wait=20&after="+strconv.Itoa(i), "", nil, as(dasher)...)
+			answered <- time.Now()
+		}()
+		waitFor(t, 5*time.Second, time.Millisecond, "the poll to park", func() bool { return h.actors.count.Load() == int32(i+1) })
+		added := time.Now()
+		h.actors.addFeed("Dasher", "d_00000000-0000-0000-0000-0000000000d1", "DELIVERY_OFFERED", orderID)
+		latencies = append(latencies, (<-answered).Sub(added))
+		p := decodePage(t, res)
+		if len(p.Entries) != 1 || p.Entries[0].Type != "DELIVERY_OFFERED" || p.Entries[0].Cursor != uint64(i+1) {
+			t.Fatalf("wake-up %d: page %+v", i, p)
+		}
 	}
-	// The edge adds nothing but a hop to the actor's wake-up; the bound is loose for -race on a busy machine.
-	if latency > time.Second {
-		t.Fatalf("the poll answered %v after the entry", latency)
-	}
-	t.Logf("wake-up latency %v", latency)
+	checkWakeUps(t, latencies)
 }
 
 func TestFeedTimesOutWith204(t *testing.T) {
@@ -112,13 +117,35 @@ func TestFeedTimesOutWith204(t *testing.T) {
 	}
 }
 
-// TestFeedDefaultWait: without ?wait= the poll waits Config.DefaultPollWait.
+// TestFeedDefaultWait: with the default configuration, a poll without ?wait= waits 25 s (an entry is there
+// already, so it answers at once) and ?wait= may ask for up to 30 s; more is 400 INVALID_ARGUMENT.
 func TestFeedDefaultWait(t *testing.T) {
-	h := newHarness(t, withConfig(func(c *http.Config) { c.DefaultPollWait = 150 * time.Millisecond }))
+	h := newHarness(t)
+	h.actors.addFeed("Customer", customerID, "ORDER_PLACED", orderID)
+	decodePage(t, h.do(t, "GET", "/v1/customers/me/feed", "", nil, as(customer)...))
+	if poll := h.actors.lastPoll(t); poll.GetWaitMs() != 25_000 || poll.GetLimit() != 100 || poll.GetAfter() != 0 {
+		t.Fatalf("poll request %v, want wait_ms 25000, limit 100, after 0", poll)
+	}
+	decodePage(t, h.do(t, "GET", "/v1/customers/me/feed?wait=30", "", nil, as(customer)...))
+	if poll := h.actors.lastPoll(t); poll.GetWaitMs() != 30_000 {
+		t.Fatalf("wait=30: wait_ms %d", poll.GetWaitMs())
+	}
+	calls := h.actors.count.Load()
+	for _, wait := range []string{"30.001", "31", "-1", "NaN", "soon"} {
+		p := wantProblem(t, h.do(t, "GET", "/v1/customers/me/feed?wait="+wait, "", nil, as(customer)...), 400, http.CodeInvalidArgument)
+		if !strings.Contains(p.Detail, "wait") {
+			t.Fatalf("wait=%s: detail %q does not name the parameter", wait, p.Detail)
+		}
+	}
+	if h.actors.count.Load() != calls {
+		t.Fatal("a poll with a bad wait reached the actor")
+	}
+	// A configured DefaultPollWait is what a poll without ?wait= waits.
+	h = newHarness(t, withConfig(func(c *http.Config) { c.DefaultPollWait = 150 * time.Millisecond }))
 	if res := h.do(t, "GET", "/v1/customers/me/feed", "", nil, as(customer)...); res.status != 204 {
 		t.Fatalf("status %d", res.status)
 	}
-	if poll := h.actors.lastPoll(t); poll.GetWaitMs() != 150 || poll.GetLimit() != 100 || poll.GetAfter() != 0 {
+	if poll := h.actors.lastPoll(t); poll.GetWaitMs() != 150 {
 		t.Fatalf("poll request %v", poll)
 	}
 }
