@@ -27,8 +27,8 @@
 //     Backend.OAuth and ignore Idempotency-Key (their answers are never kept for replay). POST
 //     /v1/restaurants/{id}/staff-clients honours it: its stored answer is sealed with a key derived from the
 //     Idempotency-Key (idempotency.go, sealResponse).
-//  3. Rate-limit (ratelimit.go): search, placing orders and sign-up count against a per-client token bucket; 429
-//     RATE_LIMITED with Retry-After.
+//  3. Rate-limit (ratelimit.go): search, placing orders, and sign-up with the sign-in form (POST /oauth2/authorize)
+//     count against a per-client token bucket of their class; 429 RATE_LIMITED with Retry-After.
 //  4. Idempotency-Key on mutating routes (idempotency.go): replay, 422 IDEMPOTENCY_KEY_REUSED, 409
 //     IDEMPOTENCY_KEY_IN_USE; keys are scoped per principal, or per remote address for anonymous callers; the
 //     actors' command ids and new entity ids derive from that scope and the key.
@@ -45,14 +45,28 @@
 // errors.go is the only mapping from code to status. Any other error (or a panic) is logged with its details and
 // shown as 500 INTERNAL. 503 and 429 answers carry Retry-After.
 //
+// Requests fasthttp refuses before routing are problem+json too (Server.handleParseError), and their connection is
+// closed: 400 INVALID_ARGUMENT for a malformed request line or header, 408 REQUEST_TIMEOUT for a request not read
+// within Config.ReadTimeout, 413 PAYLOAD_TOO_LARGE over Config.MaxBodySize, 431 HEADERS_TOO_LARGE for a request
+// line and headers over Config.MaxHeaderSize.
+//
+// # Slow clients
+//
+// Config.ReadTimeout bounds reading a whole request, headers and body, not each read: a client that trickles its
+// request is answered 408 and disconnected when it passes. Config.WriteTimeout bounds writing a response: a client
+// that stops reading is disconnected. Config.IdleTimeout closes a keep-alive connection that sends no next request.
+// (conn_limits_test.go shows each over raw sockets.)
+//
 // # Feeds
 //
 // GET /v1/customers/me/feed, /v1/restaurants/{id}/feed and /v1/dashers/me/feed take ?after=CURSOR&wait=SECONDS
 // (wait ≤ Config.MaxPollWait = 30 s, default 25 s, fractions allowed) and &limit. The poll parks in the feed's
 // actor (Actors.PollFeed makes one cluster call that outlasts the node's per-attempt timeout); it answers 200 with
-// the entries after the cursor, or 204 when the wait ends. A client has at most Config.MaxPollsPerClient polls
-// waiting (429 TOO_MANY_POLLS). fasthttp applies WriteTimeout only once the handler returns and ReadTimeout only
-// to reading the request, so a poll may wait longer than both, while slow clients are still cut off.
+// the entries after the cursor, or 204 when the wait ends; a new entry answers a parked poll at once (API.md:
+// within 100 ms; TestFeedWakesUpThroughTheActors times it through the actors). A client has at most
+// Config.MaxPollsPerClient polls waiting (429 TOO_MANY_POLLS). fasthttp applies WriteTimeout only once the handler
+// returns and ReadTimeout only to reading the request, so a poll may wait longer than both, while slow clients are
+// still cut off (see Slow clients).
 //
 // # Metrics
 //
@@ -61,9 +75,12 @@
 // platter_http_rate_limited_total{class}, platter_http_idempotent_replays_total, and the Go and process
 // collectors. Routes are patterns, never raw paths.
 //
-// # Before the security issue
+// # Authentication
 //
-// No Authenticator is configured in production yet. Then customer and dasher routes (…/me, cart, orders) answer
-// 401 UNAUTHENTICATED, operator and restaurant-staff routes are open as in the walking skeleton, and public routes
-// are public. Tests inject principals through a test Authenticator.
+// The node (node/platter.go) wires http/oauth as Backend.Auth, Accounts and OAuth: a request's principal comes from
+// its bearer access token (an EdDSA JWT the node's authorization server issued; none: anonymous, which only public
+// routes accept), and the authorization server's endpoints are routes of this edge. A Backend without an Authenticator (Auth nil) exists
+// only in tests of the walking skeleton (withSkeletonAuth): there customer and dasher routes answer 401
+// UNAUTHENTICATED, and operator and restaurant-staff routes are open. Handler tests inject principals through a
+// test Authenticator.
 package http
