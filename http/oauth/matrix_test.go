@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/platterhq/platter/http/oauth"
 )
@@ -129,8 +130,8 @@ func expected(c class, route string, p principal) outcome {
 		switch {
 		case (p.role == "operator" || p.role == "dasher") && route == "POST /v1/orders/{id}/cancel":
 			return deny403 // by role, before the order is read: the customer or the restaurant cancels
-		case p.role == "operator", p.owner && (p.role == "customer" || p.role == "restaurant"):
-			return allowed
+		case p.role == "operator", p.owner && (p.role == "customer" || p.role == "restaurant" || p.role == "dasher"):
+			return allowed // the assigned dasher D1 is a party of the order
 		}
 		return deny404 // someone else's order
 	}
@@ -190,6 +191,78 @@ func TestAuthorisationMatrix(t *testing.T) {
 	mustDo(a, "POST", "/v1/cart/items", `{"restaurant_id":"`+r1+`","menu_item_id":"m1","quantity":1}`, 200, nil)
 	mustDo(a, "POST", "/v1/orders", `{}`, 201, &ids)
 	order := ids.ID
+
+	// Dasher D1 goes online near R1 (D2 stays offline); R1 accepts the order, the area offers it to D1 alone.
+	d1, d2 := dasherTok[0], dasherTok[1]
+	mustDo(d1, "PUT", "/v1/dashers/me/status", `{"online":true,"position":{"lat":37.7705,"lng":-122.4105}}`, 200, nil)
+	mustDo(staff[0], "POST", "/v1/restaurants/"+r1+"/orders/"+order+"/accept", `{"prep_minutes":10}`, 200, nil)
+	offered := func() bool {
+		var dv struct {
+			Offers []struct {
+				OrderID string `json:"order_id"`
+			} `json:"offers"`
+		}
+		mustDo(d1, "GET", "/v1/dashers/me", "", 200, &dv)
+		return len(dv.Offers) == 1 && dv.Offers[0].OrderID == order
+	}
+	for deadline := time.Now().Add(30 * time.Second); !offered(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the order was not offered to D1 within 30 s")
+		}
+	}
+	// D2 cannot answer D1's offer, before or after D1 accepts it, nor mark D1's delivery; the order is unchanged.
+	var view struct {
+		Status   string `json:"status"`
+		DasherID string `json:"dasher_id"`
+	}
+	orderView := func() string {
+		t.Helper()
+		mustDo(custTok[0], "GET", "/v1/orders/"+order, "", 200, &view)
+		return view.Status + "/" + view.DasherID
+	}
+	// want is the refusal: 404 NOT_FOUND for an offer D2 does not have; the Order refuses a delivery by a dasher
+	// it is not assigned to with 409 FAILED_PRECONDITION.
+	d2Refused := func(when string, want int, paths ...string) {
+		t.Helper()
+		before := orderView()
+		code := map[int]string{404: `"NOT_FOUND"`, 409: `"FAILED_PRECONDITION"`}[want]
+		for _, path := range paths {
+			if status, b := n.do(t, d2, "POST", path, ""); status != want || !strings.Contains(string(b), code) {
+				t.Errorf("D2 %s: POST %s: %d %s, want %d %s", when, path, status, b, want, code)
+			}
+		}
+		if after := orderView(); after != before {
+			t.Errorf("D2's attempts %s changed the order: %s -> %s", when, before, after)
+		}
+	}
+	offerPaths := []string{"/v1/dashers/me/offers/" + order + "/accept", "/v1/dashers/me/offers/" + order + "/decline"}
+	d2Refused("while D1 holds the offer", 404, offerPaths...)
+	var dv struct {
+		Assignments []string `json:"assignments"`
+	}
+	mustDo(d1, "POST", "/v1/dashers/me/offers/"+order+"/accept", "", 200, &dv)
+	if len(dv.Assignments) != 1 || dv.Assignments[0] != order {
+		t.Fatalf("D1's assignments after accepting %v, want [%s]", dv.Assignments, order)
+	}
+	if orderView(); view.DasherID != dasherIDs[0] {
+		t.Fatalf("order after D1 accepted: %+v, want dasher %s", view, dasherIDs[0])
+	}
+	d2Refused("once D1 is assigned", 404, offerPaths...)
+	// Picked up: only the delivery's dasher may mark it delivered (D1 does, as a selfDasher route, in the loop).
+	mustDo(staff[0], "POST", "/v1/restaurants/"+r1+"/orders/"+order+"/ready", "", 200, nil)
+	mustDo(staff[0], "POST", "/v1/restaurants/"+r1+"/orders/"+order+"/picked-up", "", 200, nil)
+	d2Refused("once D1 picked it up", 409, "/v1/dashers/me/orders/"+order+"/delivered")
+	if orderView(); view.Status != "PICKED_UP" {
+		t.Fatalf("order before the matrix: %+v, want PICKED_UP by %s", view, dasherIDs[0])
+	}
+	for _, path := range []string{"/v1/orders/" + order, "/v1/orders/" + order + "/status"} {
+		if status, b := n.do(t, d1, "GET", path, ""); status != 200 {
+			t.Errorf("assigned D1 GET %s: %d %s, want 200", path, status, b)
+		}
+		if status, b := n.do(t, d2, "GET", path, ""); status != 404 {
+			t.Errorf("D2 GET %s of D1's order: %d %s, want 404", path, status, b)
+		}
+	}
 
 	principals := []principal{
 		{name: "anonymous"},
@@ -287,10 +360,9 @@ func TestAuthorisationMatrix(t *testing.T) {
 	if status != 404 {
 		t.Errorf("R2 staff accepting R1's order through R2's path: %d %s, want 404", status, b)
 	}
-	// And the order is still A's, pending, untouched by everyone's attempts.
-	status, b = n.do(t, custTok[0], "GET", "/v1/orders/"+order+"/status", "")
-	if status != 200 || !strings.Contains(string(b), "PENDING_ACCEPTANCE") && !strings.Contains(string(b), "CANCELLED") {
-		t.Errorf("order status: %d %s", status, b)
+	// And the order is still A's, delivered by D1 (its only allowed change in the loop: D1's own delivered call),
+	// untouched by everyone else's attempts.
+	if orderView(); view.Status != "DELIVERED" || view.DasherID != dasherIDs[0] {
+		t.Errorf("order after the matrix: %+v, want DELIVERED by %s", view, dasherIDs[0])
 	}
-
 }

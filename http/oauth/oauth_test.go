@@ -98,6 +98,8 @@ func startNode(t testing.TB, cfg oauth.Config) *testNode {
 	if err := node.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Durable timers (dispatch waves, offer expiry) and outbox retries fire through the scanner, as in a node.
+	scanner := actors.StartReminderScanner(deps, node.Cluster)
 	backend := http.NewClusterBackend(node, fakeStoreOK{}, j, http.DefaultIdempotencyRetention)
 	n.actors = backend.Actors
 	cfg.Logger = log
@@ -125,6 +127,7 @@ func startNode(t testing.TB, cfg oauth.Config) *testNode {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = srv.Close(ctx)
+		scanner.Stop()
 		_ = node.Stop(ctx)
 		_ = j.Close()
 		if t.Failed() {
