@@ -110,8 +110,10 @@ func logHas(n *sysNode, msg string) bool {
 }
 
 // TestSystemFailoverKill: kill -9 of the node hosting the most orders while orders flow. Its identities activate
-// on the survivors from the journal; requests caught by the kill got 503 problem+json with Retry-After (or no
-// answer from the dead edge) and succeeded when retried through another edge; nothing acknowledged is lost.
+// on the survivors from the journal: every acknowledged order it hosted answers 200 through a survivor. Requests
+// caught by the kill got 503 problem+json with Retry-After (or no answer from the dead edge) and succeeded when
+// retried through another edge (the balancer flags any other 5xx; workload.finish fails on a request that never
+// succeeded); at least one was caught. Nothing acknowledged is lost.
 func TestSystemFailoverKill(t *testing.T) {
 	fc := startFaultCluster(t)
 	w := newWorkload(t, fc.lb, fc.operator, 3, 6, 8)
@@ -129,7 +131,26 @@ func TestSystemFailoverKill(t *testing.T) {
 			victim, most = n, v.Activations["Order"]
 		}
 	}
+	if most == 0 {
+		t.Fatal("no node hosts an order before the kill: the kill would touch none")
+	}
 	survivors := slices.DeleteFunc(slices.Clone(fc.nodes), func(n *sysNode) bool { return n == victim })
+	// The acknowledged orders the victim hosts: activations follow ownership (TestSystemScaleOut).
+	remotes := make([]string, len(fc.nodes))
+	for i, n := range fc.nodes {
+		remotes[i] = n.remo
+	}
+	var hosted []*wOrder
+	w.mu.Lock()
+	for id, o := range w.acked {
+		if cluster.OwnerAmong(id, remotes) == victim.remo {
+			hosted = append(hosted, o)
+		}
+	}
+	w.mu.Unlock()
+	if len(hosted) == 0 {
+		t.Fatalf("%s hosts %d orders but owns none of the acknowledged ones", victim.name, most)
+	}
 	pid := victim.proc.cmd.Process.Pid
 	killedAt := time.Now()
 	victim.proc.kill() // SIGKILL, waits for the exit
@@ -139,28 +160,86 @@ func TestSystemFailoverKill(t *testing.T) {
 	took := waitMembers(t, survivors, 2, 30*time.Second)
 	t.Logf("killed %s (pid %d, %d active orders); survivors listed 2 members after %v", victim.name, pid, most, took)
 
+	// Every order the victim hosted answers again, through a survivor's edge, once a survivor has activated it.
+	for i, o := range hosted {
+		n := survivors[i%len(survivors)]
+		waitFor(t, 60*time.Second, 50*time.Millisecond, "order "+o.id+" of the killed node to answer through "+n.name, func() bool {
+			return orderAnswers(n, o.id, w.customerToken(o.customer))
+		})
+	}
+	took = time.Since(killedAt)
 	w.waitDelivered(t, 15, 2*time.Minute, "after the kill")
 	moved := 0
 	for _, n := range survivors {
 		v, _ := admin(n, fc.operator)
 		moved += v.Activations["Order"]
 	}
-	retried := fc.lb.retriesSince(killedAt)
-	var unavailable int
-	for _, a := range retried {
-		if a.status == 503 {
+	// Requests caught by the kill: no answer from the dead edge, or 503 (the balancer checked each 503 for
+	// problem+json, Retry-After and code UNAVAILABLE or NOT_READY). Each was retried until it succeeded.
+	var dead, unavailable int
+	for _, a := range fc.lb.retriesSince(killedAt) {
+		switch {
+		case a.status == 0 && a.edge == victim.name:
+			dead++
+		case a.status == 503:
 			unavailable++
 		}
 	}
-	t.Logf("after the kill: %d attempts retried (%d answered 503 problem+json with Retry-After), %d orders active on the survivors",
-		len(retried), unavailable, moved)
+	t.Logf("after the kill: the %d orders %s hosted answered through the survivors within %v; %d attempts got no answer from the dead edge and %d a 503, all retried; %d orders active on the survivors",
+		len(hosted), victim.name, took.Round(time.Millisecond), dead, unavailable, moved)
+	if dead+unavailable == 0 {
+		t.Fatal("no request was caught by the kill: nothing shows requests in flight get 503 or succeed on retry")
+	}
 	w.finish(t, fc.dsn)
 }
 
-// TestSystemDrain: POST /v1/admin/drain to a node while orders flow. The node hands its identities over, stops
-// its edge, leaves and exits 0, and no client request fails meanwhile: the balancer stops sending to it when its
-// /readyz turns 503, and what was in flight finishes.
+// orderAnswers reports whether GET /v1/orders/{id}/status answers 200 through n's edge.
+func orderAnswers(n *sysNode, id, token string) bool {
+	req, _ := nethttp.NewRequest("GET", n.url()+"/v1/orders/"+id+"/status", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	hc := &nethttp.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	res, err := hc.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode == 200
+}
+
+// TestSystemDrain: a node is drained while orders flow, by POST /v1/admin/drain and by SIGTERM (both end in
+// Main.Close). The node hands its identities over, stops its edge, leaves and exits 0, and no client request
+// fails meanwhile: the balancer stops sending to it when its /readyz turns 503, and what was in flight finishes.
 func TestSystemDrain(t *testing.T) {
+	tests := []struct {
+		name  string
+		drain func(t *testing.T, fc *faultCluster, n *sysNode)
+	}{
+		{"POST /v1/admin/drain", func(t *testing.T, fc *faultCluster, n *sysNode) {
+			req, _ := nethttp.NewRequest("POST", n.url()+"/v1/admin/drain", nil)
+			req.Header.Set("Authorization", "Bearer "+fc.operator)
+			res, err := nethttp.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != 202 {
+				t.Fatalf("POST /v1/admin/drain: %d", res.StatusCode)
+			}
+		}},
+		{"SIGTERM", func(t *testing.T, _ *faultCluster, n *sysNode) {
+			if err := n.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { testDrain(t, tt.name, tt.drain) })
+	}
+}
+
+func testDrain(t *testing.T, how string, drain func(t *testing.T, fc *faultCluster, n *sysNode)) {
 	fc := startFaultCluster(t)
 	w := newWorkload(t, fc.lb, fc.operator, 3, 6, 8)
 	w.start()
@@ -179,16 +258,7 @@ func TestSystemDrain(t *testing.T) {
 		t.Fatalf("%s hosts no actor before the drain", victim.name)
 	}
 	drainAt := time.Now()
-	req, _ := nethttp.NewRequest("POST", victim.url()+"/v1/admin/drain", nil)
-	req.Header.Set("Authorization", "Bearer "+fc.operator)
-	res, err := nethttp.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != 202 {
-		t.Fatalf("POST /v1/admin/drain: %d", res.StatusCode)
-	}
+	drain(t, fc, victim)
 	if code := victim.proc.wait(60 * time.Second); code != 0 {
 		t.Fatalf("%s exited %d after the drain, want 0", victim.name, code)
 	}
@@ -203,7 +273,7 @@ func TestSystemDrain(t *testing.T) {
 	}
 	survivors := []*sysNode{fc.nodes[0], fc.nodes[2]}
 	waitMembers(t, survivors, 2, 10*time.Second)
-	t.Logf("%s hosted %d actors, drained and exited %v after POST /v1/admin/drain", victim.name, hosted, exited)
+	t.Logf("%s hosted %d actors, drained and exited %v after %s", victim.name, hosted, exited, how)
 
 	w.waitDelivered(t, 10, 90*time.Second, "after the drain")
 	var failed []string
