@@ -30,7 +30,7 @@ func (g *countingGateway) Tokenize(ctx context.Context, card actors.Card) (actor
 }
 
 // The card number and CVC go to the gateway only: a declined card writes nothing, an accepted one keeps the token
-// and public facts, a retry does not tokenize again, and the journal file never holds the number.
+// and public facts, a retry does not tokenize again, and the journal file never holds the number or the CVC.
 func TestCustomerPaymentMethodThroughTheGateway(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "journal.db")
 	clk := newTestClock()
@@ -79,20 +79,29 @@ func TestCustomerPaymentMethodThroughTheGateway(t *testing.T) {
 	}
 	_, err = c.SetPaymentMethod(card("visa", actors.TestCardMastercard))
 	wantCode(t, "command id reused with another card", err, messages.ErrorReason_IDEMPOTENCY_KEY_REUSED)
+	// An Amex card takes a 4-digit CVC: a value distinctive enough to look for as bare digits in the journal file
+	// (a 3-digit one could occur in its binary pages by chance).
+	const amexCVC = "7391"
+	if _, err := c.SetPaymentMethod(&messages.SetPaymentMethod{CommandId: "amex", CardNumber: actors.TestCardAmex, ExpMonth: 12, ExpYear: 2030, Cvc: amexCVC}); err != nil {
+		t.Fatal(err)
+	}
 
 	n.stop()
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, number := range []string{actors.TestCardVisa, actors.TestCardDeclined, actors.TestCardMastercard} {
+	for _, number := range []string{actors.TestCardVisa, actors.TestCardDeclined, actors.TestCardMastercard, actors.TestCardAmex} {
 		if bytes.Contains(raw, []byte(number)) {
 			t.Fatalf("the journal file holds the card number %s", number)
 		}
 	}
+	if bytes.Contains(raw, []byte(amexCVC)) {
+		t.Fatalf("the journal file holds the CVC %s", amexCVC)
+	}
 	n2 := startNode(t, path, nodeOptions{clock: clk, payments: gw})
 	got, err := n2.customer("c_pay").Get(&messages.GetCustomer{})
-	if err != nil || got.GetPaymentMethod().GetLast4() != "4242" {
+	if err != nil || got.GetPaymentMethod().GetLast4() != "0005" || got.GetPaymentMethod().GetBrand() != "amex" {
 		t.Fatalf("after restart: %v, %v", got, err)
 	}
 }
