@@ -84,8 +84,9 @@ func TestFeedWakesUp(t *testing.T) {
 		answered := make(chan time.Time, 1)
 		var res response
 		go func() {
-			res = h.do(t, "GET", "/v1/dashers/me/feed?wait=20&after="+strconv.Itoa(i), "", nil, as(dasher)...)
-			answered <- time.Now()
+			var at time.Time
+			res, at = pollTimed(t, h.url, "/v1/dashers/me/feed?wait=20&after="+strconv.Itoa(i), dasher)
+			answered <- at
 		}()
 		waitFor(t, 5*time.Second, time.Millisecond, "the poll to park", func() bool { return h.actors.count.Load() == int32(i+1) })
 		added := time.Now()
