@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -846,15 +847,19 @@ func TestSigningKeyRotationByAge(t *testing.T) {
 }
 
 // TestCardNumberNeverStoredOrLogged: after a payment-method update (with and without Idempotency-Key), the card
-// number and CVC appear nowhere in the data directory, the debug logs or the response.
+// number and CVC appear nowhere in the data directory, the debug logs or the response; neither does the password,
+// which the store keeps only as an argon2id hash (in the PHC form "$argon2id$v=19$m=...,t=...,p=...").
 func TestCardNumberNeverStoredOrLogged(t *testing.T) {
 	n := startNode(t, oauth.Config{})
-	n.signUp(t, "dana@example.com", "correct horse")
-	tok := codeFlow(t, n, appConfig(n, "platter://callback"), "dana@example.com", "correct horse")
-	const card, cvc = "4242424242424242", "973"
+	const password = "Plaintext-Pw-6d1f"
+	n.signUp(t, "dana@example.com", password)
+	tok := codeFlow(t, n, appConfig(n, "platter://callback"), "dana@example.com", password)
+	// An American Express test card, whose CVC has 4 digits: stored in a protobuf field it would be the bare
+	// digits, with no JSON around them.
+	const card, cvc = "378282246310005", "8317"
 	for i, key := range []string{"", "pm-key-1"} {
 		req, _ := nethttp.NewRequest("PUT", n.url+"/v1/customers/me/payment-method",
-			strings.NewReader(`{"card_number":"4242 4242 4242 4242","exp_month":12,"exp_year":2031,"cvc":"`+cvc+`"}`))
+			strings.NewReader(`{"card_number":"3782 822463 10005","exp_month":12,"exp_year":2031,"cvc":"`+cvc+`"}`))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 		if key != "" {
@@ -866,7 +871,7 @@ func TestCardNumberNeverStoredOrLogged(t *testing.T) {
 		}
 		b, _ := io.ReadAll(res.Body)
 		res.Body.Close()
-		if res.StatusCode != 200 || !strings.Contains(string(b), `"last4":"4242"`) {
+		if res.StatusCode != 200 || !strings.Contains(string(b), `"last4":"0005"`) {
 			t.Fatalf("update %d: %d %s", i, res.StatusCode, b)
 		}
 		if strings.Contains(string(b), card) || strings.Contains(string(b), cvc) {
@@ -874,12 +879,18 @@ func TestCardNumberNeverStoredOrLogged(t *testing.T) {
 		}
 	}
 	status, b := n.do(t, tok.AccessToken, "GET", "/v1/customers/me", "")
-	if status != 200 || strings.Contains(string(b), card) {
+	if status != 200 || strings.Contains(string(b), card) || bareCVC(cvc).Match(b) {
 		t.Fatalf("profile: %d %s", status, b)
 	}
-	needles := []string{card, "4242 4242 4242 4242", `"cvc":"` + cvc}
+	pwSum := sha256.Sum256([]byte(password))
+	needles := []string{card, "3782 822463 10005", password, fmt.Sprintf("%x", pwSum), base64.RawStdEncoding.EncodeToString(pwSum[:])}
+	// The CVC's digits anywhere but inside a longer run of letters, digits or dashes (ids, UUIDs, hashes and
+	// timestamps may hold any four digits): after a protobuf length byte, a quote, '=' or a space.
+	cvcRE := bareCVC(cvc)
+	// The argon2id hash with this server's parameters (Config.Argon2), as the Account actor stores it.
+	phc := fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$", testArgon2.Memory, testArgon2.Iterations, testArgon2.Parallelism)
 	var files int
-	control := false // the store holds the customer's email in clear: the grep can find what is there
+	control, hashed := false, false // the store holds the customer's email in clear: the grep can find what is there
 	err := filepath.Walk(n.dir, func(path string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
 			return err
@@ -890,15 +901,22 @@ func TestCardNumberNeverStoredOrLogged(t *testing.T) {
 			return err
 		}
 		control = control || bytes.Contains(data, []byte("dana@example.com"))
+		hashed = hashed || bytes.Contains(data, []byte(phc))
 		for _, s := range needles {
 			if bytes.Contains(data, []byte(s)) {
 				t.Errorf("%s holds %q", path, s)
 			}
 		}
+		if loc := cvcRE.FindIndex(data); loc != nil {
+			t.Errorf("%s holds the CVC at byte %d: %q", path, loc[0], data[max(0, loc[0]-16):min(len(data), loc[1]+16)])
+		}
 		return nil
 	})
 	if err != nil || files == 0 || !control {
 		t.Fatalf("walk the data dir: %v (%d files, control found: %v)", err, files, control)
+	}
+	if !hashed {
+		t.Errorf("no %s hash in the data dir: the password is not stored as argon2id with Config.Argon2", phc)
 	}
 	logs := n.logs.String()
 	if !strings.Contains(logs, "payment-method") {
@@ -909,4 +927,12 @@ func TestCardNumberNeverStoredOrLogged(t *testing.T) {
 			t.Errorf("the logs hold %q", s)
 		}
 	}
+	if cvcRE.MatchString(logs) {
+		t.Errorf("the logs hold the CVC %s", cvc)
+	}
+}
+
+// bareCVC matches cvc's digits not inside a longer run of letters, digits or dashes.
+func bareCVC(cvc string) *regexp.Regexp {
+	return regexp.MustCompile(`(?:^|[^0-9A-Za-z-])` + cvc + `(?:[^0-9A-Za-z-]|$)`)
 }
