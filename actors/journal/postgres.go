@@ -27,6 +27,10 @@ var (
 
 	// ErrSchemaTooNew is returned by OpenPostgres when the database was migrated by a newer build.
 	ErrSchemaTooNew = errors.New("journal: database schema is newer than this build")
+
+	// ErrDatabaseTooOld is returned by OpenPostgres for a CockroachDB older than v22.1, whose pipelines do not run
+	// as one implicit transaction (the group commit relies on it).
+	ErrDatabaseTooOld = errors.New("journal: database release too old")
 )
 
 // PostgresOptions configures the PostgreSQL backend. The zero value of a field means its default.
@@ -63,7 +67,8 @@ type PostgresOptions struct {
 	MigrationLock MigrationLock
 
 	// MigrationLockLease is how long a lock row (MigrationLockRow) stays valid: the longest a crashed migrator
-	// blocks the others. Default 5 min.
+	// blocks the others. The holder renews it every third of the lease while it migrates, and stops migrating
+	// (rolling back) if a renewal fails until the lease is out. Default 5 min.
 	MigrationLockLease time.Duration
 
 	// MigrationLockPoll is how often an opener retries a taken lock row. Default 100 ms.
@@ -142,9 +147,13 @@ func (o PostgresOptions) withDefaults() PostgresOptions {
 // locked in name order, but the batches of two nodes can still lock the same feeds in opposite orders; PostgreSQL
 // then aborts one of them after its deadlock_timeout (1 s by default) and the committer runs it again.
 //
-// CockroachDB: the dialect is detected at open (names are STRING there, which compares bytes; the migration lock
-// is a lock row). Serialization failures (40001), which CockroachDB reports where PostgreSQL would wait for a row
-// lock, are retried as above. The backend's tests run against PostgreSQL only.
+// CockroachDB v22.1 or newer: the dialect is detected at open (names are STRING there, which compares bytes; the
+// migration lock is a lock row, its lease renewed while migrating). Older releases are refused (ErrDatabaseTooOld):
+// the group commit needs a pipeline up to Sync to run as one implicit transaction, which CockroachDB does from
+// v22.1 (cockroachdb/cockroach#74242). Serialization failures (40001), which CockroachDB reports where PostgreSQL
+// would wait for a row lock, are retried as above. CI runs the backend's tests against PostgreSQL only;
+// TestCockroachConformance runs the shared conformance suite against a local single-node CockroachDB when a
+// cockroach binary is found (PLATTER_COCKROACH_BIN, else PATH), and is skipped otherwise.
 type Postgres struct {
 	pool    *pgxpool.Pool
 	opts    PostgresOptions
@@ -180,6 +189,10 @@ func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*Postg
 		return nil, fmt.Errorf("open journal: %w", classify(ctx, err))
 	}
 	d, err := detectDialect(ctx, pool)
+	if errors.Is(err, ErrDatabaseTooOld) {
+		pool.Close()
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open journal: detect database: %w", classify(ctx, err))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/platterhq/platter/actors/journal/pgtest"
 )
 
@@ -129,5 +130,79 @@ func TestPrefixEnd(t *testing.T) {
 		if end != c.end || ok != c.ok {
 			t.Errorf("prefixEnd(%q) = %q, %v; want %q, %v", c.prefix, end, ok, c.end, c.ok)
 		}
+	}
+}
+
+// The dialect and release come from SELECT version(); a CockroachDB older than v22.1 is refused.
+func TestParseVersion(t *testing.T) {
+	tests := []struct {
+		version string
+		want    dialect
+		tooOld  bool
+	}{
+		{"PostgreSQL 16.4 (Debian 16.4-1.pgdg120+1) on x86_64-pc-linux-gnu", dialectPostgres, false},
+		{"CockroachDB CCL v23.2.4 (x86_64-pc-linux-gnu, built 2024/04/08 21:17:51, go1.21.9 X:nocoverageredesign)", dialectCockroach, false},
+		{"CockroachDB OSS v22.1.0 (x86_64-unknown-linux-gnu, built 2022/05/23 16:27:47, go1.17.6)", dialectCockroach, false},
+		{"CockroachDB CCL v24.1.0 (aarch64-unknown-linux-gnu, built 2024/05/15)", dialectCockroach, false},
+		{"CockroachDB CCL v21.2.17 (x86_64-unknown-linux-gnu, built 2022/11/07)", dialectCockroach, true},
+		{"CockroachDB OSS v20.2.19 (x86_64-unknown-linux-gnu)", dialectCockroach, true},
+		{"CockroachDB (unknown release)", dialectCockroach, true},
+	}
+	for _, tt := range tests {
+		d, err := parseVersion(tt.version)
+		if d != tt.want || errors.Is(err, ErrDatabaseTooOld) != tt.tooOld || (err != nil) != tt.tooOld {
+			t.Errorf("parseVersion(%q) = %v, %v; want %v, too old %v", tt.version, d, err, tt.want, tt.tooOld)
+		}
+	}
+}
+
+// The lock row's lease is renewed while its holder migrates, so another opener waits beyond the lease; when the
+// row is taken from the holder, the holder's context ends with errLockLost.
+func TestLockRowLeaseRenewed(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	opts := PostgresOptions{MigrationLockLease: 300 * time.Millisecond, MigrationLockPoll: 10 * time.Millisecond}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	held, unlock, err := lockRow(ctx, conn, pool, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+
+	// Another opener waits for ten leases and does not get the lock.
+	other, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Release()
+	wctx, cancel := context.WithTimeout(ctx, 10*opts.MigrationLockLease)
+	defer cancel()
+	if _, unlock2, err := lockRow(wctx, other, pool, opts); err == nil {
+		unlock2()
+		t.Fatal("a second opener took the lock row while its holder was migrating: the lease was not renewed")
+	}
+	if held.Err() != nil {
+		t.Fatalf("the holder's context ended while it held the lock: %v", context.Cause(held))
+	}
+
+	// The row taken away (as after a lapsed lease): the holder learns it at its next renewal.
+	if _, err := pool.Exec(ctx, "UPDATE journal_schema_lock SET owner = 'someone else' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held.Done():
+		if cause := context.Cause(held); !errors.Is(cause, errLockLost) {
+			t.Fatalf("the holder's context ended with %v, want errLockLost", cause)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the holder did not notice within 10 s that its lock row was taken")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,15 +112,36 @@ func (d dialect) nameType() string {
 	return `TEXT COLLATE "C"`
 }
 
+// detectDialect reads the server's version. A CockroachDB older than v22.1 is refused (ErrDatabaseTooOld).
 func detectDialect(ctx context.Context, pool *pgxpool.Pool) (dialect, error) {
 	var version string
 	if err := pool.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
 		return 0, err
 	}
-	if strings.Contains(version, "CockroachDB") {
-		return dialectCockroach, nil
+	return parseVersion(version)
+}
+
+// cockroachVersion matches the release in CockroachDB's version(), e.g. "CockroachDB CCL v23.2.4 (x86_64-...)".
+var cockroachVersion = regexp.MustCompile(`CockroachDB \S+ v(\d+)\.(\d+)`)
+
+// parseVersion tells the dialect from the answer of SELECT version(). The group commit needs CockroachDB v22.1 or
+// newer: older releases commit each statement of a pipeline on its own instead of running the pipeline up to
+// Sync as one implicit transaction (cockroachdb/cockroach#74242), so a batch that failed half-way would be run
+// again write by write and an append that had committed would come back as a conflict.
+func parseVersion(version string) (dialect, error) {
+	if !strings.Contains(version, "CockroachDB") {
+		return dialectPostgres, nil
 	}
-	return dialectPostgres, nil
+	m := cockroachVersion.FindStringSubmatch(version)
+	if m == nil {
+		return dialectCockroach, fmt.Errorf("%w: cannot read the release of %q", ErrDatabaseTooOld, version)
+	}
+	major, _ := strconv.Atoi(m[1])
+	minor, _ := strconv.Atoi(m[2])
+	if major < 22 || major == 22 && minor < 1 {
+		return dialectCockroach, fmt.Errorf("%w: CockroachDB v%d.%d; the journal needs v22.1 or newer", ErrDatabaseTooOld, major, minor)
+	}
+	return dialectCockroach, nil
 }
 
 // migrationLockKey is the advisory lock key: a hash of a fixed name, the same in every build.
@@ -148,7 +170,8 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, d dialect, opts PostgresOp
 	var unlock func()
 	switch mode {
 	case MigrationLockRow:
-		unlock, err = lockRow(ctx, conn, opts)
+		// The migrations run under ctx from here: it ends if the lease is lost, rolling back the one running.
+		ctx, unlock, err = lockRow(ctx, conn, pool, opts)
 	default:
 		unlock, err = lockAdvisory(ctx, conn)
 	}
@@ -214,11 +237,18 @@ func lockAdvisory(ctx context.Context, conn *pgxpool.Conn) (func(), error) {
 	}, nil
 }
 
+// errLockLost ends the context of a migration whose lock row lease could not be renewed in time.
+var errLockLost = errors.New("journal_schema_lock: lease lost while migrating")
+
 // lockRow takes the lock row of journal_schema_lock: one row, owned by whoever inserted it or found it expired.
-// The lease bounds how long a crashed migrator blocks the others.
-func lockRow(ctx context.Context, conn *pgxpool.Conn, opts PostgresOptions) (func(), error) {
+// The lease bounds how long a crashed migrator blocks the others. While held, the lease is renewed every third of
+// it (through pool, on a second connection: conn runs the migrations), so a migration longer than the lease keeps
+// the lock. The returned
+// context ends, with errLockLost as its cause, when the row is no longer ours or a renewal did not succeed before
+// the lease ran out: another opener may then be migrating, and the migration in progress must not commit.
+func lockRow(ctx context.Context, conn *pgxpool.Conn, pool *pgxpool.Pool, opts PostgresOptions) (context.Context, func(), error) {
 	if err := createLockTable(ctx, conn); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	owner := uuid.NewString()
 	tick := time.NewTicker(opts.MigrationLockPoll)
@@ -230,22 +260,56 @@ func lockRow(ctx context.Context, conn *pgxpool.Conn, opts PostgresOptions) (fun
 			WHERE journal_schema_lock.expires_ns < $3`,
 			owner, now.Add(opts.MigrationLockLease).UnixNano(), now.UnixNano())
 		if err != nil && !retryable(err) {
-			return nil, err
+			return nil, nil, err
 		}
 		if err == nil && tag.RowsAffected() == 1 {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("wait for journal_schema_lock: %w", ctx.Err())
+			return nil, nil, fmt.Errorf("wait for journal_schema_lock: %w", ctx.Err())
 		case <-tick.C:
 		}
 	}
-	return func() {
+	held, cancel := context.WithCancelCause(ctx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		renewLockRow(held, cancel, pool, owner, time.Now().Add(opts.MigrationLockLease), opts.MigrationLockLease)
+	}()
+	return held, func() {
+		cancel(nil)
+		<-renewed
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_, _ = conn.Exec(ctx, "DELETE FROM journal_schema_lock WHERE id = 1 AND owner = $1", owner)
 	}, nil
+}
+
+// renewLockRow extends owner's lease every third of it until ctx ends; it cancels ctx with errLockLost when the
+// row is not owner's any more or expires passes without a successful renewal.
+func renewLockRow(ctx context.Context, cancel context.CancelCauseFunc, pool *pgxpool.Pool, owner string, expires time.Time, lease time.Duration) {
+	tick := time.NewTicker(lease / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		next := time.Now().Add(lease)
+		rctx, rcancel := context.WithDeadline(ctx, expires)
+		// The row still ours means nobody took it since, even if the lease ran out meanwhile.
+		tag, err := pool.Exec(rctx, "UPDATE journal_schema_lock SET expires_ns = $2 WHERE id = 1 AND owner = $1", owner, next.UnixNano())
+		rcancel()
+		switch {
+		case err == nil && tag.RowsAffected() == 1:
+			expires = next
+		case err == nil || !time.Now().Before(expires):
+			cancel(errLockLost)
+			return
+		}
+	}
 }
 
 // createLockTable creates journal_schema_lock. Concurrent CREATE TABLE IF NOT EXISTS can fail on PostgreSQL
