@@ -131,3 +131,5 @@ require (
 )
 
 replace github.com/asynkron/protoactor-go => ./cluster/third_party/protoactor-go
+
+replace github.com/hashicorp/memberlist => ./cluster/third_party/memberlist

@@ -372,3 +372,71 @@ func TestLeaseNoOverlap(t *testing.T) {
 	c.Resume(p)
 	c.WaitConverged(30 * time.Second)
 }
+
+// TestMembersStatusAndActivations: every member lists every member with its activations per kind, and the counts
+// match where the identities live (the registry); a paused member is listed as suspect, without counts, until it
+// is declared dead.
+func TestMembersStatusAndActivations(t *testing.T) {
+	c := clustertest.New(t, 3)
+	reg := c.Registry()
+	const identities = 45
+	ids := make([]string, identities)
+	for k := range ids {
+		ids[k] = fmt.Sprintf("count-%02d", k)
+		if _, err := request(c, k%3, ids[k]); err != nil {
+			t.Fatalf("request %s: %v", ids[k], err)
+		}
+	}
+	hosted := func() map[string]int {
+		out := map[string]int{}
+		for _, id := range ids {
+			for _, h := range reg.Hosts(id) {
+				out[h]++
+			}
+		}
+		return out
+	}
+	var last string
+	err := clustertest.Poll(func() bool {
+		want := hosted()
+		for i := range 3 {
+			ms := c.Node(i).Members()
+			if len(ms) != 3 {
+				last = fmt.Sprintf("member %d lists %d members", i, len(ms))
+				return false
+			}
+			for _, m := range ms {
+				if m.Status != cluster.StatusAlive || m.Activations == nil || m.Activations[clustertest.EchoKind] != want[m.ID] {
+					last = fmt.Sprintf("member %d lists %s as %s with %v, the registry has %d there", i, m.ID, m.Status,
+						m.Activations, want[m.ID])
+					return false
+				}
+			}
+		}
+		return true
+	}, 10*time.Second)
+	if err != nil {
+		t.Fatalf("counts per member: %v (last: %s)", err, last)
+	}
+	t.Logf("activations per member: %v", hosted())
+
+	const p = 2
+	pausedID := c.Node(p).Self().ID
+	c.Pause(p)
+	c.WaitFor(func() bool {
+		for _, i := range []int{0, 1} {
+			found := false
+			for _, m := range c.Node(i).Members() {
+				if m.ID == pausedID && m.Status == cluster.StatusSuspect && m.Activations == nil {
+					found = true
+				}
+			}
+			if !found {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, "the paused member listed as suspect, without counts, by both others")
+	c.Resume(p)
+	c.WaitConverged(30 * time.Second)
+}

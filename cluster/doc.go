@@ -32,7 +32,9 @@
 //     stopped, or killed) as an explicit transition table. An incarnation is one actor system + remote +
 //     memberlist under one member id.
 //   - member.go: the metadata a member announces. protoactor's Member message plus, in field numbers it does not
-//     use, Config.Attributes (e.g. the journal the node keeps state in) and a draining flag. Config.Admit sees
+//     use, Config.Attributes (e.g. the journal the node keeps state in), a draining flag and its activation
+//     counts by kind (re-announced every TopologyRefreshInterval when they changed). Node.Members lists each
+//     member with its status as memberlist holds it (alive or suspect) and those counts (unknown for a suspect). Config.Admit sees
 //     each peer's metadata and can keep it out of the cluster (provider.go: memberlist's merge and alive
 //     delegates); a join refused that way fails Start at once with a *RefusedError.
 //   - faults.go: Faults pauses a node's transports in-process for tests (see clustertest); the gossip transport
@@ -75,5 +77,5 @@
 // sleeps), disthash (no owner check, fixed 5 s timeouts), DefaultContext (no real back-off, ignores deadlines),
 // and graceful remote shutdown (races, 10 s waits). protoactor itself is used from the patched copy in
 // third_party/protoactor-go (see its PATCHES.md): its upstream races under -race in any process with more than
-// one remote.
+// one remote. memberlist is used from third_party/memberlist, patched to tell a node's state (suspect or alive).
 package cluster

@@ -520,7 +520,9 @@ func (inc *incarnation) closeTransports() {
 func (inc *incarnation) self() Member {
 	if inc.provider != nil {
 		if n, ok := inc.provider.localNode(); ok {
-			return memberOf(n, inc.id)
+			m := memberOf(n, memberlist.StateAlive, inc.id)
+			m.Activations = inc.counts.snapshot()
+			return m
 		}
 	}
 	return Member{ID: inc.id, Name: inc.id, RemoteAddr: inc.remoteAddr, Self: true, Status: StatusDead}

@@ -3,7 +3,9 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,6 +35,12 @@ type Member struct {
 	Self       bool     // this node
 	Draining   bool     // it is draining (Node.Drain): it owns no identity any more and is about to leave
 
+	// Activations counts the member's local activations by kind: this node's own count for itself, and what
+	// each other member last announced in its metadata (it announces a change within about
+	// TopologyRefreshInterval plus a few gossip rounds). nil when unknown: a suspect member (it has not answered
+	// memberlist's probes, so its last count may be stale) or one that has announced none yet.
+	Activations map[string]int
+
 	// Attributes are what the member advertises of itself (its Config.Attributes), e.g. the journal it uses.
 	Attributes map[string]string
 }
@@ -42,15 +50,18 @@ type Member struct {
 // own fields in protobuf field numbers protoactor's message does not use. protoactor keeps them as unknown fields
 // and ignores them; a member that does not know them decodes the rest.
 type memberMeta struct {
-	pm         *pcluster.Member
-	attributes map[string]string
-	draining   bool
+	pm          *pcluster.Member
+	attributes  map[string]string
+	draining    bool
+	activations map[string]int // nil: not announced
 }
 
 // Field numbers of our extensions to protoactor's Member message.
 const (
 	metaFieldAttribute protowire.Number = 1001 // repeated bytes: one key=value attribute
 	metaFieldDraining  protowire.Number = 1002 // bool: the member is draining
+	// bytes: the member's activations by kind, "kind=count" joined by ","; present (maybe empty) once announced
+	metaFieldActivations protowire.Number = 1003
 )
 
 // encodeMeta encodes the memberlist node metadata of a member (see memberMeta).
@@ -77,6 +88,20 @@ func encodeMemberMeta(mm memberMeta) ([]byte, error) {
 	if mm.draining {
 		b = protowire.AppendTag(b, metaFieldDraining, protowire.VarintType)
 		b = protowire.AppendVarint(b, 1)
+	}
+	if mm.activations != nil {
+		kinds := slices.Sorted(maps.Keys(mm.activations))
+		var sb strings.Builder
+		for i, k := range kinds {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString(k)
+			sb.WriteByte('=')
+			sb.WriteString(strconv.Itoa(mm.activations[k]))
+		}
+		b = protowire.AppendTag(b, metaFieldActivations, protowire.BytesType)
+		b = protowire.AppendString(b, sb.String())
 	}
 	if len(b) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("encode member metadata: %d bytes, memberlist allows %d (too many kinds?)", len(b), memberlist.MetaMaxSize)
@@ -128,6 +153,17 @@ func decodeMemberMeta(name string, meta []byte) (memberMeta, error) {
 			}
 			rest = rest[n:]
 			mm.draining = v != 0
+		case num == metaFieldActivations && typ == protowire.BytesType:
+			v, n := protowire.ConsumeString(rest)
+			if n < 0 {
+				return memberMeta{}, fmt.Errorf("decode member metadata: %w", protowire.ParseError(n))
+			}
+			rest = rest[n:]
+			act, err := parseActivations(v)
+			if err != nil {
+				return memberMeta{}, fmt.Errorf("decode member metadata: %w", err)
+			}
+			mm.activations = act
 		default: // a field of a newer build: skip it
 			n := protowire.ConsumeFieldValue(num, typ, rest)
 			if n < 0 {
@@ -137,6 +173,23 @@ func decodeMemberMeta(name string, meta []byte) (memberMeta, error) {
 		}
 	}
 	return mm, nil
+}
+
+// parseActivations parses "kind=count,kind=count" (empty: none).
+func parseActivations(v string) (map[string]int, error) {
+	out := map[string]int{}
+	if v == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(v, ",") {
+		k, c, ok := strings.Cut(kv, "=")
+		n, err := strconv.Atoi(c)
+		if !ok || k == "" || err != nil || n < 0 {
+			return nil, fmt.Errorf("bad activation count %q", kv)
+		}
+		out[k] = n
+	}
+	return out, nil
 }
 
 func decodeProtoactorMeta(name string, meta []byte) (*pcluster.Member, error) {
@@ -156,16 +209,16 @@ func decodeProtoactorMeta(name string, meta []byte) (*pcluster.Member, error) {
 	return &m, nil
 }
 
-// memberOf builds the Member view of a memberlist node. Nodes whose metadata does not decode still show up, with
-// what memberlist knows.
-func memberOf(n *memberlist.Node, self string) Member {
+// memberOf builds the Member view of a memberlist node in state (memberlist's own record: the Node copies it
+// hands out never carry it, see third_party/memberlist/PATCHES.md). Nodes whose metadata does not decode still
+// show up, with what memberlist knows. A suspect member's activations are left unknown.
+func memberOf(n *memberlist.Node, state memberlist.NodeStateType, self string) Member {
 	m := Member{
 		ID:         n.Name,
 		Name:       n.Name,
 		GossipAddr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))),
-		Status:     StatusAlive, // memberlist does not maintain Node.State in the copies it hands out
-
-		Self: n.Name == self,
+		Status:     statusOf(state),
+		Self:       n.Name == self,
 	}
 	if mm, err := decodeMemberMeta(n.Name, n.Meta); err == nil {
 		m.RemoteAddr = mm.pm.Address()
@@ -173,8 +226,24 @@ func memberOf(n *memberlist.Node, self string) Member {
 		sort.Strings(m.Kinds)
 		m.Draining = mm.draining
 		m.Attributes = mm.attributes
+		if m.Status == StatusAlive {
+			m.Activations = mm.activations
+		}
 	}
 	return m
+}
+
+// statusOf names a memberlist node state.
+func statusOf(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateSuspect:
+		return StatusSuspect
+	case memberlist.StateDead:
+		return StatusDead
+	case memberlist.StateLeft:
+		return StatusLeft
+	}
+	return StatusAlive
 }
 
 // topologyMembers turns memberlist's live nodes into the protoactor topology: every alive or suspect node whose

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 
@@ -106,8 +107,37 @@ func TestMetaExtensions(t *testing.T) {
 	if mm, err := decodeMemberMeta("m1", newer); err != nil || !mm.draining {
 		t.Fatalf("with an unknown field: %v %v", mm, err)
 	}
-	m := memberOf(&memberlist.Node{Name: "m1", Meta: b}, "other")
-	if !m.Draining || m.Attributes["journal"] != "postgres:abc" || m.RemoteAddr != "10.0.0.7:8090" {
+	m := memberOf(&memberlist.Node{Name: "m1", Meta: b}, memberlist.StateAlive, "other")
+	if !m.Draining || m.Attributes["journal"] != "postgres:abc" || m.RemoteAddr != "10.0.0.7:8090" || m.Status != StatusAlive {
 		t.Fatalf("memberOf: %+v", m)
+	}
+	if m.Activations != nil {
+		t.Fatalf("activations %v before any were announced, want unknown (nil)", m.Activations)
+	}
+}
+
+// TestMetaActivations: the activation counts ride in the metadata (an empty count is known, not missing); a
+// suspect member's counts are reported unknown, with its status.
+func TestMetaActivations(t *testing.T) {
+	pm := &pcluster.Member{Id: "m1", Host: "10.0.0.7", Port: 8090, Kinds: []string{"Order", "Restaurant"}}
+	for _, want := range []map[string]int{{}, {"Order": 3}, {"Order": 12, "Restaurant": 7}} {
+		b, err := encodeMemberMeta(memberMeta{pm: pm, activations: want, draining: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := memberOf(&memberlist.Node{Name: "m1", Meta: b}, memberlist.StateAlive, "other")
+		if m.Activations == nil || !maps.Equal(m.Activations, want) || !m.Draining {
+			t.Fatalf("activations %v (draining %v), want %v", m.Activations, m.Draining, want)
+		}
+		s := memberOf(&memberlist.Node{Name: "m1", Meta: b}, memberlist.StateSuspect, "other")
+		if s.Status != StatusSuspect || s.Activations != nil {
+			t.Fatalf("suspect member: status %q, activations %v; want suspect, unknown", s.Status, s.Activations)
+		}
+	}
+	bad := protowire.AppendTag(nil, metaFieldActivations, protowire.BytesType)
+	bad = protowire.AppendString(bad, "Order=x")
+	b, _ := encodeMeta(pm)
+	if _, err := decodeMemberMeta("m1", append(b, bad...)); err == nil {
+		t.Fatal("a bad activation count decoded")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/hashicorp/memberlist"
 )
 
 // KindsFunc builds the protoactor kinds for one incarnation of the node. It is called at Start and again after
@@ -340,7 +341,8 @@ func (n *Node) current() *incarnation {
 }
 
 // Members returns the live members (alive and suspect) in this node's memberlist view, itself included, sorted
-// by name. Empty before Start.
+// by name, with their status as memberlist holds it and their activations (see Member.Activations). Empty
+// before Start.
 func (n *Node) Members() []Member {
 	inc := n.current()
 	if inc == nil || inc.provider == nil || inc.provider.ml == nil || inc.ended.Load() {
@@ -350,9 +352,18 @@ func (n *Node) Members() []Member {
 		return []Member{n.Self()}
 	}
 	nodes := inc.provider.liveNodes()
+	states := inc.provider.ml.NodeStates()
 	out := make([]Member, 0, len(nodes))
 	for _, nd := range nodes {
-		out = append(out, memberOf(nd, inc.id))
+		state, ok := states[nd.Name]
+		if !ok || nd.Name == inc.id {
+			state = memberlist.StateAlive // this member (memberlist never suspects itself), or just joined
+		}
+		m := memberOf(nd, state, inc.id)
+		if m.Self {
+			m.Activations = inc.counts.snapshot()
+		}
+		out = append(out, m)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -27,9 +28,10 @@ type provider struct {
 	inc   *incarnation // nil in unit tests
 	selfM *pcluster.Member
 
-	metaMu   sync.Mutex
-	meta     []byte // what NodeMeta announces: selfM, Config.Attributes, draining
-	draining bool
+	metaMu      sync.Mutex
+	meta        []byte // what NodeMeta announces: selfM, Config.Attributes, draining, activations
+	draining    bool
+	activations map[string]int // the local activations by kind, as last announced
 
 	// Set before the loop starts.
 	ml        *memberlist.Memberlist
@@ -59,6 +61,8 @@ type provider struct {
 	failed   map[string]failedNode
 
 	reconnectDone chan struct{}
+	announceDone  chan struct{}
+	counts        func() map[string]int // the local activations by kind (nil: none announced)
 
 	noticeMu sync.Mutex
 	notices  map[string]time.Time // member id that declared us dead → when it last said so
@@ -81,7 +85,7 @@ type provider struct {
 }
 
 func newProvider(cfg Config, log *slog.Logger, self *pcluster.Member) (*provider, error) {
-	meta, err := encodeMemberMeta(memberMeta{pm: self, attributes: cfg.Attributes})
+	meta, err := encodeMemberMeta(memberMeta{pm: self, attributes: cfg.Attributes, activations: map[string]int{}})
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +94,7 @@ func newProvider(cfg Config, log *slog.Logger, self *pcluster.Member) (*provider
 		log:           log,
 		selfM:         self,
 		meta:          meta,
+		activations:   map[string]int{},
 		now:           time.Now,
 		wake:          make(chan struct{}, 1),
 		stop:          make(chan struct{}),
@@ -98,6 +103,7 @@ func newProvider(cfg Config, log *slog.Logger, self *pcluster.Member) (*provider
 		table:         map[string]memberlist.Node{},
 		failed:        map[string]failedNode{},
 		reconnectDone: make(chan struct{}),
+		announceDone:  make(chan struct{}),
 		blockedSince:  map[string]time.Time{},
 		recentPeers:   map[string]time.Time{},
 		leaving:       map[string]time.Time{},
@@ -109,12 +115,55 @@ func newProvider(cfg Config, log *slog.Logger, self *pcluster.Member) (*provider
 func (p *provider) updateMeta() error {
 	p.metaMu.Lock()
 	defer p.metaMu.Unlock()
-	meta, err := encodeMemberMeta(memberMeta{pm: p.selfM, attributes: p.cfg.Attributes, draining: p.draining})
+	return p.updateMetaLocked()
+}
+
+func (p *provider) updateMetaLocked() error {
+	meta, err := encodeMemberMeta(memberMeta{pm: p.selfM, attributes: p.cfg.Attributes, draining: p.draining,
+		activations: p.activations})
 	if err != nil {
 		return err
 	}
 	p.meta = meta
 	return nil
+}
+
+// announceLoop announces this member's activation counts in its metadata (see Member.Activations): every
+// TopologyRefreshInterval, when they changed since the last announcement. An announcement is one memberlist
+// metadata update (an alive broadcast), so a member that activates all the time costs one small broadcast per
+// interval, not one per activation.
+func (p *provider) announceLoop() {
+	defer close(p.announceDone)
+	t := time.NewTicker(p.cfg.TopologyRefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		counts := p.counts()
+		p.metaMu.Lock()
+		if maps.Equal(counts, p.activations) {
+			p.metaMu.Unlock()
+			continue
+		}
+		prev := p.activations
+		p.activations = counts
+		err := p.updateMetaLocked()
+		if err != nil {
+			p.activations = prev
+		}
+		p.metaMu.Unlock()
+		if err != nil {
+			p.log.Warn("activation counts not announced", slog.Any("error", err))
+			continue
+		}
+		// The wait covers the broadcast going out; a member alone in the cluster has no one to wait for.
+		if err := p.ml.UpdateNode(p.cfg.TopologyRefreshInterval); err != nil {
+			p.log.Debug("activation counts announcement", slog.Any("error", err))
+		}
+	}
 }
 
 // setDraining announces that this member is draining: every member (this one included) then leaves it out of
@@ -180,6 +229,12 @@ func (p *provider) StartMember(c *pcluster.Cluster) error {
 	p.blocked = blockList.IsBlocked
 	go p.loop()
 	go p.reconnectLoop()
+	if inc != nil {
+		p.counts = inc.counts.snapshot
+		go p.announceLoop()
+	} else {
+		close(p.announceDone)
+	}
 	return nil
 }
 
@@ -246,6 +301,7 @@ func (p *provider) Shutdown(graceful bool) error {
 	}
 	<-p.done
 	<-p.reconnectDone
+	<-p.announceDone
 	var err error
 	if graceful {
 		if lerr := p.ml.Leave(p.cfg.LeaveTimeout); lerr != nil {
@@ -552,7 +608,7 @@ func (p *provider) admit(n *memberlist.Node) error {
 	if _, err := decodeMemberMeta(n.Name, n.Meta); err != nil {
 		return nil
 	}
-	m := memberOf(n, p.selfM.Id)
+	m := memberOf(n, memberlist.StateAlive, p.selfM.Id)
 	aerr := p.cfg.Admit(m)
 	if aerr == nil {
 		return nil

@@ -53,6 +53,7 @@ func (c nodeMembership) Members() []Member {
 		out = append(out, Member{
 			ID: m.ID, Name: m.Name, Address: m.GossipAddr, RemoteAddr: m.RemoteAddr,
 			Status: m.Status, Kinds: m.Kinds, Self: m.Self, Draining: m.Draining, Attributes: m.Attributes,
+			Activations: m.Activations,
 		})
 	}
 	return out

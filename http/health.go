@@ -12,12 +12,15 @@ type Member struct {
 	Name       string   `json:"name"`           // the node's stable name
 	Address    string   `json:"address"`        // memberlist (gossip) address, host:port
 	RemoteAddr string   `json:"remote_address"` // protoactor remote (actor traffic) address, host:port
-	Status     string   `json:"status"`         // e.g. "alive", "suspect", "dead", "left"
+	Status     string   `json:"status"`         // "alive" or "suspect" as memberlist holds it; "left"/"dead" for a stopping self
 	Kinds      []string `json:"kinds"`          // the actor kinds it hosts
 	Self       bool     `json:"self"`           // true for the node that answered
 	Draining   bool     `json:"draining"`       // it hands its identities over before it leaves
 	// Attributes is what the member announces of itself, e.g. "journal": the journal it keeps state in.
 	Attributes map[string]string `json:"attributes"`
+	// Activations counts the member's actor activations by kind, as it last announced them (the answering node's
+	// own are current). nil (JSON null) when unknown: a suspect member, or one that has announced none yet.
+	Activations map[string]int `json:"activations"`
 }
 
 // Cluster is this node's view of the cluster. Implementations must be safe for concurrent use.
