@@ -537,3 +537,39 @@ func TestKeyRotateAfterFlag(t *testing.T) {
 		t.Fatalf("a new token has the first kid %s; jwks %v", kid, kids)
 	}
 }
+
+// TestRevocationReachesEveryNode: two nodes on a shared journal. An operator revokes the signing keys through node
+// A (retire_previous); a token of the revoked key that node B had verified (and cached) is refused by A at once and
+// by B once B re-reads the keys (KeyRefresh, 2 s with the local profile), with no token issued or JWKS asked on B.
+func TestRevocationReachesEveryNode(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	seedAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	a, _ := newTestMain(t, t.TempDir(), "--cluster-addr", seedAddr, "--journal", dsn)
+	runMain(t, a)
+	b, _ := newTestMain(t, t.TempDir(), "--join", seedAddr, "--journal", dsn)
+	runMain(t, b)
+	operatorForNodes(t, []string{a.URL(), b.URL()}, []string{a.Config.DataDir, b.Config.DataDir})
+	v, _ := tokens.Load(a.URL())
+	old := v.(string)
+	if status, body := callAs(t, old, "GET", b.URL()+"/v1/admin/cluster", ""); status != 200 {
+		t.Fatalf("node B before the revocation: %d %s", status, body)
+	}
+
+	status, body := callAs(t, old, "POST", a.URL()+"/v1/admin/signing-keys/rotate", `{"retire_previous":true}`)
+	var rotated struct {
+		Kid             string `json:"kid"`
+		RetiredPrevious bool   `json:"retired_previous"`
+	}
+	if status != 200 || json.Unmarshal(body, &rotated) != nil || !rotated.RetiredPrevious || rotated.Kid == tokenKid(t, old) {
+		t.Fatalf("revoke on node A: %d %s", status, body)
+	}
+	revokedAt := time.Now()
+	if status, body := callAs(t, old, "GET", a.URL()+"/v1/admin/cluster", ""); status != 401 {
+		t.Fatalf("node A right after the revocation: %d %s, want 401", status, body)
+	}
+	waitFor(t, 30*time.Second, 50*time.Millisecond, "node B to refuse the revoked key's token", func() bool {
+		status, _ := callAs(t, old, "GET", b.URL()+"/v1/admin/cluster", "")
+		return status == 401
+	})
+	t.Logf("node B refused the revoked key's token %v after the revocation on node A", time.Since(revokedAt).Round(time.Millisecond))
+}

@@ -461,3 +461,35 @@ func TestTokenCacheConcurrent(t *testing.T) {
 		f.want(t, tok, false, fmt.Sprintf("good token %d after exp", i))
 	}
 }
+
+// TestVerifierLearnsOfRevocation: a node that only verifies tokens re-reads the keys once they are older than
+// KeyRefresh, so another node's revocation (the key retired at the Unix epoch, a new current key) refuses the
+// key's tokens here too, cached ones included; until then this node cannot know.
+func TestVerifierLearnsOfRevocation(t *testing.T) {
+	f := newCacheFixture(t, Config{KeyRefresh: time.Minute})
+	tok := f.mint(t, claimsAt(f.clock.Now(), 10*time.Minute), nil)
+	f.want(t, tok, true, "before the revocation")
+	f.want(t, tok, true, "cached")
+
+	// Another node revokes every key (actors/account.go, retain_ms 0).
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.actors.mu.Lock()
+	for _, k := range f.actors.keys {
+		k.RetiredAt = timestamppb.New(time.Unix(0, 0))
+	}
+	f.actors.keys = append(f.actors.keys, &messages.SigningKey{Kid: "k-after-revocation", Alg: "EdDSA", PrivatePkcs8: der,
+		CreatedAt: timestamppb.New(f.clock.Now())})
+	f.actors.mu.Unlock()
+
+	f.clock.Advance(59 * time.Second)
+	f.want(t, tok, true, "within KeyRefresh of this node's last read")
+	f.clock.Advance(time.Second)
+	f.want(t, tok, false, "KeyRefresh after this node's last read")
+}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -56,8 +57,9 @@ type parsedKey struct {
 }
 
 // keyring caches the signing keys of the Account "keys" actor: the current key signs, every published key
-// verifies. It re-reads the keys every Config.KeyRefresh, and at once (at most every second) when a token names a
-// kid it does not know (another node rotated). It rotates when the current key is older than KeyRotateAfter.
+// verifies. It re-reads the keys every Config.KeyRefresh (when it signs, serves JWKS or verifies a token after that
+// time), and at once (at most every second) when a token names a kid it does not know (another node rotated). It
+// rotates when the current key is older than KeyRotateAfter.
 type keyring struct {
 	cfg    Config
 	actors http.Actors
@@ -67,6 +69,10 @@ type keyring struct {
 	keys        []parsedKey // oldest first
 	loadedAt    time.Time
 	lastUnknown time.Time
+
+	// refreshAt is when a verification next re-reads the keys (Unix nanoseconds; 0 before the first read): so
+	// that a node that only verifies tokens learns of another node's revocation within KeyRefresh.
+	refreshAt atomic.Int64
 }
 
 // load reads the keys, creating the first key when there is none and rotating when the current one is too old.
@@ -208,7 +214,22 @@ func (k *keyring) set(keys []*messages.SigningKey, now time.Time) error {
 		}
 	}
 	k.keys, k.loadedAt = append(kept, parsed...), now
+	k.refreshAt.Store(now.Add(k.cfg.KeyRefresh).UnixNano())
 	return nil
+}
+
+// refreshIfStale re-reads the keys when they are older than KeyRefresh (Authenticate calls it for every bearer
+// token: one atomic load while they are fresh). The caller that claims the refresh reads the keys before its token
+// is checked; requests meanwhile go on with the keys this node has. A failed read is retried a second later, and
+// the keys this node has keep verifying.
+func (k *keyring) refreshIfStale(ctx context.Context) {
+	at, now := k.refreshAt.Load(), k.cfg.Now()
+	if at == 0 || now.UnixNano() < at || !k.refreshAt.CompareAndSwap(at, now.Add(time.Second).UnixNano()) {
+		return
+	}
+	if err := k.load(ctx); err != nil {
+		k.log.Warn("re-read signing keys", slog.Any("error", err))
+	}
 }
 
 func (k *keyring) currentLocked() *parsedKey {
@@ -442,6 +463,7 @@ func (s *Server) Authenticate(ctx *fasthttp.RequestCtx) (http.Principal, error) 
 		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="platter"`)
 		return http.Principal{}, http.Errorf(http.CodeUnauthenticated, "the Authorization header must be \"Bearer <access token>\"")
 	}
+	s.keys.refreshIfStale(context.Background())
 	var key [sha256.Size]byte
 	if s.cache != nil {
 		key = sha256.Sum256(raw)
