@@ -313,7 +313,10 @@ func (g *grain[S]) flush() {
 	} else {
 		err = g.entity.syncReminder(g.bg())
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errStale): // another activation wrote first: this one stops, as after a command's fenced write
+		g.log.Warn("activation lost the write race", slog.Uint64("seq", g.entity.seq), slog.String("while", "recording the outbox"))
+	case err != nil:
 		g.log.Error("recording the outbox failed", slog.Any("error", err))
 	}
 	g.afterWrite(0)
