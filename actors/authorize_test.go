@@ -71,8 +71,10 @@ func TestAuthorisationDoesNotBlockTheOrder(t *testing.T) {
 		return w.n.logs.count("delivery failed; retrying", wfCustomer) >= 2
 	})
 
+	asked := time.Now()
 	_, err = w.order().Status(&messages.GetOrderStatus{})
 	wantCode(t, "status while authorising", err, messages.ErrorReason_NOT_FOUND)
+	t.Logf("Status answered in %v while the authorisation was held", time.Since(asked))
 	_, err = w.order().Get(&messages.GetOrder{})
 	wantCode(t, "get while authorising", err, messages.ErrorReason_NOT_FOUND)
 	_, err = w.order().Cancel(&messages.CancelOrder{CommandId: "c-cancel", By: messages.CancelledBy_CANCELLED_BY_CUSTOMER, RequesterId: wfCustomer})
