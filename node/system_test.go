@@ -492,6 +492,10 @@ func TestSystemBadConfiguration(t *testing.T) {
 			`invalid --http-addr "127.0.0.1": want host:port`},
 		{"unparseable cluster address", func(*testing.T) []string { return []string{"--cluster-addr", "127.0.0.1:port"} },
 			`invalid --cluster-addr "127.0.0.1:port": bad port "port"`},
+		{"unparseable remote advertise address", func(*testing.T) []string { return []string{"--remote-advertise-addr", "127.0.0.1"} },
+			`invalid --remote-advertise-addr "127.0.0.1": want host:port`},
+		{"remote advertise address without a port", func(*testing.T) []string { return []string{"--remote-advertise-addr", "127.0.0.1:0"} },
+			`invalid --remote-advertise-addr "127.0.0.1:0": port 0`},
 		{"unparseable seed", func(*testing.T) []string { return []string{"--join", "seed.example"} },
 			`invalid --join seed "seed.example": want host:port`},
 		{"unreachable seeds", func(t *testing.T) []string {
