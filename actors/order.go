@@ -6,7 +6,11 @@ package actors
 //
 // Transition table (orderTransitions below is the same table in code; every cell is tested). Rows are steps,
 // columns the order's stage; "→ X" moves to stage X, "=" is allowed and changes nothing, a code is a refusal.
-// Cells marked "own" apply only to the order's dasher; another dasher gets the code after the slash.
+// Cells marked "own" apply only to the order's dasher ("own X/Y": X for the order's dasher, Y for any other
+// dasher). The dasher steps (ReleaseDasher, MarkDelivered) answer NF to a dasher that is not the order's dasher,
+// in every column, as a restaurant command from another restaurant does (checkRestaurant): a foreign dasher cannot
+// learn that an order exists; the order's own dasher gets FP for a step out of order. AssignDasher keeps OT for a
+// taken order: only a dasher the order was offered to gets there, and it knows the order exists.
 // Abbreviations: NF NOT_FOUND, AE ALREADY_EXISTS, FP FAILED_PRECONDITION, OT OFFER_TAKEN, OE OFFER_EXPIRED.
 //
 //	step \ stage      absent     pending     accepted   assigned       ready      ready+dasher   picked up     delivered    cancelled  rejected
@@ -17,8 +21,8 @@ package actors
 //	MarkReady         NF         FP          → ready    → ready+d      FP         FP             FP            FP           FP         FP
 //	MarkPickedUp      NF         FP          FP         FP             FP         → picked up    FP            FP           FP         FP
 //	AssignDasher      NF         FP          → assigned own =/OT       → ready+d  own =/OT       own =/OT      own =/OT     OE         OE
-//	ReleaseDasher     NF         FP          =          own →acc./FP   =          own →ready/FP  FP            FP           =          FP
-//	MarkDelivered     NF         FP          FP         FP             FP         FP             own →deliv/FP own =/FP     FP         FP
+//	ReleaseDasher     NF         NF          NF         own →acc./NF   NF         own →ready/NF  own FP/NF     own FP/NF    own =/NF   NF
+//	MarkDelivered     NF         NF          NF         own FP/NF      NF         own FP/NF      own →deliv/NF own =/NF     own FP/NF  NF
 //	accept timer      =          → cancelled =          =              =          =              =             =            =          =
 //	dispatch timer    =          =           → cancelled =             → cancelled =             =             =            =          =
 //	Cancel            see the cancellation matrix
@@ -404,12 +408,13 @@ var stepNames = [numSteps]string{"place", "place (declined)", "accept", "reject"
 func (s orderStep) String() string { return stepNames[s] }
 
 // transition is one cell of the table: refused with code (when code is set and own is false), or allowed and
-// moving to to. With own set, the cell is allowed (→ to) only for the order's own dasher; another dasher is
-// refused with code.
+// moving to to. With own set, the cell is for the order's own dasher: allowed (→ to), or refused with ownCode
+// when that is set; another dasher is refused with code.
 type transition struct {
-	to   orderStage
-	code messages.ErrorReason
-	own  bool
+	to      orderStage
+	code    messages.ErrorReason
+	own     bool
+	ownCode messages.ErrorReason
 }
 
 func to(s orderStage) transition              { return transition{to: s} }
@@ -418,17 +423,33 @@ func no(code messages.ErrorReason) transition { return transition{code: code} }
 func own(s orderStage, other messages.ErrorReason) transition {
 	return transition{to: s, code: other, own: true}
 }
+func ownNo(code, other messages.ErrorReason) transition {
+	return transition{code: other, own: true, ownCode: code}
+}
 
 func (t transition) refused() bool { return t.code != 0 && !t.own }
 
 // allows reports whether the cell lets dasher (the command's dasher, "" for commands without one) take the step
 // on an order whose dasher is orderDasher.
 func (t transition) allows(dasher, orderDasher string) bool {
-	return !t.refused() && (!t.own || dasher == orderDasher)
+	return !t.refused() && (!t.own || (dasher == orderDasher && t.ownCode == 0))
+}
+
+// refusal returns the code the cell answers dasher on an order whose dasher is orderDasher (0: allowed).
+func (t transition) refusal(dasher, orderDasher string) messages.ErrorReason {
+	switch {
+	case t.refused():
+		return t.code
+	case !t.own:
+		return 0
+	case dasher != orderDasher:
+		return t.code
+	}
+	return t.ownCode
 }
 
 // moves reports whether an allowed step changes the stage (from is the cell's column).
-func (t transition) moves(from orderStage) bool { return !t.refused() && t.to != from }
+func (t transition) moves(from orderStage) bool { return !t.refused() && t.ownCode == 0 && t.to != from }
 
 const (
 	nf = messages.ErrorReason_NOT_FOUND
@@ -449,8 +470,8 @@ var orderTransitions = [numSteps][numStages]transition{
 	stepMarkReady:       {no(nf), no(fp), to(stageReady), to(stageReadyAssigned), no(fp), no(fp), no(fp), no(fp), no(fp), no(fp)},
 	stepMarkPickedUp:    {no(nf), no(fp), no(fp), no(fp), no(fp), to(stagePickedUp), no(fp), no(fp), no(fp), no(fp)},
 	stepAssignDasher:    {no(nf), no(fp), to(stageAssigned), own(stageAssigned, ot), to(stageReadyAssigned), own(stageReadyAssigned, ot), own(stagePickedUp, ot), own(stageDelivered, ot), no(oe), no(oe)},
-	stepReleaseDasher:   {no(nf), no(fp), stay(stageAccepted), own(stageAccepted, fp), stay(stageReady), own(stageReady, fp), no(fp), no(fp), stay(stageCancelled), no(fp)},
-	stepMarkDelivered:   {no(nf), no(fp), no(fp), no(fp), no(fp), no(fp), own(stageDelivered, fp), own(stageDelivered, fp), no(fp), no(fp)},
+	stepReleaseDasher:   {no(nf), no(nf), no(nf), own(stageAccepted, nf), no(nf), own(stageReady, nf), ownNo(fp, nf), ownNo(fp, nf), own(stageCancelled, nf), no(nf)},
+	stepMarkDelivered:   {no(nf), no(nf), no(nf), ownNo(fp, nf), no(nf), ownNo(fp, nf), own(stageDelivered, nf), own(stageDelivered, nf), ownNo(fp, nf), no(nf)},
 	stepAcceptTimeout:   {stay(stageAbsent), to(stageCancelled), stay(stageAccepted), stay(stageAssigned), stay(stageReady), stay(stageReadyAssigned), stay(stagePickedUp), stay(stageDelivered), stay(stageCancelled), stay(stageRejected)},
 	stepDispatchTimeout: {stay(stageAbsent), stay(stagePending), to(stageCancelled), stay(stageAssigned), to(stageCancelled), stay(stageReadyAssigned), stay(stagePickedUp), stay(stageDelivered), stay(stageCancelled), stay(stageRejected)},
 }
@@ -947,11 +968,10 @@ func duePayments(s *messages.OrderState, now time.Time) []*messages.PaymentActio
 // when the table allows it.
 func stepRefusal(s *messages.OrderState, step orderStep, dasher string) error {
 	from := stageOf(s)
-	t := orderTransitions[step][from]
-	if t.allows(dasher, s.GetDasherId()) {
+	code := orderTransitions[step][from].refusal(dasher, s.GetDasherId())
+	switch code {
+	case 0:
 		return nil
-	}
-	switch t.code {
 	case nf:
 		return refuse(nf, "the order does not exist")
 	case ae:
@@ -961,10 +981,7 @@ func stepRefusal(s *messages.OrderState, step orderStep, dasher string) error {
 	case oe:
 		return refuse(oe, "the order no longer needs a dasher: it is %s", StatusName(s.GetStatus()))
 	}
-	if t.own {
-		return refuse(t.code, "the order is not assigned to dasher %q", dasher)
-	}
-	return refuse(t.code, "cannot %s the order: it is %s (%s)", step, StatusName(s.GetStatus()), from)
+	return refuse(code, "cannot %s the order: it is %s (%s)", step, StatusName(s.GetStatus()), from)
 }
 
 // checkRestaurant refuses a restaurant command from another restaurant as if the order did not exist.

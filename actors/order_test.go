@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -219,8 +220,8 @@ var (
 		stepMarkReady:       "NF         FP          →ready      →ready+d        FP           FP              FP               FP              FP        FP",
 		stepMarkPickedUp:    "NF         FP          FP          FP              FP           →pickedup       FP               FP              FP        FP",
 		stepAssignDasher:    "NF         FP          →assigned   own=/OT         →ready+d     own=/OT         own=/OT          own=/OT         OE        OE",
-		stepReleaseDasher:   "NF         FP          =           own→accepted/FP =            own→ready/FP    FP               FP              =         FP",
-		stepMarkDelivered:   "NF         FP          FP          FP              FP           FP              own→delivered/FP own=/FP         FP        FP",
+		stepReleaseDasher:   "NF         NF          NF          own→accepted/NF NF           own→ready/NF    ownFP/NF         ownFP/NF        own=/NF   NF",
+		stepMarkDelivered:   "NF         NF          NF          ownFP/NF        NF           ownFP/NF        own→delivered/NF own=/NF         ownFP/NF  NF",
 		stepAcceptTimeout:   "=          →cancelled  =           =               =            =               =                =               =         =",
 		stepDispatchTimeout: "=          =           →cancelled  =               →cancelled   =               =                =               =         =",
 	}
@@ -247,6 +248,10 @@ func specCell(t *testing.T, cell string, from orderStage) transition {
 		cell = target
 		if tr.code == 0 {
 			t.Fatalf("bad cell %q", cell)
+		}
+		if ownCode, ok := specCodes[target]; ok { // "ownFP/NF": the order's dasher is refused too
+			tr.ownCode = ownCode
+			return tr
 		}
 	}
 	switch {
@@ -303,7 +308,7 @@ func TestOrderTransitionTable(t *testing.T) {
 		for from := stageAbsent; from < numStages; from++ {
 			cell := orderTransitions[step][from]
 			t.Run(fmt.Sprintf("%s/%s", step, from), func(t *testing.T) {
-				if !cell.refused() && cell.to == stageAbsent && from != stageAbsent {
+				if !cell.refused() && cell.ownCode == 0 && cell.to == stageAbsent && from != stageAbsent {
 					t.Fatalf("cell %+v is unset (moves to absent)", cell)
 				}
 				s := orderIn(t, from)
@@ -312,7 +317,13 @@ func TestOrderTransitionTable(t *testing.T) {
 				if !proto.Equal(s, before) {
 					t.Fatal("the decision modified the state")
 				}
-				checkOrderCell(t, s, from, cell, events, err)
+				if cell.own && cell.ownCode != 0 && s.GetDasherId() == tDasher {
+					if got := codeOf(t, err); got != cell.ownCode || len(events) > 0 {
+						t.Fatalf("the order's dasher: got %s with %d events, want refused %s", got, len(events), cell.ownCode)
+					}
+				} else {
+					checkOrderCell(t, s, from, cell, events, err)
+				}
 				if cell.own {
 					events, err := runOrderStep(s, step, tOther)
 					if got := codeOf(t, err); got != cell.code || len(events) > 0 {
@@ -944,3 +955,40 @@ func BenchmarkOrderAnswer(b *testing.B) {
 		}
 	})
 }
+
+// TestDasherStepsRefuseForeignDashers: a dasher step (release, delivered) from a dasher that is not the order's
+// answers NOT_FOUND with the same message as a restaurant command from another restaurant, in every stage, so a
+// foreign dasher cannot tell an order exists; the order's own dasher gets FAILED_PRECONDITION for a step out of
+// order. Written against the rule, not the table.
+func TestDasherStepsRefuseForeignDashers(t *testing.T) {
+	foreign, err := decideAcceptOrder(orderIn(t, stagePending), &messages.AcceptOrder{CommandId: "k", RestaurantId: "r_other", PrepMinutes: 10}, orderCfg, testNow)
+	var restaurantRefusal *Error
+	if !errors.As(err, &restaurantRefusal) || restaurantRefusal.Code != nf || len(foreign) > 0 {
+		t.Fatalf("another restaurant's accept: %v", err)
+	}
+	for _, step := range []orderStep{stepReleaseDasher, stepMarkDelivered} {
+		for from := stageAbsent; from < numStages; from++ {
+			s := orderIn(t, from)
+			events, err := runOrderStep(s, step, tOther)
+			var e *Error
+			if !errors.As(err, &e) || e.Code != nf || e.Message != restaurantRefusal.Message || len(events) > 0 {
+				t.Errorf("%s in %s by another dasher: %v with %d events, want NOT_FOUND %q", step, from, err, len(events), restaurantRefusal.Message)
+			}
+			if s.GetDasherId() != tDasher {
+				continue // no dasher: every dasher is foreign (tDasher got the same answer as tOther above)
+			}
+			allowed := map[orderStep][]orderStage{
+				stepReleaseDasher: {stageAssigned, stageReadyAssigned, stageCancelled},
+				stepMarkDelivered: {stagePickedUp, stageDelivered},
+			}[step]
+			events, err = runOrderStep(s, step, tDasher)
+			switch got := codeOf(t, err); {
+			case slices.Contains(allowed, from) && got != 0:
+				t.Errorf("%s in %s by the order's dasher: refused %s", step, from, got)
+			case !slices.Contains(allowed, from) && (got != fp || len(events) > 0):
+				t.Errorf("%s in %s by the order's dasher: %s with %d events, want FAILED_PRECONDITION", step, from, got, len(events))
+			}
+		}
+	}
+}
+
