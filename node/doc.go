@@ -15,6 +15,20 @@
 //
 // A second node joins with --join pointing at the first node's --cluster-addr. `--cluster-profile local` shortens
 // failure detection to a few seconds (tests); the default "lan" profile uses memberlist's LAN timings.
+// --advertise-addr is the host (or host:port) other nodes reach this one at; --remote-advertise-addr
+// (PLATTER_REMOTE_ADVERTISE_ADDR) is the host:port they dial for its actor remote when that differs from
+// --remote-addr, e.g. behind NAT or a TCP proxy in front of the remote port (default: the --remote-addr port at the
+// --advertise-addr host, else the bind host).
+//
+// # The order workflow's timings and policies (config.go, workflowFlags)
+//
+// Every field of actors.WorkflowConfig is a flag with its PLATTER_* variable, passed to actors.Deps.Workflow
+// (docs/workflow.md says what each does): --accept-sla (5m), --dispatch-sla (15m), --offer-ttl (45s),
+// --opening-wave-size (3), --wave-size (3), --cancel-refund-share (0.5), --payment-retry-min/--payment-retry-max
+// (100ms/5m), --payment-timeout (10s), --outbox-retry-min/--outbox-retry-max (200ms/30s), --deliver-timeout (5s),
+// --reminder-scan-interval (1s), --order-call-timeout (5s). A value that cannot work (zero or negative, a share
+// outside 0-1, a maximum below its minimum) stops the node with one line naming the flag. The system tests run the
+// binary with short SLAs through these flags (workflow_system_test.go).
 //
 // # Cluster mode (issue 6; journal.go, drain.go)
 //
@@ -23,8 +37,14 @@
 // node refuses --join (one line, exit 2); every node announces its journal's identity (a random id kept in the
 // journal) in its cluster metadata and admits only members with the same one, so a node joining a bbolt node, or
 // a cluster on another database, is refused at once and says why. Each node's reminder scanner wakes only the
-// actors it owns. faults_on.go (built with -tags platterfaults, for system tests only) cuts the node off from the
-// others on SIGUSR1 and heals it on SIGUSR2.
+// actors it owns. faults_on.go (built with -tags platterfaults, for system tests only) cuts the node's gossip off
+// from the others on SIGUSR1 and heals it on SIGUSR2; the system tests cut the actor remote with a TCP proxy in
+// front of each node's remote port (--remote-advertise-addr), outside the process.
+//
+// The operator's routes: GET /v1/admin/cluster (this node's state and activations, and every member with its
+// status as memberlist holds it, alive or suspect, draining, journal and activations per kind), POST
+// /v1/admin/drain (below), PUT /v1/admin/areas/{area}/auto-assign (an area's auto-assign mode) and POST
+// /v1/admin/signing-keys/rotate (below).
 //
 // # Security (issue 5; tls.go, cert.go, auth.go)
 //
@@ -32,7 +52,10 @@
 // certificate made in the data directory on first start (tls-dev-cert.pem; its path and SHA-256 are printed).
 // --insecure serves plain HTTP and warns. Requests carry OAuth 2.0 access tokens from the node's authorization
 // server (http/oauth); once the node serves, the first node of a cluster makes the signing key and the operator
-// client, whose secret it writes once to data-dir/operator-credentials.json (mode 0600). Between nodes,
+// client, whose secret it writes once to data-dir/operator-credentials.json (mode 0600). The signing key is
+// replaced once it is --key-rotate-after old (PLATTER_KEY_ROTATE_AFTER, default 720h, 30 days), or at once by POST
+// /v1/admin/signing-keys/rotate ({"retire_previous":true} also revokes every previous key); a previous key keeps
+// verifying its tokens until they expire, and keys live in the journal, so they survive restarts. Between nodes,
 // --certs-dir gives the actor remote mutual TLS with the cluster CA (members are admitted only after a mutual TLS
 // handshake) and encrypts gossip with gossip.key (or --gossip-key); without them the node warns.
 //
@@ -60,5 +83,5 @@
 //
 // main.go only calls Main (ParseFlags, Run, Close); config.go holds flags and environment; platter.go wires the
 // packages. The tests run the real Main in process on port 0 (platter_test.go) and the built binary as several
-// processes on 127.0.0.1-3 (system_test.go).
+// processes on 127.0.0.1-3 (system_test.go, cluster_system_test.go, workflow_system_test.go).
 package main
