@@ -5,6 +5,7 @@
 //
 //	cfg := cluster.DefaultLANConfig()          // or DefaultLocalConfig() in tests
 //	cfg.BindAddr, cfg.RemoteAddr = "10.0.0.5:7946", "10.0.0.5:8090"
+//	cfg.RemoteAdvertiseAddr = "203.0.113.5:9090" // optional: what others dial for the remote (NAT, a proxy)
 //	cfg.Seeds = []string{"10.0.0.4:7946"}      // empty: start a new cluster
 //	node, err := cluster.NewNode(cfg, func() []*pcluster.Kind { return []*pcluster.Kind{messages.GetRestaurantKind()} })
 //	err = node.Start(ctx)                      // binds, joins a seed (retrying until ctx ends), serves
@@ -19,9 +20,9 @@
 //
 //   - provider.go: the memberlist ClusterProvider. Node metadata is protoactor's Member message (id, remote
 //     host/port, kinds); the memberlist node name is the actor system id, fresh for every start. One goroutine,
-//     the topology loop, pushes memberlist's live members to MemberList.UpdateClusterTopology, installs the
-//     resulting view and decides about fencing. Departed members' addresses are rejoined periodically, since
-//     memberlist never talks to a dead member again.
+//     the topology loop, pushes memberlist's live members (alive or suspect) to MemberList.UpdateClusterTopology,
+//     installs the resulting view and decides about fencing. Departed members' addresses are rejoined
+//     periodically, since memberlist never talks to a dead member again.
 //   - view.go, placement.go, request.go: our IdentityLookup. Owners are chosen by rendezvous hashing over remote
 //     addresses. The owner's placement actor activates an identity only if this member owns it in its own view
 //     and has owned it for Config.TopologySettle (so the previous owner has passivated it), passivates the
@@ -30,14 +31,18 @@
 //     deadline; the same logic is installed as protoactor's cluster Context, so generated grain clients get it.
 //   - node.go, state.go, incarnation.go: the node's lifecycle (new → joining → serving ⇄ fencing → stopping →
 //     stopped, or killed) as an explicit transition table. An incarnation is one actor system + remote +
-//     memberlist under one member id.
+//     memberlist under one member id. Its remote address (announced, and its actor system's own, so no PID
+//     carries the bind address) is Config.RemoteAdvertiseAddr when set (a proxy or NAT in front of the remote
+//     port), else the bind address with an unspecified host replaced by the gossip advertise host.
 //   - member.go: the metadata a member announces. protoactor's Member message plus, in field numbers it does not
 //     use, Config.Attributes (e.g. the journal the node keeps state in), a draining flag and its activation
 //     counts by kind (re-announced every TopologyRefreshInterval when they changed). Node.Members lists each
-//     member with its status as memberlist holds it (alive or suspect) and those counts (unknown for a suspect). Config.Admit sees
-//     each peer's metadata and can keep it out of the cluster (provider.go: memberlist's merge and alive
-//     delegates); a join refused that way fails Start at once with a *RefusedError.
-//   - faults.go: Faults pauses a node's transports in-process for tests (see clustertest); the gossip transport
+//     member with its status as memberlist holds it (alive or suspect, from the patched Memberlist.NodeStates)
+//     and those counts (unknown for a suspect). Config.Admit sees each peer's metadata and can keep it out of the
+//     cluster (provider.go: memberlist's merge and alive delegates); a join refused that way fails Start at once
+//     with a *RefusedError.
+//   - faults.go: Faults pauses a node's transports in-process for tests (see clustertest; NewGossipFaults pauses
+//     gossip alone, for a process whose remote is cut by a proxy outside it); the gossip transport
 //     wrapper there also records when another member was last heard (the lease, below).
 //   - log.go: protoactor and memberlist logs go to the configured slog logger at mapped levels.
 //
@@ -61,8 +66,9 @@
 // peers at once (Config.IsolationWindow: it is cut off, so it stops serving its one-member view and later rejoins
 // with a fresh memberlist instead of spreading stale death claims). Fencing stops serving, shuts the memberlist
 // down without a leave broadcast (its suspicion timers from the time it heard nothing would otherwise declare
-// healthy members dead to the others while the leave goes out), passivates, and starts a new incarnation on the same addresses under a fresh member id, calling the KindsFunc
-// again. A node configured with seeds serves nothing until it has joined, so it never forms a cluster of its own.
+// healthy members dead to the others while the leave goes out), passivates, and starts a new incarnation on the
+// same addresses under a fresh member id, calling the KindsFunc again. A node configured with seeds serves nothing
+// until it has joined, so it never forms a cluster of its own.
 //
 // Fencing follows the cut-off member's own failure detection, which is slower than the others' (alone, nobody
 // confirms its suspicions). So each member also holds a lease: when it has heard nothing from any other member
@@ -77,5 +83,6 @@
 // sleeps), disthash (no owner check, fixed 5 s timeouts), DefaultContext (no real back-off, ignores deadlines),
 // and graceful remote shutdown (races, 10 s waits). protoactor itself is used from the patched copy in
 // third_party/protoactor-go (see its PATCHES.md): its upstream races under -race in any process with more than
-// one remote. memberlist is used from third_party/memberlist, patched to tell a node's state (suspect or alive).
+// one remote. memberlist is used from the patched copy in third_party/memberlist (see its PATCHES.md), which
+// tells each node's state (alive or suspect) through Memberlist.NodeStates.
 package cluster
