@@ -12,8 +12,9 @@
 //
 // Backend holds the ports handler tests fake: Cluster (membership, drain), Store (readiness), Actors (grain calls
 // by kind and method name, and PollFeed), Idempotency (Idempotency-Key records), and the security issue's Auth
-// (the Authenticator), Accounts (credentials, staff clients) and OAuth (the authorization server's endpoints). NewClusterBackend adapts a running cluster node and keeps idempotency records in the
-// journal (JournalIdempotency); an IdempotencySweeper, started by the node, deletes the records whose retention
+// (the Authenticator), Accounts (credentials, staff clients) and OAuth (the authorization server's endpoints).
+// NewClusterBackend adapts a running cluster node and keeps idempotency records in the journal
+// (JournalIdempotency); an IdempotencySweeper, started by the node, deletes the records whose retention
 // (DefaultIdempotencyRetention, 24 h) has passed, found through the journal's expiry marks.
 //
 // # A request's way through the edge (Server.handle)
@@ -32,11 +33,12 @@
 //  4. Idempotency-Key on mutating routes (idempotency.go): replay, 422 IDEMPOTENCY_KEY_REUSED, 409
 //     IDEMPOTENCY_KEY_IN_USE; keys are scoped per principal, or per remote address for anonymous callers; the
 //     actors' command ids and new entity ids derive from that scope and the key.
-//  5. The handler (customers.go, orders.go, search.go, restaurants.go, dashers.go, areas.go, feeds.go, health.go) decodes
-//     strictly (decode.go: unknown fields, wrong types, trailing data, missing or out-of-range values are 400
-//     INVALID_ARGUMENT; 415 for a body that is not JSON; 413 over Config.MaxBodySize), validates ids (a malformed
-//     path id is 404 without activating an actor), calls the actor, and encodes (encode.go: snake_case, every
-//     field present, 64-bit integers as JSON numbers, RFC 3339 times).
+//  5. The handler (customers.go, orders.go, search.go, restaurants.go, dashers.go, areas.go, feeds.go, health.go,
+//     admin_keys.go) decodes strictly (decode.go: unknown fields, wrong types, trailing data, missing or
+//     out-of-range values are 400 INVALID_ARGUMENT; 415 for a body that is not JSON; 413 over
+//     Config.MaxBodySize), validates ids (a malformed path id is 404 without activating an actor), calls the
+//     actor, and encodes (encode.go: snake_case, every field present, 64-bit integers as JSON numbers, RFC 3339
+//     times).
 //
 // # Errors
 //
@@ -68,6 +70,16 @@
 // returns and ReadTimeout only to reading the request, so a poll may wait longer than both, while slow clients are
 // still cut off (see Slow clients).
 //
+// # Operator routes
+//
+// GET /v1/admin/cluster (health.go) answers the node's state and activations and every member as
+// cluster.Node.Members sees it: status (alive or suspect), draining, attributes (the journal) and activations per
+// kind (null for a suspect member). POST /v1/admin/drain starts the node's drain (202 at once). PUT
+// /v1/admin/areas/{area}/auto-assign (areas.go) sets an area's auto-assign mode through Area.SetAutoAssign; a path
+// that is not an H3 cell at the areas' resolution is 404 without an actor call. POST
+// /v1/admin/signing-keys/rotate (admin_keys.go) asks Backend.OAuth, as a SigningKeyRotator, for a new signing key;
+// {"retire_previous":true} also revokes the previous keys at once.
+//
 // # Metrics
 //
 // GET /metrics serves Prometheus text: platter_http_requests_total{route,status},
@@ -79,8 +91,8 @@
 //
 // The node (node/platter.go) wires http/oauth as Backend.Auth, Accounts and OAuth: a request's principal comes from
 // its bearer access token (an EdDSA JWT the node's authorization server issued; none: anonymous, which only public
-// routes accept), and the authorization server's endpoints are routes of this edge. A Backend without an Authenticator (Auth nil) exists
-// only in tests of the walking skeleton (withSkeletonAuth): there customer and dasher routes answer 401
-// UNAUTHENTICATED, and operator and restaurant-staff routes are open. Handler tests inject principals through a
-// test Authenticator.
+// routes accept), and the authorization server's endpoints are routes of this edge. A Backend without an
+// Authenticator (Auth nil) exists only in tests of the walking skeleton (withSkeletonAuth): there customer and
+// dasher routes answer 401 UNAUTHENTICATED, and operator and restaurant-staff routes are open. Handler tests
+// inject principals through a test Authenticator.
 package http
