@@ -5,7 +5,7 @@ package actors
 //
 //	login:<email>   a customer's or dasher's sign-in        stream "account/login:<email>"
 //	client:<id>     a confidential OAuth client             stream "account/client:<id>"
-//	keys            the JWT signing keys                    stream "account/keys"
+//	keys            the JWT signing keys, revoked tokens    stream "account/keys"
 //	family:<id>     one token family (code, PKCE, refresh)  stream "account/family:<id>"
 //
 // Transition table (every command is validated first: INVALID_ARGUMENT for a malformed one or one sent to an
@@ -24,6 +24,9 @@ package actors
 //	keys      current = exp.   RotateSigningKey  retain 0: add the key, revoke every other one   SigningKeyAdded
 //	                           (retain_ms 0)     (retired at the Unix epoch), drop none
 //	keys      current ≠ exp.   RotateSigningKey  answer the keys (another node rotated first)    -
+//	keys      any              RevokeTokens      add the revocations (or extend their until),    TokensRevoked
+//	                                             drop those past their until
+//	keys      all covered      RevokeTokens      answer the keys and revocations                 -
 //	family    no code          SaveCode          save code                                       CodeSaved
 //	family    code             SaveCode          refuse ALREADY_EXISTS                           -
 //	family    code             SavePKCE          save PKCE request                               PKCESaved
@@ -41,6 +44,12 @@ package actors
 // tokens once it has re-read the keys. Such keys stay listed until an ordinary rotation at least retain_ms after
 // the revocation drops them: a node that finds a key it knew missing from the list keeps verifying it as if
 // retired then (http/oauth: a lost journal), which must not happen to a key whose revocation it has not read.
+//
+// The revocations of the keys identity are the access tokens (JWTs, not stored) refused before their exp: http/oauth
+// revokes a token family's, or one token request's, access tokens (RFC 7009, refresh token reuse) by their "fid"
+// claim, and every node re-reads them with the keys (GetSigningKeys answers both). An entry is kept until the
+// tokens it covers have expired (its until); each RevokeTokens drops the entries past their until, so the list
+// holds at most the revocations of the last access token lifetime.
 //
 // Sign-in throttling is per account and lives in the activation (the only one for the identity): after
 // AccountConfig.MaxLoginFailures consecutive failures the account refuses sign-in for LoginLockout, doubling with
@@ -261,7 +270,22 @@ func (a *Account) GetSigningKeys(_ *messages.GetSigningKeys, ctx pcluster.GrainC
 	if ctx.Identity() != AccountKeys {
 		return nil, grainError(refuse(messages.ErrorReason_INVALID_ARGUMENT, "not the keys identity"))
 	}
-	return &messages.SigningKeys{Keys: a.state().GetKeys()}, nil
+	return a.signingKeys(), nil
+}
+
+func (a *Account) signingKeys() *messages.SigningKeys {
+	return &messages.SigningKeys{Keys: a.state().GetKeys(), Revocations: a.state().GetRevocations()}
+}
+
+// RevokeTokens refuses the access tokens of the revocations' ids until their until (keys identity).
+func (a *Account) RevokeTokens(req *messages.RevokeTokens, ctx pcluster.GrainContext) (*messages.SigningKeys, error) {
+	err := a.command(ctx, req.GetCommandId(), req, func(s *messages.AccountState, now time.Time) ([]proto.Message, error) {
+		return decideRevokeTokens(ctx.Identity(), s, req, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a.signingKeys(), nil
 }
 
 // RotateSigningKey adds a current key (compare-and-set on the current kid).
@@ -277,7 +301,7 @@ func (a *Account) RotateSigningKey(req *messages.RotateSigningKey, ctx pcluster.
 	if err != nil {
 		return nil, err
 	}
-	return &messages.SigningKeys{Keys: a.state().GetKeys()}, nil
+	return a.signingKeys(), nil
 }
 
 // SaveCode starts a token family with its authorization code.
@@ -480,6 +504,32 @@ func decideRotateSigningKey(identity string, s *messages.AccountState, c *messag
 	return []proto.Message{ev}, nil
 }
 
+func decideRevokeTokens(identity string, s *messages.AccountState, c *messages.RevokeTokens, now time.Time) ([]proto.Message, error) {
+	if identity != AccountKeys {
+		return nil, refuse(messages.ErrorReason_INVALID_ARGUMENT, "not the keys identity")
+	}
+	if len(c.GetRevocations()) == 0 {
+		return nil, refuse(messages.ErrorReason_INVALID_ARGUMENT, "revocations are required")
+	}
+	until := make(map[string]time.Time, len(s.GetRevocations()))
+	for _, r := range s.GetRevocations() {
+		until[r.GetId()] = r.GetUntil().AsTime()
+	}
+	covered := true
+	for _, r := range c.GetRevocations() {
+		if r.GetId() == "" || r.GetUntil() == nil {
+			return nil, refuse(messages.ErrorReason_INVALID_ARGUMENT, "a revocation needs id and until")
+		}
+		if u, ok := until[r.GetId()]; !ok || u.Before(r.GetUntil().AsTime()) {
+			covered = false
+		}
+	}
+	if covered {
+		return nil, nil // a retry, or another node revoked the same tokens
+	}
+	return []proto.Message{&messages.TokensRevoked{Revocations: c.GetRevocations(), At: timestamppb.New(now)}}, nil
+}
+
 func checkCode(s *messages.AccountState, signature string) error {
 	if s.GetFamily().GetCodeSignature() == "" || s.GetFamily().GetCodeSignature() != signature {
 		return refuse(messages.ErrorReason_NOT_FOUND, "no such authorization code")
@@ -551,6 +601,28 @@ func applyAccount(s *messages.AccountState, event proto.Message) error {
 			keys = append(keys, k)
 		}
 		s.Keys = append(keys, e.GetKey())
+	case *messages.TokensRevoked:
+		// Entries past their until cover only expired tokens: dropped, so the list stays bounded.
+		at := e.GetAt().AsTime()
+		index := map[string]int{}
+		kept := make([]*messages.Revocation, 0, len(s.Revocations)+len(e.GetRevocations()))
+		for _, r := range s.Revocations {
+			if r.GetUntil().AsTime().After(at) {
+				index[r.GetId()] = len(kept)
+				kept = append(kept, r)
+			}
+		}
+		for _, r := range e.GetRevocations() {
+			if i, ok := index[r.GetId()]; ok {
+				if r.GetUntil().AsTime().After(kept[i].GetUntil().AsTime()) {
+					kept[i] = r
+				}
+				continue
+			}
+			index[r.GetId()] = len(kept)
+			kept = append(kept, r)
+		}
+		s.Revocations = kept
 	case *messages.CodeSaved:
 		s.Family = &messages.TokenFamily{ClientId: e.GetClientId(), Subject: e.GetSubject(), Request: e.GetRequest(),
 			CodeSignature: e.GetCodeSignature(), CodeExpiresAt: e.GetCodeExpiresAt(), CreatedAt: e.GetAt()}

@@ -466,19 +466,74 @@ func (x *TokenFamily) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// Revocation refuses the access tokens whose "fid" claim (their token family, or their token request for
+// client_credentials) or, for a token without fid, whose jti is id. It is kept until its tokens have expired.
+type Revocation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Until         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"` // every access token it covers has expired by then (exp plus clock skew)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Revocation) Reset() {
+	*x = Revocation{}
+	mi := &file_security_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revocation) ProtoMessage() {}
+
+func (x *Revocation) ProtoReflect() protoreflect.Message {
+	mi := &file_security_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
+func (*Revocation) Descriptor() ([]byte, []int) {
+	return file_security_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Revocation) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Revocation) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
 type AccountState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Login         *Login                 `protobuf:"bytes,1,opt,name=login,proto3" json:"login,omitempty"`
 	Client        *Client                `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
 	Keys          []*SigningKey          `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"` // oldest first; the last one without retired_at is current
 	Family        *TokenFamily           `protobuf:"bytes,4,opt,name=family,proto3" json:"family,omitempty"`
+	Revocations   []*Revocation          `protobuf:"bytes,5,rep,name=revocations,proto3" json:"revocations,omitempty"` // of the keys identity: oldest first, none past its until at the last write
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AccountState) Reset() {
 	*x = AccountState{}
-	mi := &file_security_proto_msgTypes[5]
+	mi := &file_security_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -490,7 +545,7 @@ func (x *AccountState) String() string {
 func (*AccountState) ProtoMessage() {}
 
 func (x *AccountState) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[5]
+	mi := &file_security_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -503,7 +558,7 @@ func (x *AccountState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountState.ProtoReflect.Descriptor instead.
 func (*AccountState) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{5}
+	return file_security_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AccountState) GetLogin() *Login {
@@ -534,6 +589,13 @@ func (x *AccountState) GetFamily() *TokenFamily {
 	return nil
 }
 
+func (x *AccountState) GetRevocations() []*Revocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
 type LoginCreated struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Login         *Login                 `protobuf:"bytes,1,opt,name=login,proto3" json:"login,omitempty"`
@@ -543,7 +605,7 @@ type LoginCreated struct {
 
 func (x *LoginCreated) Reset() {
 	*x = LoginCreated{}
-	mi := &file_security_proto_msgTypes[6]
+	mi := &file_security_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +617,7 @@ func (x *LoginCreated) String() string {
 func (*LoginCreated) ProtoMessage() {}
 
 func (x *LoginCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[6]
+	mi := &file_security_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +630,7 @@ func (x *LoginCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginCreated.ProtoReflect.Descriptor instead.
 func (*LoginCreated) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{6}
+	return file_security_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LoginCreated) GetLogin() *Login {
@@ -587,7 +649,7 @@ type ClientCreated struct {
 
 func (x *ClientCreated) Reset() {
 	*x = ClientCreated{}
-	mi := &file_security_proto_msgTypes[7]
+	mi := &file_security_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -599,7 +661,7 @@ func (x *ClientCreated) String() string {
 func (*ClientCreated) ProtoMessage() {}
 
 func (x *ClientCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[7]
+	mi := &file_security_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -612,7 +674,7 @@ func (x *ClientCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientCreated.ProtoReflect.Descriptor instead.
 func (*ClientCreated) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{7}
+	return file_security_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ClientCreated) GetClient() *Client {
@@ -633,7 +695,7 @@ type SigningKeyAdded struct {
 
 func (x *SigningKeyAdded) Reset() {
 	*x = SigningKeyAdded{}
-	mi := &file_security_proto_msgTypes[8]
+	mi := &file_security_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +707,7 @@ func (x *SigningKeyAdded) String() string {
 func (*SigningKeyAdded) ProtoMessage() {}
 
 func (x *SigningKeyAdded) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[8]
+	mi := &file_security_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +720,7 @@ func (x *SigningKeyAdded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKeyAdded.ProtoReflect.Descriptor instead.
 func (*SigningKeyAdded) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{8}
+	return file_security_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SigningKeyAdded) GetKey() *SigningKey {
@@ -696,7 +758,7 @@ type CodeSaved struct {
 
 func (x *CodeSaved) Reset() {
 	*x = CodeSaved{}
-	mi := &file_security_proto_msgTypes[9]
+	mi := &file_security_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +770,7 @@ func (x *CodeSaved) String() string {
 func (*CodeSaved) ProtoMessage() {}
 
 func (x *CodeSaved) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[9]
+	mi := &file_security_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +783,7 @@ func (x *CodeSaved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CodeSaved.ProtoReflect.Descriptor instead.
 func (*CodeSaved) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{9}
+	return file_security_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CodeSaved) GetClientId() string {
@@ -775,7 +837,7 @@ type PKCESaved struct {
 
 func (x *PKCESaved) Reset() {
 	*x = PKCESaved{}
-	mi := &file_security_proto_msgTypes[10]
+	mi := &file_security_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +849,7 @@ func (x *PKCESaved) String() string {
 func (*PKCESaved) ProtoMessage() {}
 
 func (x *PKCESaved) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[10]
+	mi := &file_security_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +862,7 @@ func (x *PKCESaved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PKCESaved.ProtoReflect.Descriptor instead.
 func (*PKCESaved) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{10}
+	return file_security_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PKCESaved) GetRequest() []byte {
@@ -819,7 +881,7 @@ type CodeUsed struct {
 
 func (x *CodeUsed) Reset() {
 	*x = CodeUsed{}
-	mi := &file_security_proto_msgTypes[11]
+	mi := &file_security_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +893,7 @@ func (x *CodeUsed) String() string {
 func (*CodeUsed) ProtoMessage() {}
 
 func (x *CodeUsed) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[11]
+	mi := &file_security_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +906,7 @@ func (x *CodeUsed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CodeUsed.ProtoReflect.Descriptor instead.
 func (*CodeUsed) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{11}
+	return file_security_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CodeUsed) GetAt() *timestamppb.Timestamp {
@@ -863,7 +925,7 @@ type PKCEUsed struct {
 
 func (x *PKCEUsed) Reset() {
 	*x = PKCEUsed{}
-	mi := &file_security_proto_msgTypes[12]
+	mi := &file_security_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +937,7 @@ func (x *PKCEUsed) String() string {
 func (*PKCEUsed) ProtoMessage() {}
 
 func (x *PKCEUsed) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[12]
+	mi := &file_security_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +950,7 @@ func (x *PKCEUsed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PKCEUsed.ProtoReflect.Descriptor instead.
 func (*PKCEUsed) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{12}
+	return file_security_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PKCEUsed) GetAt() *timestamppb.Timestamp {
@@ -910,7 +972,7 @@ type RefreshIssued struct {
 
 func (x *RefreshIssued) Reset() {
 	*x = RefreshIssued{}
-	mi := &file_security_proto_msgTypes[13]
+	mi := &file_security_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +984,7 @@ func (x *RefreshIssued) String() string {
 func (*RefreshIssued) ProtoMessage() {}
 
 func (x *RefreshIssued) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[13]
+	mi := &file_security_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +997,7 @@ func (x *RefreshIssued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshIssued.ProtoReflect.Descriptor instead.
 func (*RefreshIssued) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{13}
+	return file_security_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RefreshIssued) GetClientId() string {
@@ -976,7 +1038,7 @@ type RefreshRotated struct {
 
 func (x *RefreshRotated) Reset() {
 	*x = RefreshRotated{}
-	mi := &file_security_proto_msgTypes[14]
+	mi := &file_security_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1050,7 @@ func (x *RefreshRotated) String() string {
 func (*RefreshRotated) ProtoMessage() {}
 
 func (x *RefreshRotated) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[14]
+	mi := &file_security_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1063,7 @@ func (x *RefreshRotated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshRotated.ProtoReflect.Descriptor instead.
 func (*RefreshRotated) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{14}
+	return file_security_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RefreshRotated) GetSignature() string {
@@ -1028,7 +1090,7 @@ type FamilyRevoked struct {
 
 func (x *FamilyRevoked) Reset() {
 	*x = FamilyRevoked{}
-	mi := &file_security_proto_msgTypes[15]
+	mi := &file_security_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1102,7 @@ func (x *FamilyRevoked) String() string {
 func (*FamilyRevoked) ProtoMessage() {}
 
 func (x *FamilyRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[15]
+	mi := &file_security_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1115,7 @@ func (x *FamilyRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FamilyRevoked.ProtoReflect.Descriptor instead.
 func (*FamilyRevoked) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{15}
+	return file_security_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FamilyRevoked) GetReason() string {
@@ -1064,6 +1126,59 @@ func (x *FamilyRevoked) GetReason() string {
 }
 
 func (x *FamilyRevoked) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// TokensRevoked adds revocations (or extends their until) and drops the revocations past their until at `at`.
+type TokensRevoked struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revocations   []*Revocation          `protobuf:"bytes,1,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokensRevoked) Reset() {
+	*x = TokensRevoked{}
+	mi := &file_security_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokensRevoked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokensRevoked) ProtoMessage() {}
+
+func (x *TokensRevoked) ProtoReflect() protoreflect.Message {
+	mi := &file_security_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokensRevoked.ProtoReflect.Descriptor instead.
+func (*TokensRevoked) Descriptor() ([]byte, []int) {
+	return file_security_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TokensRevoked) GetRevocations() []*Revocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
+func (x *TokensRevoked) GetAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.At
 	}
@@ -1083,7 +1198,7 @@ type CreateLogin struct {
 
 func (x *CreateLogin) Reset() {
 	*x = CreateLogin{}
-	mi := &file_security_proto_msgTypes[16]
+	mi := &file_security_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1210,7 @@ func (x *CreateLogin) String() string {
 func (*CreateLogin) ProtoMessage() {}
 
 func (x *CreateLogin) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[16]
+	mi := &file_security_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1223,7 @@ func (x *CreateLogin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLogin.ProtoReflect.Descriptor instead.
 func (*CreateLogin) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{16}
+	return file_security_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateLogin) GetCommandId() string {
@@ -1156,7 +1271,7 @@ type VerifyLogin struct {
 
 func (x *VerifyLogin) Reset() {
 	*x = VerifyLogin{}
-	mi := &file_security_proto_msgTypes[17]
+	mi := &file_security_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1168,7 +1283,7 @@ func (x *VerifyLogin) String() string {
 func (*VerifyLogin) ProtoMessage() {}
 
 func (x *VerifyLogin) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[17]
+	mi := &file_security_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1181,7 +1296,7 @@ func (x *VerifyLogin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyLogin.ProtoReflect.Descriptor instead.
 func (*VerifyLogin) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{17}
+	return file_security_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *VerifyLogin) GetPassword() string {
@@ -1210,7 +1325,7 @@ type LoginResult struct {
 
 func (x *LoginResult) Reset() {
 	*x = LoginResult{}
-	mi := &file_security_proto_msgTypes[18]
+	mi := &file_security_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1337,7 @@ func (x *LoginResult) String() string {
 func (*LoginResult) ProtoMessage() {}
 
 func (x *LoginResult) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[18]
+	mi := &file_security_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1350,7 @@ func (x *LoginResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResult.ProtoReflect.Descriptor instead.
 func (*LoginResult) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{18}
+	return file_security_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LoginResult) GetOk() bool {
@@ -1279,7 +1394,7 @@ type CreateClient struct {
 
 func (x *CreateClient) Reset() {
 	*x = CreateClient{}
-	mi := &file_security_proto_msgTypes[19]
+	mi := &file_security_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1406,7 @@ func (x *CreateClient) String() string {
 func (*CreateClient) ProtoMessage() {}
 
 func (x *CreateClient) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[19]
+	mi := &file_security_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1419,7 @@ func (x *CreateClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClient.ProtoReflect.Descriptor instead.
 func (*CreateClient) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{19}
+	return file_security_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateClient) GetCommandId() string {
@@ -1350,7 +1465,7 @@ type GetClient struct {
 
 func (x *GetClient) Reset() {
 	*x = GetClient{}
-	mi := &file_security_proto_msgTypes[20]
+	mi := &file_security_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1477,7 @@ func (x *GetClient) String() string {
 func (*GetClient) ProtoMessage() {}
 
 func (x *GetClient) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[20]
+	mi := &file_security_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1490,7 @@ func (x *GetClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClient.ProtoReflect.Descriptor instead.
 func (*GetClient) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{20}
+	return file_security_proto_rawDescGZIP(), []int{22}
 }
 
 type ClientView struct {
@@ -1387,7 +1502,7 @@ type ClientView struct {
 
 func (x *ClientView) Reset() {
 	*x = ClientView{}
-	mi := &file_security_proto_msgTypes[21]
+	mi := &file_security_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1514,7 @@ func (x *ClientView) String() string {
 func (*ClientView) ProtoMessage() {}
 
 func (x *ClientView) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[21]
+	mi := &file_security_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1527,7 @@ func (x *ClientView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientView.ProtoReflect.Descriptor instead.
 func (*ClientView) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{21}
+	return file_security_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ClientView) GetClient() *Client {
@@ -1430,7 +1545,7 @@ type GetSigningKeys struct {
 
 func (x *GetSigningKeys) Reset() {
 	*x = GetSigningKeys{}
-	mi := &file_security_proto_msgTypes[22]
+	mi := &file_security_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1557,7 @@ func (x *GetSigningKeys) String() string {
 func (*GetSigningKeys) ProtoMessage() {}
 
 func (x *GetSigningKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[22]
+	mi := &file_security_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1570,7 @@ func (x *GetSigningKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSigningKeys.ProtoReflect.Descriptor instead.
 func (*GetSigningKeys) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{22}
+	return file_security_proto_rawDescGZIP(), []int{24}
 }
 
 // RotateSigningKey adds key as the current key if the current key is still expected_kid (empty: there is none),
@@ -1472,7 +1587,7 @@ type RotateSigningKey struct {
 
 func (x *RotateSigningKey) Reset() {
 	*x = RotateSigningKey{}
-	mi := &file_security_proto_msgTypes[23]
+	mi := &file_security_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1599,7 @@ func (x *RotateSigningKey) String() string {
 func (*RotateSigningKey) ProtoMessage() {}
 
 func (x *RotateSigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[23]
+	mi := &file_security_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1612,7 @@ func (x *RotateSigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningKey.ProtoReflect.Descriptor instead.
 func (*RotateSigningKey) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{23}
+	return file_security_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RotateSigningKey) GetCommandId() string {
@@ -1528,16 +1643,18 @@ func (x *RotateSigningKey) GetRetainMs() int64 {
 	return 0
 }
 
+// SigningKeys answers the keys and the access token revocations, which every node re-reads together.
 type SigningKeys struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Keys          []*SigningKey          `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Revocations   []*Revocation          `protobuf:"bytes,2,rep,name=revocations,proto3" json:"revocations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SigningKeys) Reset() {
 	*x = SigningKeys{}
-	mi := &file_security_proto_msgTypes[24]
+	mi := &file_security_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1666,7 @@ func (x *SigningKeys) String() string {
 func (*SigningKeys) ProtoMessage() {}
 
 func (x *SigningKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[24]
+	mi := &file_security_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,12 +1679,72 @@ func (x *SigningKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKeys.ProtoReflect.Descriptor instead.
 func (*SigningKeys) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{24}
+	return file_security_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SigningKeys) GetKeys() []*SigningKey {
 	if x != nil {
 		return x.Keys
+	}
+	return nil
+}
+
+func (x *SigningKeys) GetRevocations() []*Revocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
+// RevokeTokens (keys identity) refuses every access token of the revocations' ids until their until.
+type RevokeTokens struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CommandId     string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	Revocations   []*Revocation          `protobuf:"bytes,2,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokens) Reset() {
+	*x = RevokeTokens{}
+	mi := &file_security_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokens) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokens) ProtoMessage() {}
+
+func (x *RevokeTokens) ProtoReflect() protoreflect.Message {
+	mi := &file_security_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokens.ProtoReflect.Descriptor instead.
+func (*RevokeTokens) Descriptor() ([]byte, []int) {
+	return file_security_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RevokeTokens) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *RevokeTokens) GetRevocations() []*Revocation {
+	if x != nil {
+		return x.Revocations
 	}
 	return nil
 }
@@ -1586,7 +1763,7 @@ type SaveCode struct {
 
 func (x *SaveCode) Reset() {
 	*x = SaveCode{}
-	mi := &file_security_proto_msgTypes[25]
+	mi := &file_security_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1775,7 @@ func (x *SaveCode) String() string {
 func (*SaveCode) ProtoMessage() {}
 
 func (x *SaveCode) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[25]
+	mi := &file_security_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1788,7 @@ func (x *SaveCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveCode.ProtoReflect.Descriptor instead.
 func (*SaveCode) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{25}
+	return file_security_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SaveCode) GetCommandId() string {
@@ -1667,7 +1844,7 @@ type SavePKCE struct {
 
 func (x *SavePKCE) Reset() {
 	*x = SavePKCE{}
-	mi := &file_security_proto_msgTypes[26]
+	mi := &file_security_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1856,7 @@ func (x *SavePKCE) String() string {
 func (*SavePKCE) ProtoMessage() {}
 
 func (x *SavePKCE) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[26]
+	mi := &file_security_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1869,7 @@ func (x *SavePKCE) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SavePKCE.ProtoReflect.Descriptor instead.
 func (*SavePKCE) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{26}
+	return file_security_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SavePKCE) GetCommandId() string {
@@ -1726,7 +1903,7 @@ type UseCode struct {
 
 func (x *UseCode) Reset() {
 	*x = UseCode{}
-	mi := &file_security_proto_msgTypes[27]
+	mi := &file_security_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +1915,7 @@ func (x *UseCode) String() string {
 func (*UseCode) ProtoMessage() {}
 
 func (x *UseCode) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[27]
+	mi := &file_security_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +1928,7 @@ func (x *UseCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UseCode.ProtoReflect.Descriptor instead.
 func (*UseCode) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{27}
+	return file_security_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UseCode) GetCommandId() string {
@@ -1778,7 +1955,7 @@ type UsePKCE struct {
 
 func (x *UsePKCE) Reset() {
 	*x = UsePKCE{}
-	mi := &file_security_proto_msgTypes[28]
+	mi := &file_security_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1790,7 +1967,7 @@ func (x *UsePKCE) String() string {
 func (*UsePKCE) ProtoMessage() {}
 
 func (x *UsePKCE) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[28]
+	mi := &file_security_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1803,7 +1980,7 @@ func (x *UsePKCE) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsePKCE.ProtoReflect.Descriptor instead.
 func (*UsePKCE) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{28}
+	return file_security_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UsePKCE) GetCommandId() string {
@@ -1834,7 +2011,7 @@ type IssueRefresh struct {
 
 func (x *IssueRefresh) Reset() {
 	*x = IssueRefresh{}
-	mi := &file_security_proto_msgTypes[29]
+	mi := &file_security_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +2023,7 @@ func (x *IssueRefresh) String() string {
 func (*IssueRefresh) ProtoMessage() {}
 
 func (x *IssueRefresh) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[29]
+	mi := &file_security_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +2036,7 @@ func (x *IssueRefresh) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueRefresh.ProtoReflect.Descriptor instead.
 func (*IssueRefresh) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{29}
+	return file_security_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *IssueRefresh) GetCommandId() string {
@@ -1916,7 +2093,7 @@ type RotateRefresh struct {
 
 func (x *RotateRefresh) Reset() {
 	*x = RotateRefresh{}
-	mi := &file_security_proto_msgTypes[30]
+	mi := &file_security_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2105,7 @@ func (x *RotateRefresh) String() string {
 func (*RotateRefresh) ProtoMessage() {}
 
 func (x *RotateRefresh) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[30]
+	mi := &file_security_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2118,7 @@ func (x *RotateRefresh) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateRefresh.ProtoReflect.Descriptor instead.
 func (*RotateRefresh) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{30}
+	return file_security_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RotateRefresh) GetCommandId() string {
@@ -1968,7 +2145,7 @@ type RevokeFamily struct {
 
 func (x *RevokeFamily) Reset() {
 	*x = RevokeFamily{}
-	mi := &file_security_proto_msgTypes[31]
+	mi := &file_security_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +2157,7 @@ func (x *RevokeFamily) String() string {
 func (*RevokeFamily) ProtoMessage() {}
 
 func (x *RevokeFamily) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[31]
+	mi := &file_security_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +2170,7 @@ func (x *RevokeFamily) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeFamily.ProtoReflect.Descriptor instead.
 func (*RevokeFamily) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{31}
+	return file_security_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RevokeFamily) GetCommandId() string {
@@ -2018,7 +2195,7 @@ type GetFamily struct {
 
 func (x *GetFamily) Reset() {
 	*x = GetFamily{}
-	mi := &file_security_proto_msgTypes[32]
+	mi := &file_security_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2207,7 @@ func (x *GetFamily) String() string {
 func (*GetFamily) ProtoMessage() {}
 
 func (x *GetFamily) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[32]
+	mi := &file_security_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2220,7 @@ func (x *GetFamily) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFamily.ProtoReflect.Descriptor instead.
 func (*GetFamily) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{32}
+	return file_security_proto_rawDescGZIP(), []int{35}
 }
 
 type FamilyView struct {
@@ -2055,7 +2232,7 @@ type FamilyView struct {
 
 func (x *FamilyView) Reset() {
 	*x = FamilyView{}
-	mi := &file_security_proto_msgTypes[33]
+	mi := &file_security_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2067,7 +2244,7 @@ func (x *FamilyView) String() string {
 func (*FamilyView) ProtoMessage() {}
 
 func (x *FamilyView) ProtoReflect() protoreflect.Message {
-	mi := &file_security_proto_msgTypes[33]
+	mi := &file_security_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2080,7 +2257,7 @@ func (x *FamilyView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FamilyView.ProtoReflect.Descriptor instead.
 func (*FamilyView) Descriptor() ([]byte, []int) {
-	return file_security_proto_rawDescGZIP(), []int{33}
+	return file_security_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *FamilyView) GetFamily() *TokenFamily {
@@ -2141,12 +2318,17 @@ const file_security_proto_rawDesc = "" +
 	"revoked_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12#\n" +
 	"\rrevoke_reason\x18\f \x01(\tR\frevokeReason\x129\n" +
 	"\n" +
-	"created_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xb4\x01\n" +
+	"created_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"N\n" +
+	"\n" +
+	"Revocation\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"\xeb\x01\n" +
 	"\fAccountState\x12$\n" +
 	"\x05login\x18\x01 \x01(\v2\x0e.platter.LoginR\x05login\x12'\n" +
 	"\x06client\x18\x02 \x01(\v2\x0f.platter.ClientR\x06client\x12'\n" +
 	"\x04keys\x18\x03 \x03(\v2\x13.platter.SigningKeyR\x04keys\x12,\n" +
-	"\x06family\x18\x04 \x01(\v2\x14.platter.TokenFamilyR\x06family\"4\n" +
+	"\x06family\x18\x04 \x01(\v2\x14.platter.TokenFamilyR\x06family\x125\n" +
+	"\vrevocations\x18\x05 \x03(\v2\x13.platter.RevocationR\vrevocations\"4\n" +
 	"\fLoginCreated\x12$\n" +
 	"\x05login\x18\x01 \x01(\v2\x0e.platter.LoginR\x05login\"8\n" +
 	"\rClientCreated\x12'\n" +
@@ -2178,6 +2360,9 @@ const file_security_proto_rawDesc = "" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"S\n" +
 	"\rFamilyRevoked\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"r\n" +
+	"\rTokensRevoked\x125\n" +
+	"\vrevocations\x18\x01 \x03(\v2\x13.platter.RevocationR\vrevocations\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x95\x01\n" +
 	"\vCreateLogin\x12\x1d\n" +
 	"\n" +
@@ -2212,9 +2397,14 @@ const file_security_proto_rawDesc = "" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12!\n" +
 	"\fexpected_kid\x18\x02 \x01(\tR\vexpectedKid\x12%\n" +
 	"\x03key\x18\x03 \x01(\v2\x13.platter.SigningKeyR\x03key\x12\x1b\n" +
-	"\tretain_ms\x18\x04 \x01(\x03R\bretainMs\"6\n" +
+	"\tretain_ms\x18\x04 \x01(\x03R\bretainMs\"m\n" +
 	"\vSigningKeys\x12'\n" +
-	"\x04keys\x18\x01 \x03(\v2\x13.platter.SigningKeyR\x04keys\"\xe5\x01\n" +
+	"\x04keys\x18\x01 \x03(\v2\x13.platter.SigningKeyR\x04keys\x125\n" +
+	"\vrevocations\x18\x02 \x03(\v2\x13.platter.RevocationR\vrevocations\"d\n" +
+	"\fRevokeTokens\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\x125\n" +
+	"\vrevocations\x18\x02 \x03(\v2\x13.platter.RevocationR\vrevocations\"\xe5\x01\n" +
 	"\bSaveCode\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x1b\n" +
@@ -2256,14 +2446,15 @@ const file_security_proto_rawDesc = "" +
 	"\tGetFamily\":\n" +
 	"\n" +
 	"FamilyView\x12,\n" +
-	"\x06family\x18\x01 \x01(\v2\x14.platter.TokenFamilyR\x06family2\xaf\x06\n" +
+	"\x06family\x18\x01 \x01(\v2\x14.platter.TokenFamilyR\x06family2\xec\x06\n" +
 	"\aAccount\x129\n" +
 	"\vCreateLogin\x12\x14.platter.CreateLogin\x1a\x14.platter.LoginResult\x129\n" +
 	"\vVerifyLogin\x12\x14.platter.VerifyLogin\x1a\x14.platter.LoginResult\x12:\n" +
 	"\fCreateClient\x12\x15.platter.CreateClient\x1a\x13.platter.ClientView\x124\n" +
 	"\tGetClient\x12\x12.platter.GetClient\x1a\x13.platter.ClientView\x12?\n" +
 	"\x0eGetSigningKeys\x12\x17.platter.GetSigningKeys\x1a\x14.platter.SigningKeys\x12C\n" +
-	"\x10RotateSigningKey\x12\x19.platter.RotateSigningKey\x1a\x14.platter.SigningKeys\x122\n" +
+	"\x10RotateSigningKey\x12\x19.platter.RotateSigningKey\x1a\x14.platter.SigningKeys\x12;\n" +
+	"\fRevokeTokens\x12\x15.platter.RevokeTokens\x1a\x14.platter.SigningKeys\x122\n" +
 	"\bSaveCode\x12\x11.platter.SaveCode\x1a\x13.platter.FamilyView\x122\n" +
 	"\bSavePKCE\x12\x11.platter.SavePKCE\x1a\x13.platter.FamilyView\x120\n" +
 	"\aUseCode\x12\x10.platter.UseCode\x1a\x13.platter.FamilyView\x120\n" +
@@ -2285,110 +2476,121 @@ func file_security_proto_rawDescGZIP() []byte {
 	return file_security_proto_rawDescData
 }
 
-var file_security_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_security_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_security_proto_goTypes = []any{
 	(*Login)(nil),                 // 0: platter.Login
 	(*Client)(nil),                // 1: platter.Client
 	(*SigningKey)(nil),            // 2: platter.SigningKey
 	(*RefreshToken)(nil),          // 3: platter.RefreshToken
 	(*TokenFamily)(nil),           // 4: platter.TokenFamily
-	(*AccountState)(nil),          // 5: platter.AccountState
-	(*LoginCreated)(nil),          // 6: platter.LoginCreated
-	(*ClientCreated)(nil),         // 7: platter.ClientCreated
-	(*SigningKeyAdded)(nil),       // 8: platter.SigningKeyAdded
-	(*CodeSaved)(nil),             // 9: platter.CodeSaved
-	(*PKCESaved)(nil),             // 10: platter.PKCESaved
-	(*CodeUsed)(nil),              // 11: platter.CodeUsed
-	(*PKCEUsed)(nil),              // 12: platter.PKCEUsed
-	(*RefreshIssued)(nil),         // 13: platter.RefreshIssued
-	(*RefreshRotated)(nil),        // 14: platter.RefreshRotated
-	(*FamilyRevoked)(nil),         // 15: platter.FamilyRevoked
-	(*CreateLogin)(nil),           // 16: platter.CreateLogin
-	(*VerifyLogin)(nil),           // 17: platter.VerifyLogin
-	(*LoginResult)(nil),           // 18: platter.LoginResult
-	(*CreateClient)(nil),          // 19: platter.CreateClient
-	(*GetClient)(nil),             // 20: platter.GetClient
-	(*ClientView)(nil),            // 21: platter.ClientView
-	(*GetSigningKeys)(nil),        // 22: platter.GetSigningKeys
-	(*RotateSigningKey)(nil),      // 23: platter.RotateSigningKey
-	(*SigningKeys)(nil),           // 24: platter.SigningKeys
-	(*SaveCode)(nil),              // 25: platter.SaveCode
-	(*SavePKCE)(nil),              // 26: platter.SavePKCE
-	(*UseCode)(nil),               // 27: platter.UseCode
-	(*UsePKCE)(nil),               // 28: platter.UsePKCE
-	(*IssueRefresh)(nil),          // 29: platter.IssueRefresh
-	(*RotateRefresh)(nil),         // 30: platter.RotateRefresh
-	(*RevokeFamily)(nil),          // 31: platter.RevokeFamily
-	(*GetFamily)(nil),             // 32: platter.GetFamily
-	(*FamilyView)(nil),            // 33: platter.FamilyView
-	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
+	(*Revocation)(nil),            // 5: platter.Revocation
+	(*AccountState)(nil),          // 6: platter.AccountState
+	(*LoginCreated)(nil),          // 7: platter.LoginCreated
+	(*ClientCreated)(nil),         // 8: platter.ClientCreated
+	(*SigningKeyAdded)(nil),       // 9: platter.SigningKeyAdded
+	(*CodeSaved)(nil),             // 10: platter.CodeSaved
+	(*PKCESaved)(nil),             // 11: platter.PKCESaved
+	(*CodeUsed)(nil),              // 12: platter.CodeUsed
+	(*PKCEUsed)(nil),              // 13: platter.PKCEUsed
+	(*RefreshIssued)(nil),         // 14: platter.RefreshIssued
+	(*RefreshRotated)(nil),        // 15: platter.RefreshRotated
+	(*FamilyRevoked)(nil),         // 16: platter.FamilyRevoked
+	(*TokensRevoked)(nil),         // 17: platter.TokensRevoked
+	(*CreateLogin)(nil),           // 18: platter.CreateLogin
+	(*VerifyLogin)(nil),           // 19: platter.VerifyLogin
+	(*LoginResult)(nil),           // 20: platter.LoginResult
+	(*CreateClient)(nil),          // 21: platter.CreateClient
+	(*GetClient)(nil),             // 22: platter.GetClient
+	(*ClientView)(nil),            // 23: platter.ClientView
+	(*GetSigningKeys)(nil),        // 24: platter.GetSigningKeys
+	(*RotateSigningKey)(nil),      // 25: platter.RotateSigningKey
+	(*SigningKeys)(nil),           // 26: platter.SigningKeys
+	(*RevokeTokens)(nil),          // 27: platter.RevokeTokens
+	(*SaveCode)(nil),              // 28: platter.SaveCode
+	(*SavePKCE)(nil),              // 29: platter.SavePKCE
+	(*UseCode)(nil),               // 30: platter.UseCode
+	(*UsePKCE)(nil),               // 31: platter.UsePKCE
+	(*IssueRefresh)(nil),          // 32: platter.IssueRefresh
+	(*RotateRefresh)(nil),         // 33: platter.RotateRefresh
+	(*RevokeFamily)(nil),          // 34: platter.RevokeFamily
+	(*GetFamily)(nil),             // 35: platter.GetFamily
+	(*FamilyView)(nil),            // 36: platter.FamilyView
+	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
 }
 var file_security_proto_depIdxs = []int32{
-	34, // 0: platter.Login.created_at:type_name -> google.protobuf.Timestamp
-	34, // 1: platter.Client.created_at:type_name -> google.protobuf.Timestamp
-	34, // 2: platter.SigningKey.created_at:type_name -> google.protobuf.Timestamp
-	34, // 3: platter.SigningKey.retired_at:type_name -> google.protobuf.Timestamp
-	34, // 4: platter.RefreshToken.expires_at:type_name -> google.protobuf.Timestamp
-	34, // 5: platter.RefreshToken.issued_at:type_name -> google.protobuf.Timestamp
-	34, // 6: platter.TokenFamily.code_expires_at:type_name -> google.protobuf.Timestamp
+	37, // 0: platter.Login.created_at:type_name -> google.protobuf.Timestamp
+	37, // 1: platter.Client.created_at:type_name -> google.protobuf.Timestamp
+	37, // 2: platter.SigningKey.created_at:type_name -> google.protobuf.Timestamp
+	37, // 3: platter.SigningKey.retired_at:type_name -> google.protobuf.Timestamp
+	37, // 4: platter.RefreshToken.expires_at:type_name -> google.protobuf.Timestamp
+	37, // 5: platter.RefreshToken.issued_at:type_name -> google.protobuf.Timestamp
+	37, // 6: platter.TokenFamily.code_expires_at:type_name -> google.protobuf.Timestamp
 	3,  // 7: platter.TokenFamily.refresh_tokens:type_name -> platter.RefreshToken
-	34, // 8: platter.TokenFamily.revoked_at:type_name -> google.protobuf.Timestamp
-	34, // 9: platter.TokenFamily.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 10: platter.AccountState.login:type_name -> platter.Login
-	1,  // 11: platter.AccountState.client:type_name -> platter.Client
-	2,  // 12: platter.AccountState.keys:type_name -> platter.SigningKey
-	4,  // 13: platter.AccountState.family:type_name -> platter.TokenFamily
-	0,  // 14: platter.LoginCreated.login:type_name -> platter.Login
-	1,  // 15: platter.ClientCreated.client:type_name -> platter.Client
-	2,  // 16: platter.SigningKeyAdded.key:type_name -> platter.SigningKey
-	34, // 17: platter.SigningKeyAdded.retire_others_at:type_name -> google.protobuf.Timestamp
-	34, // 18: platter.CodeSaved.code_expires_at:type_name -> google.protobuf.Timestamp
-	34, // 19: platter.CodeSaved.at:type_name -> google.protobuf.Timestamp
-	34, // 20: platter.CodeUsed.at:type_name -> google.protobuf.Timestamp
-	34, // 21: platter.PKCEUsed.at:type_name -> google.protobuf.Timestamp
-	3,  // 22: platter.RefreshIssued.token:type_name -> platter.RefreshToken
-	34, // 23: platter.RefreshRotated.at:type_name -> google.protobuf.Timestamp
-	34, // 24: platter.FamilyRevoked.at:type_name -> google.protobuf.Timestamp
-	34, // 25: platter.LoginResult.retry_after:type_name -> google.protobuf.Timestamp
-	1,  // 26: platter.ClientView.client:type_name -> platter.Client
-	2,  // 27: platter.RotateSigningKey.key:type_name -> platter.SigningKey
-	2,  // 28: platter.SigningKeys.keys:type_name -> platter.SigningKey
-	34, // 29: platter.SaveCode.code_expires_at:type_name -> google.protobuf.Timestamp
-	34, // 30: platter.IssueRefresh.expires_at:type_name -> google.protobuf.Timestamp
-	4,  // 31: platter.FamilyView.family:type_name -> platter.TokenFamily
-	16, // 32: platter.Account.CreateLogin:input_type -> platter.CreateLogin
-	17, // 33: platter.Account.VerifyLogin:input_type -> platter.VerifyLogin
-	19, // 34: platter.Account.CreateClient:input_type -> platter.CreateClient
-	20, // 35: platter.Account.GetClient:input_type -> platter.GetClient
-	22, // 36: platter.Account.GetSigningKeys:input_type -> platter.GetSigningKeys
-	23, // 37: platter.Account.RotateSigningKey:input_type -> platter.RotateSigningKey
-	25, // 38: platter.Account.SaveCode:input_type -> platter.SaveCode
-	26, // 39: platter.Account.SavePKCE:input_type -> platter.SavePKCE
-	27, // 40: platter.Account.UseCode:input_type -> platter.UseCode
-	28, // 41: platter.Account.UsePKCE:input_type -> platter.UsePKCE
-	29, // 42: platter.Account.IssueRefresh:input_type -> platter.IssueRefresh
-	30, // 43: platter.Account.RotateRefresh:input_type -> platter.RotateRefresh
-	31, // 44: platter.Account.RevokeFamily:input_type -> platter.RevokeFamily
-	32, // 45: platter.Account.GetFamily:input_type -> platter.GetFamily
-	18, // 46: platter.Account.CreateLogin:output_type -> platter.LoginResult
-	18, // 47: platter.Account.VerifyLogin:output_type -> platter.LoginResult
-	21, // 48: platter.Account.CreateClient:output_type -> platter.ClientView
-	21, // 49: platter.Account.GetClient:output_type -> platter.ClientView
-	24, // 50: platter.Account.GetSigningKeys:output_type -> platter.SigningKeys
-	24, // 51: platter.Account.RotateSigningKey:output_type -> platter.SigningKeys
-	33, // 52: platter.Account.SaveCode:output_type -> platter.FamilyView
-	33, // 53: platter.Account.SavePKCE:output_type -> platter.FamilyView
-	33, // 54: platter.Account.UseCode:output_type -> platter.FamilyView
-	33, // 55: platter.Account.UsePKCE:output_type -> platter.FamilyView
-	33, // 56: platter.Account.IssueRefresh:output_type -> platter.FamilyView
-	33, // 57: platter.Account.RotateRefresh:output_type -> platter.FamilyView
-	33, // 58: platter.Account.RevokeFamily:output_type -> platter.FamilyView
-	33, // 59: platter.Account.GetFamily:output_type -> platter.FamilyView
-	46, // [46:60] is the sub-list for method output_type
-	32, // [32:46] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	37, // 8: platter.TokenFamily.revoked_at:type_name -> google.protobuf.Timestamp
+	37, // 9: platter.TokenFamily.created_at:type_name -> google.protobuf.Timestamp
+	37, // 10: platter.Revocation.until:type_name -> google.protobuf.Timestamp
+	0,  // 11: platter.AccountState.login:type_name -> platter.Login
+	1,  // 12: platter.AccountState.client:type_name -> platter.Client
+	2,  // 13: platter.AccountState.keys:type_name -> platter.SigningKey
+	4,  // 14: platter.AccountState.family:type_name -> platter.TokenFamily
+	5,  // 15: platter.AccountState.revocations:type_name -> platter.Revocation
+	0,  // 16: platter.LoginCreated.login:type_name -> platter.Login
+	1,  // 17: platter.ClientCreated.client:type_name -> platter.Client
+	2,  // 18: platter.SigningKeyAdded.key:type_name -> platter.SigningKey
+	37, // 19: platter.SigningKeyAdded.retire_others_at:type_name -> google.protobuf.Timestamp
+	37, // 20: platter.CodeSaved.code_expires_at:type_name -> google.protobuf.Timestamp
+	37, // 21: platter.CodeSaved.at:type_name -> google.protobuf.Timestamp
+	37, // 22: platter.CodeUsed.at:type_name -> google.protobuf.Timestamp
+	37, // 23: platter.PKCEUsed.at:type_name -> google.protobuf.Timestamp
+	3,  // 24: platter.RefreshIssued.token:type_name -> platter.RefreshToken
+	37, // 25: platter.RefreshRotated.at:type_name -> google.protobuf.Timestamp
+	37, // 26: platter.FamilyRevoked.at:type_name -> google.protobuf.Timestamp
+	5,  // 27: platter.TokensRevoked.revocations:type_name -> platter.Revocation
+	37, // 28: platter.TokensRevoked.at:type_name -> google.protobuf.Timestamp
+	37, // 29: platter.LoginResult.retry_after:type_name -> google.protobuf.Timestamp
+	1,  // 30: platter.ClientView.client:type_name -> platter.Client
+	2,  // 31: platter.RotateSigningKey.key:type_name -> platter.SigningKey
+	2,  // 32: platter.SigningKeys.keys:type_name -> platter.SigningKey
+	5,  // 33: platter.SigningKeys.revocations:type_name -> platter.Revocation
+	5,  // 34: platter.RevokeTokens.revocations:type_name -> platter.Revocation
+	37, // 35: platter.SaveCode.code_expires_at:type_name -> google.protobuf.Timestamp
+	37, // 36: platter.IssueRefresh.expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 37: platter.FamilyView.family:type_name -> platter.TokenFamily
+	18, // 38: platter.Account.CreateLogin:input_type -> platter.CreateLogin
+	19, // 39: platter.Account.VerifyLogin:input_type -> platter.VerifyLogin
+	21, // 40: platter.Account.CreateClient:input_type -> platter.CreateClient
+	22, // 41: platter.Account.GetClient:input_type -> platter.GetClient
+	24, // 42: platter.Account.GetSigningKeys:input_type -> platter.GetSigningKeys
+	25, // 43: platter.Account.RotateSigningKey:input_type -> platter.RotateSigningKey
+	27, // 44: platter.Account.RevokeTokens:input_type -> platter.RevokeTokens
+	28, // 45: platter.Account.SaveCode:input_type -> platter.SaveCode
+	29, // 46: platter.Account.SavePKCE:input_type -> platter.SavePKCE
+	30, // 47: platter.Account.UseCode:input_type -> platter.UseCode
+	31, // 48: platter.Account.UsePKCE:input_type -> platter.UsePKCE
+	32, // 49: platter.Account.IssueRefresh:input_type -> platter.IssueRefresh
+	33, // 50: platter.Account.RotateRefresh:input_type -> platter.RotateRefresh
+	34, // 51: platter.Account.RevokeFamily:input_type -> platter.RevokeFamily
+	35, // 52: platter.Account.GetFamily:input_type -> platter.GetFamily
+	20, // 53: platter.Account.CreateLogin:output_type -> platter.LoginResult
+	20, // 54: platter.Account.VerifyLogin:output_type -> platter.LoginResult
+	23, // 55: platter.Account.CreateClient:output_type -> platter.ClientView
+	23, // 56: platter.Account.GetClient:output_type -> platter.ClientView
+	26, // 57: platter.Account.GetSigningKeys:output_type -> platter.SigningKeys
+	26, // 58: platter.Account.RotateSigningKey:output_type -> platter.SigningKeys
+	26, // 59: platter.Account.RevokeTokens:output_type -> platter.SigningKeys
+	36, // 60: platter.Account.SaveCode:output_type -> platter.FamilyView
+	36, // 61: platter.Account.SavePKCE:output_type -> platter.FamilyView
+	36, // 62: platter.Account.UseCode:output_type -> platter.FamilyView
+	36, // 63: platter.Account.UsePKCE:output_type -> platter.FamilyView
+	36, // 64: platter.Account.IssueRefresh:output_type -> platter.FamilyView
+	36, // 65: platter.Account.RotateRefresh:output_type -> platter.FamilyView
+	36, // 66: platter.Account.RevokeFamily:output_type -> platter.FamilyView
+	36, // 67: platter.Account.GetFamily:output_type -> platter.FamilyView
+	53, // [53:68] is the sub-list for method output_type
+	38, // [38:53] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_security_proto_init() }
@@ -2402,7 +2604,7 @@ func file_security_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_security_proto_rawDesc), len(file_security_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

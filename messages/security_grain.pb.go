@@ -67,6 +67,7 @@ type Account interface {
 	GetClient(req *GetClient, ctx cluster.GrainContext) (*ClientView, error)
 	GetSigningKeys(req *GetSigningKeys, ctx cluster.GrainContext) (*SigningKeys, error)
 	RotateSigningKey(req *RotateSigningKey, ctx cluster.GrainContext) (*SigningKeys, error)
+	RevokeTokens(req *RevokeTokens, ctx cluster.GrainContext) (*SigningKeys, error)
 	SaveCode(req *SaveCode, ctx cluster.GrainContext) (*FamilyView, error)
 	SavePKCE(req *SavePKCE, ctx cluster.GrainContext) (*FamilyView, error)
 	UseCode(req *UseCode, ctx cluster.GrainContext) (*FamilyView, error)
@@ -245,6 +246,33 @@ func (g *AccountGrainClient) RotateSigningKey(r *RotateSigningKey, opts ...clust
 	}
 }
 
+// RevokeTokens requests the execution on to the cluster with CallOptions
+func (g *AccountGrainClient) RevokeTokens(r *RevokeTokens, opts ...cluster.GrainCallOption) (*SigningKeys, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Account"), slog.String("method", "RevokeTokens"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 6, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Account", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *SigningKeys:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
 // SaveCode requests the execution on to the cluster with CallOptions
 func (g *AccountGrainClient) SaveCode(r *SaveCode, opts ...cluster.GrainCallOption) (*FamilyView, error) {
 	if g.cluster.Config.RequestLog {
@@ -254,7 +282,7 @@ func (g *AccountGrainClient) SaveCode(r *SaveCode, opts ...cluster.GrainCallOpti
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 6, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 7, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Account", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -281,7 +309,7 @@ func (g *AccountGrainClient) SavePKCE(r *SavePKCE, opts ...cluster.GrainCallOpti
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 7, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 8, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Account", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -308,7 +336,7 @@ func (g *AccountGrainClient) UseCode(r *UseCode, opts ...cluster.GrainCallOption
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 8, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 9, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Account", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -335,7 +363,7 @@ func (g *AccountGrainClient) UsePKCE(r *UsePKCE, opts ...cluster.GrainCallOption
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 9, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 10, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Account", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -362,7 +390,7 @@ func (g *AccountGrainClient) IssueRefresh(r *IssueRefresh, opts ...cluster.Grain
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 10, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 11, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Account", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -389,7 +417,7 @@ func (g *AccountGrainClient) RotateRefresh(r *RotateRefresh, opts ...cluster.Gra
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 11, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 12, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Account", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -416,7 +444,7 @@ func (g *AccountGrainClient) RevokeFamily(r *RevokeFamily, opts ...cluster.Grain
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 12, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 13, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Account", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -443,7 +471,7 @@ func (g *AccountGrainClient) GetFamily(r *GetFamily, opts ...cluster.GrainCallOp
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 13, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 14, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Account", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -610,6 +638,26 @@ func (a *AccountActor) Receive(ctx actor.Context) {
 			}
 			ctx.Respond(r0)
 		case 6:
+			req := &RevokeTokens{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] RevokeTokens(RevokeTokens) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.RevokeTokens(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 7:
 			req := &SaveCode{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -629,7 +677,7 @@ func (a *AccountActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 7:
+		case 8:
 			req := &SavePKCE{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -649,7 +697,7 @@ func (a *AccountActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 8:
+		case 9:
 			req := &UseCode{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -669,7 +717,7 @@ func (a *AccountActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 9:
+		case 10:
 			req := &UsePKCE{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -689,7 +737,7 @@ func (a *AccountActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 10:
+		case 11:
 			req := &IssueRefresh{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -709,7 +757,7 @@ func (a *AccountActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 11:
+		case 12:
 			req := &RotateRefresh{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -729,7 +777,7 @@ func (a *AccountActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 12:
+		case 13:
 			req := &RevokeFamily{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -749,7 +797,7 @@ func (a *AccountActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 13:
+		case 14:
 			req := &GetFamily{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {

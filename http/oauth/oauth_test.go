@@ -65,6 +65,7 @@ func (fakeStoreOK) Ping() error { return nil }
 type testNode struct {
 	dir     string
 	url     string
+	cluster *cluster.Node
 	srv     *http.Server
 	oauth   *oauth.Server
 	actors  http.Actors
@@ -77,12 +78,29 @@ var testArgon2 = &argon2id.Params{Memory: 8 * 1024, Iterations: 1, Parallelism: 
 
 func startNode(t testing.TB, cfg oauth.Config) *testNode {
 	t.Helper()
+	return startNodeWith(t, cfg, nodeOptions{})
+}
+
+// nodeOptions make a node of a larger cluster: on a shared PostgreSQL journal (dsn), joining seed's cluster.
+type nodeOptions struct {
+	dsn  string
+	seed *testNode
+}
+
+func startNodeWith(t testing.TB, cfg oauth.Config, opts nodeOptions) *testNode {
+	t.Helper()
 	n := &testNode{dir: t.TempDir(), logs: &syncBuffer{}}
 	log := cfg.Logger // benchmarks log as production does; tests keep every debug line for a failure's report
 	if log == nil {
 		log = slog.New(slog.NewJSONHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	j, err := journal.OpenBolt(filepath.Join(n.dir, "journal.db"), journal.BoltOptions{})
+	var j journal.Journal
+	var err error
+	if opts.dsn != "" {
+		j, err = journal.OpenPostgres(context.Background(), opts.dsn, journal.PostgresOptions{})
+	} else {
+		j, err = journal.OpenBolt(filepath.Join(n.dir, "journal.db"), journal.BoltOptions{})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +108,9 @@ func startNode(t testing.TB, cfg oauth.Config) *testNode {
 	deps.Now = cfg.Now // a test's clock stamps the signing keys too (nil: the actors' default)
 	ccfg := cluster.DefaultLocalConfig()
 	ccfg.Logger = log
+	if opts.seed != nil {
+		ccfg.Seeds = []string{opts.seed.cluster.Self().GossipAddr}
+	}
 	node, err := cluster.NewNode(ccfg, func() []*pcluster.Kind { return actors.Kinds(deps) })
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +120,7 @@ func startNode(t testing.TB, cfg oauth.Config) *testNode {
 	if err := node.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	n.cluster = node
 	// Durable timers (dispatch waves, offer expiry) and outbox retries fire through the scanner, as in a node.
 	scanner := actors.StartReminderScanner(deps, node.Cluster)
 	backend := http.NewClusterBackend(node, fakeStoreOK{}, j, http.DefaultIdempotencyRetention)
@@ -137,6 +159,10 @@ func startNode(t testing.TB, cfg oauth.Config) *testNode {
 	})
 	if err := o.Start(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if opts.seed != nil {
+		n.opCreds = opts.seed.opCreds // the cluster's operator client was made by its first node
+		return n
 	}
 	created, err := o.Bootstrap(ctx, n.dir)
 	if err != nil || !created {

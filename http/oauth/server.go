@@ -150,6 +150,7 @@ func NewServer(cfg Config, a http.Actors) (*Server, error) {
 	s.store = &store{actors: a, audience: cfg.Audience, now: cfg.Now, timeout: cfg.CallTimeout}
 	s.keys = &keyring{cfg: cfg, actors: a, log: cfg.Logger}
 	s.tokens = &tokenIssuer{cfg: cfg, keys: s.keys}
+	s.store.tokens, s.store.keys = s.tokens, s.keys
 	if cfg.TokenCacheSize > 0 {
 		s.cache = newTokenCache(cfg.TokenCacheSize)
 	}
@@ -255,6 +256,9 @@ func (s *Server) handleToken(w nethttp.ResponseWriter, r *nethttp.Request) {
 
 func (s *Server) handleRevoke(w nethttp.ResponseWriter, r *nethttp.Request) {
 	ctx := r.Context()
+	if err := r.ParseForm(); err == nil {
+		ctx = withRevokedToken(ctx, r.PostForm.Get("token"))
+	}
 	err := s.provider.NewRevocationRequest(ctx, r)
 	if err != nil {
 		s.logError("revocation refused", err)

@@ -258,6 +258,8 @@ type client struct {
 // store implements fosite's storage interfaces over the Account actors. Every method is safe for concurrent use.
 type store struct {
 	actors   http.Actors
+	tokens   *tokenIssuer // verifies the access tokens being revoked
+	keys     *keyring     // keeps the revoked families
 	audience string
 	now      func() time.Time
 	timeout  time.Duration
@@ -419,21 +421,73 @@ func (st *store) DeletePKCERequestSession(ctx context.Context, signature string)
 
 // ---- Access tokens: JWTs, not stored ----
 
-// Access tokens are self-contained JWTs that live at most Config.AccessTokenTTL; nothing is stored per token.
-// Revoking one (RFC 7009 allows a server not to support it) is answered 200 and changes nothing: revoke the refresh
-// token to end a session.
+// Access tokens are self-contained JWTs that live at most Config.AccessTokenTTL; nothing is stored per token. They
+// are revoked by their family (fid claim): the Account actor "keys" keeps the revoked families until their tokens
+// have expired, and every node re-reads that list with the keys (tokens.go, keyring.revoke).
 func (st *store) CreateAccessTokenSession(context.Context, string, fosite.Requester) error {
 	return nil
 }
-func (st *store) GetAccessTokenSession(context.Context, string, fosite.Session) (fosite.Requester, error) {
-	return nil, fosite.ErrNotFound
+
+type revokedTokenKey struct{}
+
+// withRevokedToken remembers the token of a revocation request, so that GetAccessTokenSession, which fosite
+// hands only the token's signature (its last JWS segment), can verify the whole token.
+func withRevokedToken(ctx context.Context, token string) context.Context {
+	return context.WithValue(ctx, revokedTokenKey{}, token)
 }
+
+// accessOnlyPrefix marks the request id of an access token with no refresh token family (client_credentials, or
+// a token without fid): its revocation refuses the access token's id and revokes no family.
+const accessOnlyPrefix = "access:"
+
+// GetAccessTokenSession is only called by revocation (RFC 7009): it answers the request of the access token being
+// revoked, if that is a token this server would accept now (any other token: not found, which RFC 7009 answers
+// 200). fosite then checks that the token was issued to the client asking, and calls RevokeRefreshToken and
+// RevokeAccessToken with the request id: the family of a code grant's token, or "access:<id>" for the others.
+func (st *store) GetAccessTokenSession(ctx context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
+	raw, _ := ctx.Value(revokedTokenKey{}).(string)
+	if raw == "" || st.tokens == nil || signature == "" || !strings.HasSuffix(raw, "."+signature) {
+		return nil, fosite.ErrNotFound
+	}
+	v, err := st.tokens.verify(ctx, raw)
+	if err != nil {
+		return nil, fosite.ErrNotFound.WithWrap(err)
+	}
+	c := v.claims
+	client, err := st.GetClient(ctx, c.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	id := accessOnlyPrefix + c.revocationID()
+	if c.ClientID == AppClientID && c.FamilyID != "" {
+		id = c.FamilyID // the code grant's family: its refresh tokens are revoked too
+	}
+	return &fosite.Request{ID: id, Client: client, Session: &session{Subject: c.Subject, Role: c.Role, Restaurants: c.Restaurants}}, nil
+}
+
 func (st *store) DeleteAccessTokenSession(context.Context, string) error { return nil }
 
-// RevokeAccessToken is called with a family's request id when fosite revokes a grant (code reuse, refresh-token
-// reuse, revocation of a refresh token): the family is revoked, so no refresh token of it works again.
+// RevokeAccessToken is called with a request id when fosite revokes a grant (code reuse, refresh-token reuse,
+// revocation of a refresh or access token): the access tokens of the family (or of the one token request) are
+// refused from now on, and the family is revoked, so no refresh token of it works again.
 func (st *store) RevokeAccessToken(ctx context.Context, requestID string) error {
+	if id, ok := strings.CutPrefix(requestID, accessOnlyPrefix); ok {
+		return st.revokeAccess(ctx, id)
+	}
+	if uuid.Validate(requestID) != nil {
+		return fosite.ErrNotFound
+	}
+	if err := st.revokeAccess(ctx, requestID); err != nil {
+		return err
+	}
 	return st.revoke(ctx, requestID, "access token revocation")
+}
+
+func (st *store) revokeAccess(ctx context.Context, id string) error {
+	if st.keys == nil || id == "" {
+		return fosite.ErrNotFound
+	}
+	return st.keys.revoke(ctx, id)
 }
 
 // ---- Refresh tokens ----
@@ -497,13 +551,27 @@ func (st *store) RotateRefreshToken(ctx context.Context, requestID, signature st
 		return err
 	}
 	if res.(*messages.FamilyView).GetFamily().GetRevoked() {
+		// Two requests raced with the same token: the family's access tokens go with it (fosite revokes them
+		// only when it finds the token used before it rotates).
+		if err := st.revokeAccess(ctx, family); err != nil {
+			return err
+		}
 		return fosite.ErrInactiveToken.WithHint("The refresh token was used already; its family is revoked.")
 	}
 	return nil
 }
 
-// RevokeRefreshToken revokes the family.
+// RevokeRefreshToken revokes the family and refuses its access tokens.
 func (st *store) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	if strings.HasPrefix(requestID, accessOnlyPrefix) {
+		return nil // no family: RevokeAccessToken refuses the token
+	}
+	if uuid.Validate(requestID) != nil {
+		return fosite.ErrNotFound
+	}
+	if err := st.revokeAccess(ctx, requestID); err != nil {
+		return err
+	}
 	return st.revoke(ctx, requestID, "refresh token revocation")
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/ory/fosite"
 	"github.com/valyala/fasthttp"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/platterhq/platter/actors"
 	"github.com/platterhq/platter/http"
@@ -45,6 +46,17 @@ type accessClaims struct {
 	Scope       string   `json:"scope"`
 	Role        string   `json:"role"`
 	Restaurants []string `json:"restaurants,omitempty"`
+	// FamilyID is fosite's request id: the token family of a code grant (kept across refreshes), or the token
+	// request of client_credentials. Revocation refuses every access token of a family by it (RFC 7009).
+	FamilyID string `json:"fid,omitempty"`
+}
+
+// revocationID is what a revocation of c names: its family, or its jti for a token issued without fid.
+func (c *accessClaims) revocationID() string {
+	if c.FamilyID != "" {
+		return c.FamilyID
+	}
+	return c.ID
 }
 
 // parsedKey is a signing key ready for use.
@@ -73,6 +85,11 @@ type keyring struct {
 	// refreshAt is when a verification next re-reads the keys (Unix nanoseconds; 0 before the first read): so
 	// that a node that only verifies tokens learns of another node's revocation within KeyRefresh.
 	refreshAt atomic.Int64
+
+	// revoked is the revocation list of the "keys" actor as last read (or written by this node): the revocation
+	// ids (accessClaims.revocationID) whose tokens are refused, with their until. Replaced whole, never changed
+	// in place, so a verification costs one atomic load and one map lookup.
+	revoked atomic.Pointer[map[string]time.Time]
 }
 
 // load reads the keys, creating the first key when there is none and rotating when the current one is too old.
@@ -85,6 +102,7 @@ func (k *keyring) load(ctx context.Context) error {
 	}
 	keys := res.(*messages.SigningKeys).GetKeys()
 	now := k.cfg.Now()
+	k.setRevoked(res.(*messages.SigningKeys).GetRevocations(), now)
 	cur := current(keys)
 	if cur == nil || now.Sub(cur.GetCreatedAt().AsTime()) >= k.cfg.KeyRotateAfter {
 		if _, keys, err = k.rotateFrom(ctx, cur.GetKid(), k.cfg.AccessTokenTTL+2*k.cfg.ClockSkew); err != nil {
@@ -215,6 +233,58 @@ func (k *keyring) set(keys []*messages.SigningKey, now time.Time) error {
 	}
 	k.keys, k.loadedAt = append(kept, parsed...), now
 	k.refreshAt.Store(now.Add(k.cfg.KeyRefresh).UnixNano())
+	return nil
+}
+
+// setRevoked replaces the revocation list with the entries of list still in force at now.
+func (k *keyring) setRevoked(list []*messages.Revocation, now time.Time) {
+	m := make(map[string]time.Time, len(list))
+	for _, r := range list {
+		if until := r.GetUntil().AsTime(); until.After(now) {
+			m[r.GetId()] = until
+		}
+	}
+	k.revoked.Store(&m)
+}
+
+// isRevoked reports whether c's tokens are revoked. An entry past its until covers only expired tokens, so its
+// presence alone decides.
+func (k *keyring) isRevoked(c *accessClaims) bool {
+	m := k.revoked.Load()
+	if m == nil || len(*m) == 0 {
+		return false
+	}
+	_, ok := (*m)[c.revocationID()]
+	return ok
+}
+
+// revoke refuses the access tokens of ids: it records them in the Account actor "keys" until every token they
+// cover has expired (AccessTokenTTL plus twice ClockSkew from now: no token of a revoked family is issued after
+// its revocation) and installs the list it answers, so this node refuses them at once and the others once they
+// re-read the keys (within KeyRefresh).
+func (k *keyring) revoke(ctx context.Context, ids ...string) error {
+	now := k.cfg.Now()
+	until := timestamppb.New(now.Add(k.cfg.AccessTokenTTL + 2*k.cfg.ClockSkew))
+	req := &messages.RevokeTokens{CommandId: "revoke-tokens:" + uuid.NewString()}
+	m := k.revoked.Load()
+	for _, id := range ids {
+		// fosite revokes a grant's refresh and access tokens one after the other: the second finds the entry.
+		if m != nil && !(*m)[id].Before(until.AsTime().Add(-time.Second)) {
+			continue
+		}
+		req.Revocations = append(req.Revocations, &messages.Revocation{Id: id, Until: until})
+	}
+	if len(req.Revocations) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, k.cfg.CallTimeout)
+	defer cancel()
+	res, err := k.actors.Call(ctx, actors.KindAccount, actors.AccountKeys, "RevokeTokens", req)
+	if err != nil {
+		return fmt.Errorf("revoke access tokens: %w", err)
+	}
+	k.setRevoked(res.(*messages.SigningKeys).GetRevocations(), k.cfg.Now())
+	k.log.Info("access tokens revoked", slog.Any("ids", ids), slog.Time("until", until.AsTime()))
 	return nil
 }
 
@@ -359,10 +429,13 @@ func (t *tokenIssuer) issue(ctx context.Context, r fosite.Requester) (string, er
 			ID: uuid.NewString(),
 		},
 		ClientID: r.GetClient().GetID(), Scope: strings.Join(r.GetGrantedScopes(), " "),
-		Role: s.Role, Restaurants: s.Restaurants,
+		Role: s.Role, Restaurants: s.Restaurants, FamilyID: r.GetID(),
 	}
 	return jwt.Signed(signer).Claims(claims).Serialize()
 }
+
+// errRevoked: the token's family (or the token) was revoked (RFC 7009).
+var errRevoked = errors.New("revoked")
 
 // errBadToken is every verification failure a client sees; the cause is only logged at debug.
 var errBadToken = errors.New("invalid access token")
@@ -404,6 +477,9 @@ func (t *tokenIssuer) verify(ctx context.Context, raw string) (verified, error) 
 	if err := checkClaims(&c); err != nil {
 		return verified{}, err
 	}
+	if t.keys.isRevoked(&c) {
+		return verified{}, errRevoked
+	}
 	return verified{claims: &c, kid: h.KeyID, pub: pub}, nil
 }
 
@@ -439,9 +515,9 @@ func checkClaims(c *accessClaims) error {
 }
 
 // stillValid reports whether a cached token would pass verify now: the checks of verify that can change after
-// it accepted the token are the time claims and the publication of its key (see tokenCache).
+// it accepted the token are the time claims, the publication of its key and its revocation (see tokenCache).
 func (t *tokenIssuer) stillValid(e *cachedToken) bool {
-	if t.checkTime(e.claims) != nil {
+	if t.checkTime(e.claims) != nil || t.keys.isRevoked(e.claims) {
 		return false
 	}
 	pub, ok := t.keys.published(e.kid)
