@@ -69,37 +69,25 @@ func TestFeedWakesUpThroughTheActors(t *testing.T) {
 		t.Skip("starts a cluster node")
 	}
 	n := startLiveNode(t, filepath.Join(t.TempDir(), "journal.db"))
-	pos := map[string]float64{"lat": 37.7749, "lng": -122.4194}
-	var rest struct{ ID string }
-	n.send(t, operator, "POST", "/v1/restaurants", map[string]any{"name": "Thai Basil", "position": pos, "cuisine": "thai"}, 201, &rest)
-	staffOf := "restaurant:pos_1:" + rest.ID
-	n.send(t, staffOf, "PUT", "/v1/restaurants/"+rest.ID+"/menu", map[string]any{"items": []map[string]any{
-		{"id": "pad-thai", "name": "Pad Thai", "price_cents": 1250},
-	}}, 200, nil)
-	var c struct{ ID string }
-	n.send(t, "", "POST", "/v1/customers", map[string]any{"name": "Ann", "email": "ann@example.com", "password": "correct horse"}, 201, &c)
-	cust := "customer:" + c.ID
-	n.send(t, cust, "PUT", "/v1/customers/me/address", map[string]any{"line1": "1 Market St", "city": "San Francisco", "postal_code": "94105",
-		"position": map[string]float64{"lat": 37.7936, "lng": -122.3950}}, 200, nil)
-	n.send(t, cust, "PUT", "/v1/customers/me/payment-method", map[string]any{"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}, 200, nil)
+	sc := newDispatchScene(t, n, 0)
 
-	feed := "/v1/restaurants/" + rest.ID + "/feed"
+	feed := "/v1/restaurants/" + sc.rest + "/feed"
 	var cursor uint64
 	latencies, fromPost := make([]time.Duration, 0, wakeUps), make([]time.Duration, 0, wakeUps)
 	for i := range wakeUps { // wakeUps orders: within OrderLimit's default burst of 5
-		n.send(t, cust, "POST", "/v1/cart/items", map[string]any{"restaurant_id": rest.ID, "menu_item_id": "pad-thai", "quantity": 1}, 200, nil)
+		n.send(t, sc.cust, "POST", "/v1/cart/items", map[string]any{"restaurant_id": sc.rest, "menu_item_id": "pad-thai", "quantity": 1}, 200, nil)
 		answered := make(chan time.Time, 1)
 		var res response
 		go func() {
 			var at time.Time
-			res, at = pollTimed(t, n.url, feed+"?wait=20&after="+strconv.FormatUint(cursor, 10), staffOf)
+			res, at = pollTimed(t, n.url, feed+"?wait=20&after="+strconv.FormatUint(cursor, 10), sc.staff)
 			answered <- at
 		}()
 		// Parked: the edge's call waits in the cluster backend for the actor's answer.
 		waitFor(t, 10*time.Second, time.Millisecond, "the poll to park", func() bool { parked, _ := pollGoroutines(); return parked == 1 })
 		var order struct{ ID string }
 		placed := time.Now()
-		n.send(t, cust, "POST", "/v1/orders", map[string]any{}, 201, &order, "Idempotency-Key", "order-"+strconv.Itoa(i))
+		n.send(t, sc.cust, "POST", "/v1/orders", map[string]any{}, 201, &order, "Idempotency-Key", "order-"+strconv.Itoa(i))
 		var at time.Time
 		select {
 		case at = <-answered:
