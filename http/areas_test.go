@@ -40,28 +40,20 @@ func TestSetAutoAssign(t *testing.T) {
 	}
 	calls := h.actors.callCount("Area", "SetAutoAssign")
 	for _, b := range []badInput{
-		{name: "not hex", path: "/v1/admin/areas/not-an-area/auto-assign", body: `{"enabled":true}`, status: 404, code: http.CodeNotFound},
-		{name: "upper case", path: "/v1/admin/areas/8828308281FFFFF/auto-assign", body: `{"enabled":true}`, status: 404, code: http.CodeNotFound},
-		{name: "another resolution", path: "/v1/admin/areas/8928308280fffff/auto-assign", body: `{"enabled":true}`, status: 404, code: http.CodeNotFound},
-		{name: "not a cell", path: "/v1/admin/areas/8f28308281fffff/auto-assign", body: `{"enabled":true}`, status: 404, code: http.CodeNotFound},
-		{name: "no flag", path: "/v1/admin/areas/" + cell + "/auto-assign", body: `{}`, status: 400, code: http.CodeInvalidArgument},
-		{name: "flag not a boolean", path: "/v1/admin/areas/" + cell + "/auto-assign", body: `{"enabled":"yes"}`, status: 400, code: http.CodeInvalidArgument},
-		{name: "unknown field", path: "/v1/admin/areas/" + cell + "/auto-assign", body: `{"enabled":true,"mode":1}`, status: 400, code: http.CodeInvalidArgument},
+		{name: "not hex", who: operator, path: "/v1/admin/areas/not-an-area/auto-assign", body: `{"enabled":true}`, status: 404, code: http.CodeNotFound},
+		{name: "upper case", who: operator, path: "/v1/admin/areas/8828308281FFFFF/auto-assign", body: `{"enabled":true}`, status: 404, code: http.CodeNotFound},
+		{name: "another resolution", who: operator, path: "/v1/admin/areas/8928308280fffff/auto-assign", body: `{"enabled":true}`, status: 404, code: http.CodeNotFound},
+		{name: "not a cell", who: operator, path: "/v1/admin/areas/8f28308281fffff/auto-assign", body: `{"enabled":true}`, status: 404, code: http.CodeNotFound},
+		{name: "no flag", who: operator, path: "/v1/admin/areas/" + cell + "/auto-assign", body: `{}`, status: 400, code: http.CodeInvalidArgument},
+		{name: "flag not a boolean", who: operator, path: "/v1/admin/areas/" + cell + "/auto-assign", body: `{"enabled":"yes"}`, status: 400, code: http.CodeInvalidArgument},
+		{name: "unknown field", who: operator, path: "/v1/admin/areas/" + cell + "/auto-assign", body: `{"enabled":true,"mode":1}`, status: 400, code: http.CodeInvalidArgument},
 		{name: "dasher", who: dasher, path: "/v1/admin/areas/" + cell + "/auto-assign", body: `{"enabled":true}`, status: 403, code: http.CodePermissionDenied},
-		{name: "anonymous", who: "-", path: "/v1/admin/areas/" + cell + "/auto-assign", body: `{"enabled":true}`, status: 401, code: http.CodeUnauthenticated},
+		{name: "anonymous", path: "/v1/admin/areas/" + cell + "/auto-assign", body: `{"enabled":true}`, status: 401, code: http.CodeUnauthenticated},
 	} {
 		t.Run(b.name, func(t *testing.T) {
-			who := operator
-			switch b.who {
-			case "-":
-				who = ""
-			case "":
-			default:
-				who = b.who
-			}
-			var header []string
-			if who != "" {
-				header = as(who)
+			var header []string // anonymous without who
+			if b.who != "" {
+				header = as(b.who)
 			}
 			wantProblem(t, h.do(t, "PUT", b.path, ctJSON, []byte(b.body), header...), b.status, b.code)
 		})
