@@ -335,8 +335,8 @@ func TestEndToEndLifecycle(t *testing.T) {
 	if err := json.Unmarshal(accepts[winner].body, &dv); err != nil || !slices.Equal(dv.Assignments, []string{order.ID}) {
 		t.Fatalf("winner's view %s", accepts[winner].body)
 	}
-	d := struct{ ID string }{dasherIDs[winner]}
-	dasherWho, dasherCursor := "dasher:"+d.ID, cursors[winner]
+	dasherID := dasherIDs[winner]
+	dasherWho, dasherCursor := "dasher:"+dasherID, cursors[winner]
 
 	// Restaurant: ready (while the customer's poll is parked: it wakes with the entry), picked up. Dasher:
 	// delivered.
@@ -416,7 +416,7 @@ func TestEndToEndLifecycle(t *testing.T) {
 		} `json:"timeline"`
 	}
 	n.send(t, cust, "GET", "/v1/orders/"+order.ID, nil, 200, &view)
-	if view.Status != "DELIVERED" || view.DasherID != d.ID || len(view.Timeline) != 6 {
+	if view.Status != "DELIVERED" || view.DasherID != dasherID || len(view.Timeline) != 6 {
 		t.Fatalf("order view %+v", view)
 	}
 	n.send(t, dasherWho, "GET", "/v1/orders/"+order.ID+"/status", nil, 200, nil)
