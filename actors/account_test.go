@@ -239,3 +239,58 @@ func TestTokenFamily(t *testing.T) {
 		t.Fatalf("unknown token: %v", err)
 	}
 }
+
+// TestDecideRevokeTokens: revocations are added, extended, answered again when covered, and dropped once past
+// their until (at the next write), so the list holds only the last access token lifetime's revocations.
+func TestDecideRevokeTokens(t *testing.T) {
+	s := &messages.AccountState{}
+	rev := func(id string, until time.Time) *messages.Revocation {
+		return &messages.Revocation{Id: id, Until: timestamppb.New(until)}
+	}
+	revoke := func(now time.Time, rs ...*messages.Revocation) []proto.Message {
+		t.Helper()
+		events, err := decideRevokeTokens(AccountKeys, s, &messages.RevokeTokens{Revocations: rs}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		foldAccount(t, s, events)
+		return events
+	}
+	ids := func() map[string]time.Time {
+		m := map[string]time.Time{}
+		for _, r := range s.GetRevocations() {
+			m[r.GetId()] = r.GetUntil().AsTime()
+		}
+		return m
+	}
+	ttl := 11 * time.Minute
+	if events := revoke(accountNow, rev("f1", accountNow.Add(ttl))); len(events) != 1 {
+		t.Fatalf("first revocation: %v", events)
+	}
+	if events := revoke(accountNow.Add(time.Second), rev("f1", accountNow.Add(ttl))); len(events) != 0 {
+		t.Fatalf("a covered revocation: %v, want no event", events)
+	}
+	revoke(accountNow.Add(time.Minute), rev("f2", accountNow.Add(time.Minute+ttl)), rev("f1", accountNow.Add(time.Minute+ttl)))
+	if m := ids(); len(m) != 2 || !m["f1"].Equal(accountNow.Add(time.Minute+ttl)) {
+		t.Fatalf("after f2 and extending f1: %v", m)
+	}
+	// Past f1's and f2's until, the next revocation drops them.
+	later := accountNow.Add(time.Minute + ttl + time.Second)
+	revoke(later, rev("f3", later.Add(ttl)))
+	if m := ids(); len(m) != 1 || m["f3"].IsZero() {
+		t.Fatalf("after the expiry: %v, want f3 only", m)
+	}
+	for _, c := range []struct {
+		identity string
+		rs       []*messages.Revocation
+	}{
+		{"family:x", []*messages.Revocation{rev("f", later)}},
+		{AccountKeys, nil},
+		{AccountKeys, []*messages.Revocation{{Id: "f"}}},
+		{AccountKeys, []*messages.Revocation{rev("", later)}},
+	} {
+		if _, err := decideRevokeTokens(c.identity, s, &messages.RevokeTokens{Revocations: c.rs}, later); accountCode(err) != messages.ErrorReason_INVALID_ARGUMENT {
+			t.Fatalf("%s %v: %v, want INVALID_ARGUMENT", c.identity, c.rs, err)
+		}
+	}
+}

@@ -24,14 +24,17 @@
 //     keeps only their SHA-256, in the actor of their family (fosite's request id, kept across refreshes). A
 //     refresh token used twice, or a code exchanged twice, revokes the whole family, atomically in that actor.
 //   - No implicit grant and no password grant are composed.
-//   - POST /oauth2/revoke (RFC 7009): a refresh token revokes its family. Access tokens are not stored and expire on
-//     their own (revoking one answers 200 and changes nothing).
+//   - POST /oauth2/revoke (RFC 7009), token_type_hint refresh_token, access_token or none: a refresh token, or an
+//     access token of the code grant, revokes its family (its refresh tokens and every access token it was issued);
+//     a client_credentials access token is revoked alone. Only the client a token was issued to can revoke it
+//     (another client is answered 200 and the token stays valid, as fosite does); an unknown, expired or invalid
+//     token is answered 200.
 //
 // # Access tokens (RFC 9068)
 //
 // JWTs signed with Ed25519 (alg EdDSA, typ at+jwt, kid), at most 15 minutes (Config.AccessTokenTTL), with iss, aud,
-// sub (customer or dasher id, or client id), client_id, iat, nbf, exp, jti, scope ("platter"), role (customer,
-// dasher, restaurant, operator) and, for restaurant staff, restaurants. Authenticate (http.Authenticator) pins
+// sub (customer or dasher id, or client id), client_id, iat, nbf, exp, jti, fid (the token family, see below), scope
+// ("platter"), role (customer, dasher, restaurant, operator) and, for restaurant staff, restaurants. Authenticate (http.Authenticator) pins
 // EdDSA, requires typ at+jwt, a published kid and every claim above, with Config.ClockSkew leeway; every failure is
 // 401 UNAUTHENTICATED with WWW-Authenticate. A token that passed is remembered (Config.TokenCacheSize tokens,
 // least recently used dropped first, keyed by its SHA-256) so that its signature is checked once; each later use
@@ -45,4 +48,16 @@
 // so that this node refuses their tokens at once (cached ones included: a cache hit re-checks that the kid is
 // published) and every other node once it re-reads the keys, within KeyRefresh. Keys persist in the journal, so a
 // restart keeps the kids and the tokens they signed.
+//
+// # Revoked access tokens
+//
+// Access tokens are not stored, so a revocation names them by their "fid" claim (fosite's request id: the token
+// family of a code grant, kept across refreshes, or the one token request of client_credentials; a token issued
+// without fid is named by its jti). Revoking an access or refresh token, and a refresh token or code presented
+// twice, add the fid to the revocation list of the Account actor "keys" (RevokeTokens), which keeps each entry
+// until AccessTokenTTL + 2 ClockSkew after the revocation, when every token it covers has expired, and drops
+// expired entries at its next write, so the list holds at most one token lifetime's revocations. GetSigningKeys
+// answers the list with the keys: the revoking node installs it at once, every other node when it re-reads the
+// keys (Config.KeyRefresh, as for a revoked key). Authenticate refuses a token on the list with 401, a cached one
+// included (a cache hit re-checks the list): one atomic load and one map lookup per request.
 package oauth

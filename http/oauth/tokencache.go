@@ -14,14 +14,14 @@ import (
 //
 // Only accepted tokens enter it, keyed by the SHA-256 of the exact token: a refused token has no entry, and no
 // entry answers for another token. An entry is an answer of verify that can change only with time and with the
-// keyring, so a hit re-checks both (tokenIssuer.cached): the time claims (exp, nbf, iat, with ClockSkew, exactly as
-// verify does) and that the kid is still published with the same public key. The other checks of verify (iss,
-// aud, lifetime, sub, client_id, scope, role) depend only on the token's bytes. Nothing else can make a verified
-// token invalid: access tokens are not stored and cannot be revoked (RFC 7009 revocation applies to refresh
-// token families), and no account can be disabled.
+// keyring, so a hit re-checks them (tokenIssuer.stillValid): the time claims (exp, nbf, iat, with ClockSkew,
+// exactly as verify does), that the kid is still published with the same public key, and that the token's family
+// is not on the revocation list (RFC 7009; one map lookup). The other checks of verify (iss, aud, lifetime, sub,
+// client_id, scope, role) depend only on the token's bytes. Nothing else can make a verified token invalid: no
+// account can be disabled.
 //
 // It holds at most max entries and drops the least recently used when full; an entry found expired or with an
-// unpublished key on a hit is dropped then. Safe for concurrent use.
+// unpublished key or revoked on a hit is dropped then. Safe for concurrent use.
 type tokenCache struct {
 	max int
 

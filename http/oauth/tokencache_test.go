@@ -32,6 +32,7 @@ import (
 type keyActors struct {
 	mu    sync.Mutex
 	keys  []*messages.SigningKey
+	revs  []*messages.Revocation
 	now   func() time.Time
 	calls int
 	fail  error
@@ -49,6 +50,8 @@ func (a *keyActors) Call(_ context.Context, kind, identity, method string, req p
 	}
 	switch r := req.(type) {
 	case *messages.GetSigningKeys:
+	case *messages.RevokeTokens:
+		a.revs = append(a.revs, r.GetRevocations()...)
 	case *messages.RotateSigningKey:
 		now := timestamppb.New(a.now())
 		for _, k := range a.keys {
@@ -63,6 +66,9 @@ func (a *keyActors) Call(_ context.Context, kind, identity, method string, req p
 		return nil, fmt.Errorf("unexpected method %s", method)
 	}
 	out := &messages.SigningKeys{}
+	for _, r := range a.revs {
+		out.Revocations = append(out.Revocations, proto.Clone(r).(*messages.Revocation))
+	}
 	for _, k := range a.keys {
 		out.Keys = append(out.Keys, proto.Clone(k).(*messages.SigningKey))
 	}
@@ -168,11 +174,17 @@ func (f *cacheFixture) auth(token string) (http.Principal, error) {
 
 func BenchmarkAuthenticate(b *testing.B) {
 	for _, tc := range []struct {
-		name string
-		size int
-	}{{"NoCache", -1}, {"Cache", 0}} {
+		name    string
+		size    int
+		revoked int // revoked families on the list (none of them the token's)
+	}{{"NoCache", -1, 0}, {"Cache", 0, 0}, {"CacheRevoked1000", 0, 1000}} {
 		b.Run(tc.name, func(b *testing.B) {
 			f := newCacheFixture(b, Config{TokenCacheSize: tc.size})
+			for i := range tc.revoked {
+				if err := f.s.keys.revoke(context.Background(), fmt.Sprintf("family-%d", i)); err != nil {
+					b.Fatal(err)
+				}
+			}
 			tok := f.mint(b, claimsAt(f.clock.Now(), 10*time.Minute), nil)
 			var ctx fasthttp.RequestCtx
 			ctx.Request.Header.Set(fasthttp.HeaderAuthorization, "Bearer "+tok)
@@ -492,4 +504,76 @@ func TestVerifierLearnsOfRevocation(t *testing.T) {
 	f.want(t, tok, true, "within KeyRefresh of this node's last read")
 	f.clock.Advance(time.Second)
 	f.want(t, tok, false, "KeyRefresh after this node's last read")
+}
+
+// TestRevokedFamilyRefused: a revoked family's tokens are refused at once on the revoking node, cached ones
+// included, and other families' are not; another node (its own Server over the same actors) refuses them once it
+// re-reads the keys (KeyRefresh); the entries are dropped once past their until, when every token they cover has
+// expired.
+func TestRevokedFamilyRefused(t *testing.T) {
+	cfg := Config{KeyRefresh: time.Minute, AccessTokenTTL: 10 * time.Minute, ClockSkew: 30 * time.Second}
+	f := newCacheFixture(t, cfg)
+	family := func(fid, jti string) string {
+		c := claimsAt(f.clock.Now(), 10*time.Minute)
+		c.FamilyID, c.ID = fid, jti
+		return f.mint(t, c, nil)
+	}
+	tok1, tok2 := family("fam-1", "j1"), family("fam-1", "j2")
+	other := family("fam-2", "j3")
+	legacy := family("", "j-legacy") // issued before tokens carried fid: revoked by its jti
+	// Another node over the same Account actors, which has read (and cached) the tokens already.
+	cfg.Now, cfg.Logger = f.clock.Now, f.s.log
+	b, err := NewServer(cfg, f.actors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	onB := func(tok string) bool {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.Header.Set(fasthttp.HeaderAuthorization, "Bearer "+tok)
+		_, err := b.Authenticate(&ctx)
+		return err == nil
+	}
+	for _, tok := range []string{tok1, tok2, other, legacy} {
+		f.want(t, tok, true, "before the revocation")
+		f.want(t, tok, true, "cached")
+		if !onB(tok) {
+			t.Fatal("node B before the revocation refused a token")
+		}
+	}
+
+	if err := f.s.keys.revoke(context.Background(), "fam-1", "j-legacy"); err != nil {
+		t.Fatal(err)
+	}
+	f.want(t, tok1, false, "revoked family, cached token")
+	f.want(t, tok2, false, "revoked family, its other token")
+	f.want(t, legacy, false, "revoked jti of a token without fid")
+	f.want(t, other, true, "another family")
+	f.clock.Advance(59 * time.Second)
+	if !onB(tok1) {
+		t.Fatal("node B refused before re-reading the keys: it cannot know yet")
+	}
+	f.clock.Advance(time.Second)
+	if onB(tok1) || onB(legacy) {
+		t.Fatal("node B accepted a revoked token KeyRefresh after its last read")
+	}
+	if !onB(other) {
+		t.Fatal("node B refused another family's token")
+	}
+
+	// The entries cover the tokens until AccessTokenTTL + 2 ClockSkew after the revocation; then nothing the
+	// list named can be accepted anyway, and the next read drops them.
+	if m := *f.s.keys.revoked.Load(); len(m) != 2 {
+		t.Fatalf("revocation list %v, want fam-1 and j-legacy", m)
+	}
+	f.clock.Advance(cfg.AccessTokenTTL + 2*cfg.ClockSkew)
+	if err := f.s.keys.load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if m := *f.s.keys.revoked.Load(); len(m) != 0 {
+		t.Fatalf("revocation list %v after every token it covers expired, want empty", m)
+	}
+	f.want(t, tok1, false, "expired")
 }
