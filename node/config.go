@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/platterhq/platter/actors"
+	"github.com/platterhq/platter/http/oauth"
 )
 
 // Config is a node's configuration, from flags and PLATTER_* environment variables (a flag wins over its
@@ -60,7 +61,7 @@ func defaultConfig() Config {
 		LogLevel:        slog.LevelInfo,
 		LogFormat:       "auto",
 		Workflow:        defaultWorkflow(),
-		KeyRotateAfter:  30 * 24 * time.Hour, // oauth.DefaultConfig's
+		KeyRotateAfter:  oauth.DefaultConfig().KeyRotateAfter,
 	}
 }
 
