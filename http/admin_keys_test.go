@@ -41,7 +41,7 @@ func (f *fakeRotator) rotations() []bool {
 // authorization server and answers the new kid; a bad request rotates nothing.
 func TestRotateSigningKeysRoute(t *testing.T) {
 	rot := &fakeRotator{}
-	h := newHarness(t, func(_ *harness, _ *http.Config, b *http.Backend) { b.OAuth = rot })
+	h := newHarness(t, withOAuth(rot))
 	const path = "/v1/admin/signing-keys/rotate"
 	op := as("operator:platter-operator")
 	var got struct {
