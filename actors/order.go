@@ -61,7 +61,6 @@ package actors
 // order answers NOT_FOUND, and a restaurant or customer that is not the order's answers NOT_FOUND too.
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -101,8 +100,8 @@ const ReasonPaymentDeclined = "PAYMENT_DECLINED"
 // Order is the Order grain: the handlers run the decisions below through the shared entity. Two side effects
 // happen outside the journal, both at the payment gateway and both under idempotency keys derived from the order
 // id, so that a repeat after a crash moves no money twice: the authorisation before PlaceOrder is decided
-// (authorize.go: the call runs off the message loop, so the order answers every other request meanwhile), and
-// the settlement (capture or void) when the payment timer fires.
+// (authorize.go), and the settlement (capture or void) when the payment timer fires (payment_settle.go). Both
+// calls run off the message loop, so the order answers every other request meanwhile.
 type Order struct {
 	grain[*messages.OrderState]
 	id string
@@ -111,6 +110,11 @@ type Order struct {
 	authorising *authorising
 	// placeIndex and deliverIndex are the method indexes of Place and Deliver in the Order service.
 	placeIndex, deliverIndex int32
+	// settling holds the ids of the payment actions whose gateway call is in flight (payment_settle.go).
+	settling map[string]bool
+	// toStart are the payment actions the last payment timer firing decided to attempt; their calls start once
+	// the firing is written.
+	toStart []*messages.PaymentAction
 }
 
 var _ messages.Order = (*Order)(nil)
@@ -124,16 +128,20 @@ type orderActor struct {
 }
 
 func (a *orderActor) Receive(ctx actor.Context) {
-	if a.order != nil && a.order.interceptPlacement(ctx) {
+	if a.order != nil && (a.order.interceptPlacement(ctx) || a.order.interceptSettlement(ctx)) {
 		return
 	}
 	a.receive(ctx, a.OrderActor.Receive)
+	if a.order != nil {
+		a.order.startSettlements()
+	}
 }
 
 // Init loads the order's stream.
 func (o *Order) Init(ctx pcluster.GrainContext) {
 	o.id = ctx.Identity()
 	o.placeIndex, o.deliverIndex = mustMethodIndex(KindOrder, "Place"), mustMethodIndex(KindOrder, "Deliver")
+	o.settling = make(map[string]bool)
 	o.activate(ctx, KindOrder, &messages.OrderState{}, applyOrder, withDeliver(o.decideDelivery(nil)), withTimers(o.fireTimer))
 	if a, ok := ctx.Actor().(*orderActor); ok && o.entity != nil {
 		a.order = o
@@ -304,60 +312,17 @@ func (o *Order) decideDelivery(auth *authorization) deliverFunc[*messages.OrderS
 	}
 }
 
-// fireTimer is the Order's timer decision: the SLA timers by decideOrderTimer; the payment timer settles the
-// payment actions due (the gateway calls happen here; their outcomes are the events, appended with the firing).
+// fireTimer is the Order's timer decision: the SLA timers by decideOrderTimer; the payment timer by
+// decidePaymentTimer, which moves the timer to the lease of the attempts it starts. The gateway calls start after
+// the firing is written (startSettlements, payment_settle.go), off the message loop; their outcomes come back as
+// messages and are recorded by decidePaymentOutcome.
 func (o *Order) fireTimer(s *messages.OrderState, name string, now time.Time) ([]proto.Message, error) {
 	if name != timerPayment {
 		return decideOrderTimer(s, name, o.deps.Workflow, now)
 	}
-	cfg := o.deps.Workflow
-	scratch := proto.Clone(s).(*messages.OrderState)
-	var out []proto.Message
-	for _, a := range duePayments(scratch, now) {
-		err := o.settle(scratch, a)
-		events := decidePaymentOutcome(scratch, a.GetId(), err, cfg, now)
-		for _, ev := range events {
-			if _, isTimer := ev.(*messages.TimerSet); isTimer {
-				continue
-			}
-			if _, isTimer := ev.(*messages.TimerCleared); isTimer {
-				continue
-			}
-			if err := applyOrder(scratch, ev); err != nil {
-				return nil, err
-			}
-		}
-		out = append(out, events...)
-	}
-	if len(out) == 0 && len(scratch.GetPayment().GetPending()) > 0 { // woken early: keep waiting
-		out = append(out, setTimer(timerPayment, nextPaymentDue(scratch, "", time.Time{})))
-	}
-	return out, nil
-}
-
-// settle makes one attempt of a payment action at the gateway.
-func (o *Order) settle(s *messages.OrderState, a *messages.PaymentAction) error {
-	ctx, cancel := context.WithTimeout(context.Background(), o.deps.Workflow.PaymentTimeout)
-	defer cancel()
-	var err error
-	switch a.GetKind() {
-	case messages.PaymentActionKind_PAYMENT_ACTION_CAPTURE:
-		err = o.deps.Payments.Capture(ctx, s.GetPayment().GetAuthId(), a.GetAmountCents(), a.GetId())
-	case messages.PaymentActionKind_PAYMENT_ACTION_VOID:
-		err = o.deps.Payments.Void(ctx, s.GetPayment().GetAuthId(), a.GetId())
-	default:
-		err = refuse(messages.ErrorReason_INTERNAL, "unknown payment action %s", a.GetKind())
-	}
-	attrs := []any{slog.String("payment_action", a.GetId()), slog.Int64("amount_cents", a.GetAmountCents())}
-	switch {
-	case err == nil:
-		o.log.Info("payment settled", attrs...)
-	case IsTransient(err):
-		o.log.Warn("payment settlement failed; retrying", append(attrs, slog.Int("attempts", int(a.GetAttempts())+1), slog.Any("error", err))...)
-	default:
-		o.log.Error("payment settlement refused by the gateway", append(attrs, slog.Any("error", err))...)
-	}
-	return err
+	events, start := decidePaymentTimer(s, o.settling, o.deps.Workflow, now)
+	o.toStart = append(o.toStart, start...)
+	return events, nil
 }
 
 // ---- The transition table ----
@@ -811,8 +776,8 @@ func decideCancelOrder(s *messages.OrderState, c *messages.CancelOrder, cfg Work
 }
 
 // decideOrderTimer is the Order's timerFunc: the acceptance and dispatch SLAs cancel the order (system, full
-// refund) when it is still where the timer was set for; a stale firing changes nothing. The payment timer only
-// wakes the grain, which settles the queued payment actions before it fires timers.
+// refund) when it is still where the timer was set for; a stale firing changes nothing. The payment timer is
+// decidePaymentTimer's (Order.fireTimer); here it changes nothing.
 func decideOrderTimer(s *messages.OrderState, name string, cfg WorkflowConfig, now time.Time) ([]proto.Message, error) {
 	var step orderStep
 	var reason string
@@ -872,9 +837,9 @@ func cancel(s *messages.OrderState, by messages.CancelledBy, reason string, cfg 
 
 // settlement returns the payment action that ends an order's payment with refund cents returned to the
 // customer: a void for a full refund, else a capture of the rest; nothing for an order without an authorisation.
-// The payment timer, due at once, makes the grain attempt it right after the append (see Order.onTimer); the
-// timer stays in the journal until an attempt's outcome is recorded with its firing, so a crash in between only
-// repeats the gateway call under the same idempotency key.
+// The payment timer, due at once, makes the grain attempt it right after the append (decidePaymentTimer); the
+// timer stays in the journal, at the attempt's lease, until the attempt's outcome is recorded, so a crash in
+// between only repeats the gateway call under the same idempotency key.
 func settlement(s *messages.OrderState, refund int64, cfg WorkflowConfig, now time.Time) []proto.Message {
 	p := s.GetPayment()
 	if p.GetAuthId() == "" {
@@ -922,6 +887,38 @@ func decidePaymentOutcome(s *messages.OrderState, id string, err error, cfg Work
 		events = append(events, setTimer(timerPayment, due))
 	}
 	return events
+}
+
+// decidePaymentTimer is the decision when the payment timer fires: every pending action that is due and has no
+// gateway call in flight (settling: the ids of those that have, in this activation) is to be attempted now
+// (start). The timer moves to the lease of the calls in flight, now + PaymentTimeout + PaymentRetryMin, or to the
+// next attempt of an action not due yet, whichever is earlier. The lease is what makes the attempt durable: if the
+// activation dies while a call is in flight, its outcome is lost, the timer fires in the next activation and the
+// action is attempted again under the same idempotency key. An action still in flight when its lease runs out (a
+// gateway slower than PaymentTimeout) is not attempted twice: the lease moves on.
+func decidePaymentTimer(s *messages.OrderState, settling map[string]bool, cfg WorkflowConfig, now time.Time) (events []proto.Message, start []*messages.PaymentAction) {
+	var due time.Time
+	later := func(t time.Time) {
+		if due.IsZero() || t.Before(due) {
+			due = t
+		}
+	}
+	lease := now.Add(cfg.PaymentTimeout + cfg.PaymentRetryMin)
+	for _, a := range s.GetPayment().GetPending() {
+		switch next := a.GetNextAttemptAt(); {
+		case settling[a.GetId()]:
+			later(lease)
+		case next == nil || !next.AsTime().After(now):
+			start = append(start, proto.Clone(a).(*messages.PaymentAction))
+			later(lease)
+		default:
+			later(next.AsTime())
+		}
+	}
+	if due.IsZero() {
+		return nil, nil
+	}
+	return []proto.Message{setTimer(timerPayment, due)}, start
 }
 
 // nextPaymentDue is the earliest next attempt among the pending actions once action id's next attempt is at next

@@ -992,3 +992,34 @@ func TestDasherStepsRefuseForeignDashers(t *testing.T) {
 	}
 }
 
+
+// TestDecidePaymentTimer: a firing starts the due actions without a call in flight and moves the timer to their
+// lease; an action in flight is not started again (the lease moves); an action not due yet sets the timer to its
+// next attempt; nothing pending sets nothing.
+func TestDecidePaymentTimer(t *testing.T) {
+	cfg := orderCfg
+	cfg.PaymentTimeout, cfg.PaymentRetryMin = 10*time.Second, time.Second
+	now := testNow.Add(time.Hour)
+	lease := now.Add(11 * time.Second)
+	s := orderIn(t, stageDelivered)
+	id := s.GetPayment().GetPending()[0].GetId()
+
+	events, start := decidePaymentTimer(s, nil, cfg, now)
+	if len(start) != 1 || start[0].GetId() != id || !splitOrder(t, events).set[timerPayment].Equal(lease) {
+		t.Fatalf("due: start %v, events %v; want %s started and the timer at %v", start, events, id, lease)
+	}
+	events, start = decidePaymentTimer(s, map[string]bool{id: true}, cfg, now)
+	if len(start) != 0 || !splitOrder(t, events).set[timerPayment].Equal(lease) {
+		t.Fatalf("in flight: start %v, events %v; want nothing started and the timer at %v", start, events, lease)
+	}
+	later := now.Add(3 * time.Second)
+	s = foldOrder(t, s, decidePaymentOutcome(s, id, fmt.Errorf("capture: %w", ErrPaymentUnavailable), cfg, now.Add(2*time.Second)))
+	events, start = decidePaymentTimer(s, nil, cfg, now)
+	if len(start) != 0 || !splitOrder(t, events).set[timerPayment].Equal(later) {
+		t.Fatalf("not due: start %v, events %v; want nothing started and the timer at %v", start, events, later)
+	}
+	s = foldOrder(t, s, decidePaymentOutcome(s, id, nil, cfg, now))
+	if events, start = decidePaymentTimer(s, nil, cfg, now); len(events) != 0 || len(start) != 0 {
+		t.Fatalf("settled: start %v, events %v; want nothing", start, events)
+	}
+}
