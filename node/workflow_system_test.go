@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -251,5 +250,5 @@ func TestSystemWorkflowKill(t *testing.T) {
 	if bad := lb.violations(); len(bad) > 0 {
 		t.Errorf("answers that break the API contract: %v", bad)
 	}
-	t.Logf("%s", fmt.Sprintf("%d orders, %d feeds checked; %d attempts retried across the kill", len(acked), len(w.feeds), len(lb.retriesSince(time.Time{}))))
+	t.Logf("%d orders, %d feeds checked; %d attempts retried across the kill", len(acked), len(w.feeds), len(lb.retriesSince(time.Time{})))
 }
