@@ -161,10 +161,12 @@ func TestSystemFailoverKill(t *testing.T) {
 	t.Logf("killed %s (pid %d, %d active orders); survivors listed 2 members after %v", victim.name, pid, most, took)
 
 	// Every order the victim hosted answers again, through a survivor's edge, once a survivor has activated it.
+	hc := &nethttp.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
 	for i, o := range hosted {
 		n := survivors[i%len(survivors)]
 		waitFor(t, 60*time.Second, 50*time.Millisecond, "order "+o.id+" of the killed node to answer through "+n.name, func() bool {
-			return orderAnswers(n, o.id, w.customerToken(o.customer))
+			return orderAnswers(hc, n, o.id, w.customerToken(o.customer))
 		})
 	}
 	took = time.Since(killedAt)
@@ -194,11 +196,9 @@ func TestSystemFailoverKill(t *testing.T) {
 }
 
 // orderAnswers reports whether GET /v1/orders/{id}/status answers 200 through n's edge.
-func orderAnswers(n *sysNode, id, token string) bool {
+func orderAnswers(hc *nethttp.Client, n *sysNode, id, token string) bool {
 	req, _ := nethttp.NewRequest("GET", n.url()+"/v1/orders/"+id+"/status", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
-	hc := &nethttp.Client{Timeout: 5 * time.Second}
-	defer hc.CloseIdleConnections()
 	res, err := hc.Do(req)
 	if err != nil {
 		return false
@@ -610,17 +610,7 @@ func TestFailoverBenchmark(t *testing.T) {
 	}
 	hc := &nethttp.Client{Timeout: 10 * time.Second}
 	defer hc.CloseIdleConnections()
-	status := func(n *sysNode, o placed) bool {
-		req, _ := nethttp.NewRequest("GET", n.url()+"/v1/orders/"+o.id+"/status", nil)
-		req.Header.Set("Authorization", "Bearer "+o.token)
-		res, err := hc.Do(req)
-		if err != nil {
-			return false
-		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		return res.StatusCode == 200
-	}
+	status := func(n *sysNode, o placed) bool { return orderAnswers(hc, n, o.id, o.token) }
 
 	var samples []time.Duration
 	for k := range kills {
