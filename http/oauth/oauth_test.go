@@ -543,11 +543,17 @@ func TestAuthorizeRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatalf("exchange: %v", err)
 	}
+	if status, _ := n.do(t, tok.AccessToken, "GET", "/v1/customers/me", ""); status != 200 {
+		t.Fatalf("the code's access token before the reuse: %d", status)
+	}
 	if _, err := conf.Exchange(context.Background(), code, oauth2.VerifierOption(verifier)); err == nil {
 		t.Fatal("a code was exchanged twice")
 	}
 	if _, err := conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
 		t.Fatal("the refresh token survived the reuse of its code")
+	}
+	if status, _ := n.do(t, tok.AccessToken, "GET", "/v1/customers/me", ""); status != 401 {
+		t.Fatalf("the access token survived the reuse of its code: %d, want 401", status)
 	}
 }
 

@@ -284,7 +284,9 @@ func (k *keyring) revoke(ctx context.Context, ids ...string) error {
 		return fmt.Errorf("revoke access tokens: %w", err)
 	}
 	k.setRevoked(res.(*messages.SigningKeys).GetRevocations(), k.cfg.Now())
-	k.log.Info("access tokens revoked", slog.Any("ids", ids), slog.Time("until", until.AsTime()))
+	for _, r := range req.GetRevocations() {
+		k.log.Info("access tokens revoked", slog.String("fid", r.GetId()), slog.Time("until", until.AsTime()))
+	}
 	return nil
 }
 
