@@ -8,8 +8,18 @@ package actors
 // from the customer's outbox) before the generated dispatcher, starts one Authorize call on a goroutine and parks
 // the request. The call's outcome comes back to the activation as a message (authorised); then every parked
 // request runs through the decision with that outcome and is answered. Meanwhile the order answers everything
-// else: Get and Status answer NOT_FOUND (the order does not exist until PlaceOrder is decided), Cancel answers
-// NOT_FOUND (the "absent" column of the cancellation matrix), Wake, poison and shutdown proceed.
+// else: Get and Status answer NOT_FOUND (the order does not exist until PlaceOrder is decided), Wake, poison and
+// shutdown proceed.
+//
+// Cancel of a placement that waits (the "placing" cell of the cancellation matrix): the customer of the PlaceOrder
+// in flight may cancel it. The Cancel is parked with the call and runs after the parked placements: an authorised
+// order is then cancelled from pending (full refund: the authorisation is voided by the settlement), a declined
+// one is REJECTED (NC). When the call failed transiently, or when no call is in flight but the last PlaceOrder
+// this activation saw failed transiently (waiting: the customer's outbox will redeliver it), the Cancel records
+// the tombstone (decideCancelPlacement): the order is placed and cancelled at once with nothing authorised, and
+// the redelivered PlaceOrder is refused. Any other Cancel of an absent order answers NOT_FOUND, as before. The
+// evidence of a waiting placement is the activation's (in memory): after a restart, until the customer's outbox
+// redelivers the PlaceOrder, a Cancel answers NOT_FOUND and may be retried.
 //
 // One call per order at a time: a request that arrives while a call is in flight for the same command (the
 // customer's outbox redelivering after its DeliverTimeout) waits for that call instead of starting another; a
@@ -26,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
@@ -50,6 +61,13 @@ var (
 type authorising struct {
 	command *messages.PlaceOrder // the PlaceOrder being authorised
 	waiters []authWaiter
+	cancels []cancelWaiter // Cancels of this placement by its customer, run after the waiters
+}
+
+// cancelWaiter is a Cancel parked until the authorisation answers.
+type cancelWaiter struct {
+	sender *actor.PID
+	cancel *messages.CancelOrder
 }
 
 // authWaiter is a request parked until the authorisation answers: a Place rpc, or a Deliver of PlaceOrder.
@@ -70,6 +88,9 @@ type authorised struct {
 func (o *Order) interceptPlacement(ctx actor.Context) bool {
 	switch m := ctx.Message().(type) {
 	case *pcluster.GrainRequest:
+		if m.MethodIndex == o.cancelIndex {
+			return o.interceptCancel(ctx, m)
+		}
 		if m.MethodIndex != o.placeIndex && m.MethodIndex != o.deliverIndex {
 			return false
 		}
@@ -87,6 +108,41 @@ func (o *Order) interceptPlacement(ctx actor.Context) bool {
 		o.releaseAuthorisation()
 	}
 	return false
+}
+
+// interceptCancel takes a customer's Cancel of an absent order whose placement by that customer waits for the
+// payment processor (see the file comment); every other Cancel goes to the generated dispatcher.
+func (o *Order) interceptCancel(ctx actor.Context, m *pcluster.GrainRequest) bool {
+	if o.entity == nil || o.entity.broken || o.failed || o.stopping || o.state().GetCreated() {
+		return false
+	}
+	c := &messages.CancelOrder{}
+	if proto.Unmarshal(m.MessageData, c) != nil || c.GetBy() != messages.CancelledBy_CANCELLED_BY_CUSTOMER {
+		return false
+	}
+	switch {
+	case o.authorising != nil && o.authorising.command.GetCustomerId() == c.GetRequesterId():
+		o.authorising.cancels = append(o.authorising.cancels, cancelWaiter{sender: ctx.Sender(), cancel: c})
+		o.log.Debug("cancel waits for the payment authorisation", slog.String("command_id", c.GetCommandId()))
+		return true
+	case o.authorising == nil && o.waiting != nil && o.waiting.GetCustomerId() == c.GetRequesterId():
+		o.reply(authWaiter{sender: ctx.Sender()}, o.cancelPlacement(o.waiting, c))
+		return true
+	}
+	return false
+}
+
+// cancelPlacement records the tombstone of placement p (decideCancelPlacement) and returns the answer.
+func (o *Order) cancelPlacement(p *messages.PlaceOrder, c *messages.CancelOrder) any {
+	err := o.command(nil, c.GetCommandId(), c, func(s *messages.OrderState, now time.Time) ([]proto.Message, error) {
+		return decideCancelPlacement(s, o.id, p, c, o.deps.Workflow, now)
+	})
+	if err != nil {
+		return err
+	}
+	o.waiting = nil
+	o.log.Info("placement cancelled while waiting for the payment processor", slog.String("command_id", c.GetCommandId()))
+	return o.view()
 }
 
 // needsAuthorisation returns the waiter and its PlaceOrder when the request is a PlaceOrder the decision would
@@ -167,7 +223,9 @@ func (o *Order) authorisationDone(m authorised) {
 		auth = &authorization{declined: refusal.Message}
 	default:
 		o.log.Warn("payment authorisation unavailable", slog.Int("waiting", len(a.waiters)), slog.Any("error", fmt.Errorf("authorize payment: %w", m.err)))
+		o.waiting = a.command // the customer's outbox redelivers it; its customer may cancel it meanwhile
 	}
+	defer o.runCancels(a, auth)
 	for _, w := range a.waiters {
 		if auth == nil {
 			o.reply(w, grainError(errPaymentUnavailable))
@@ -183,6 +241,25 @@ func (o *Order) authorisationDone(m authorised) {
 			continue
 		}
 		o.reply(w, o.deliverPlacement(w.env, auth))
+	}
+}
+
+// runCancels answers the Cancels parked with authorisation a, once its placements ran: with an outcome (auth),
+// the Cancel runs in the stage they left; after a transient failure it records the tombstone.
+func (o *Order) runCancels(a *authorising, auth *authorization) {
+	for _, c := range a.cancels {
+		if auth == nil {
+			o.reply(authWaiter{sender: c.sender}, o.cancelPlacement(a.command, c.cancel))
+			continue
+		}
+		view, err := o.run(nil, c.cancel.GetCommandId(), c.cancel, func(s *messages.OrderState, cfg WorkflowConfig, now time.Time) ([]proto.Message, error) {
+			return decideCancelOrder(s, c.cancel, cfg, now)
+		})
+		if err != nil {
+			o.reply(authWaiter{sender: c.sender}, err)
+		} else {
+			o.reply(authWaiter{sender: c.sender}, view)
+		}
 	}
 }
 
@@ -206,6 +283,9 @@ func (o *Order) releaseAuthorisation() {
 		o.authorising = nil
 		for _, w := range a.waiters {
 			o.reply(w, grainError(errAuthorisationStopped))
+		}
+		for _, c := range a.cancels {
+			o.reply(authWaiter{sender: c.sender}, grainError(errAuthorisationStopped))
 		}
 	}
 }

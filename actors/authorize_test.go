@@ -47,7 +47,7 @@ func (g *authGateway) Authorize(ctx context.Context, token string, amountCents i
 }
 
 // TestAuthorisationDoesNotBlockTheOrder: while the gateway holds the authorisation, the order answers Status, Get
-// and Cancel (NOT_FOUND: the order does not exist until PlaceOrder is decided), the customer's outbox times out
+// and another customer's Cancel (NOT_FOUND: the order does not exist until PlaceOrder is decided), the customer's outbox times out
 // and redelivers without a second gateway call, and once the gateway answers the order is placed once.
 func TestAuthorisationDoesNotBlockTheOrder(t *testing.T) {
 	gw := &authGateway{release: make(chan struct{})}
@@ -77,7 +77,8 @@ func TestAuthorisationDoesNotBlockTheOrder(t *testing.T) {
 	t.Logf("Status answered in %v while the authorisation was held", time.Since(asked))
 	_, err = w.order().Get(&messages.GetOrder{})
 	wantCode(t, "get while authorising", err, messages.ErrorReason_NOT_FOUND)
-	_, err = w.order().Cancel(&messages.CancelOrder{CommandId: "c-cancel", By: messages.CancelledBy_CANCELLED_BY_CUSTOMER, RequesterId: wfCustomer})
+	// Another customer's cancel answers at once (its own customer's waits for the call: order_placing_test.go).
+	_, err = w.order().Cancel(&messages.CancelOrder{CommandId: "c-cancel", By: messages.CancelledBy_CANCELLED_BY_CUSTOMER, RequesterId: "c_other"})
 	wantCode(t, "cancel while authorising", err, messages.ErrorReason_NOT_FOUND)
 	if got := gw.authorizeCalls(); got != 1 {
 		t.Fatalf("%d Authorize calls while the first is held, want 1", got)

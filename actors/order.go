@@ -32,10 +32,16 @@ package actors
 //
 // Cancellation matrix (cancellationMatrix below; every cell is tested). "full" refunds the total, "share" refunds
 // WorkflowConfig.CancelRefundShare of it, "none" refunds nothing; NC is ORDER_NOT_CANCELLABLE. The system cancels
-// only through the two timers (acceptance SLA, dispatch SLA).
+// only through the two timers (acceptance SLA, dispatch SLA). "placing": the customer whose PlaceOrder is waiting
+// for the payment processor cancels it (authorize.go): with the authorisation call in flight, the cancel waits for
+// its outcome and then runs in the stage the placement left (an authorised order is cancelled from pending with a
+// full refund: the authorisation is voided); with no call in flight (the processor failed transiently, the
+// customer's outbox retries), the Order records a tombstone, the order placed and cancelled at once with nothing
+// authorised (decideCancelPlacement), so the placement is refused when it arrives. Anyone else, and a customer
+// without a placement waiting, gets NF.
 //
 //	by \ stage   absent  pending  accepted  assigned  ready  ready+dasher  picked up  delivered  cancelled  rejected
-//	customer     NF      full     share     none      share  none          NC         NC         NC         NC
+//	customer     placing full     share     none      share  none          NC         NC         NC         NC
 //	restaurant   NF      full     full      full      full   full          NC         NC         NC         NC
 //	system       NF      full     full      NC        full   NC            NC         NC         NC         NC
 //
@@ -108,8 +114,11 @@ type Order struct {
 
 	// authorising is the authorisation call in flight and the requests waiting for its outcome (nil: none).
 	authorising *authorising
-	// placeIndex and deliverIndex are the method indexes of Place and Deliver in the Order service.
-	placeIndex, deliverIndex int32
+	// waiting is the last PlaceOrder whose authorisation failed transiently while the order is absent (the
+	// customer's outbox redelivers it): its customer may cancel it (authorize.go). Nil: none known.
+	waiting *messages.PlaceOrder
+	// placeIndex, deliverIndex and cancelIndex are the method indexes of Place, Deliver and Cancel.
+	placeIndex, deliverIndex, cancelIndex int32
 	// settling holds the ids of the payment actions whose gateway call is in flight (payment_settle.go).
 	settling map[string]bool
 	// toStart are the payment actions the last payment timer firing decided to attempt; their calls start once
@@ -141,6 +150,7 @@ func (a *orderActor) Receive(ctx actor.Context) {
 func (o *Order) Init(ctx pcluster.GrainContext) {
 	o.id = ctx.Identity()
 	o.placeIndex, o.deliverIndex = mustMethodIndex(KindOrder, "Place"), mustMethodIndex(KindOrder, "Deliver")
+	o.cancelIndex = mustMethodIndex(KindOrder, "Cancel")
 	o.settling = make(map[string]bool)
 	o.activate(ctx, KindOrder, &messages.OrderState{}, applyOrder, withDeliver(o.decideDelivery(nil)), withTimers(o.fireTimer))
 	if a, ok := ctx.Actor().(*orderActor); ok && o.entity != nil {
@@ -263,7 +273,7 @@ func (o *Order) found(ctx pcluster.GrainContext) error {
 		return err
 	}
 	if !o.state().GetCreated() {
-		if len(o.entity.box.outbox) == 0 && len(o.entity.box.timers) == 0 && o.authorising == nil {
+		if len(o.entity.box.outbox) == 0 && len(o.entity.box.timers) == 0 && o.authorising == nil && o.waiting == nil {
 			o.stop(ctx)
 		}
 		return grainError(refuse(messages.ErrorReason_NOT_FOUND, "the order does not exist"))
@@ -452,24 +462,28 @@ const (
 	refundFull
 )
 
-// cancelRule is one cell of the cancellation matrix: refused with code, or allowed with a refund policy.
+// cancelRule is one cell of the cancellation matrix: refused with code, or allowed with a refund policy. placing
+// is the absent column's customer cell: allowed only with the customer's waiting PlaceOrder in hand
+// (decideCancelPlacement); decideCancelOrder, which has none, answers NF.
 type cancelRule struct {
-	refund refundPolicy
-	code   messages.ErrorReason
+	refund  refundPolicy
+	code    messages.ErrorReason
+	placing bool
 }
 
 var (
 	full  = cancelRule{refund: refundFull}
 	share = cancelRule{refund: refundShare}
 	none  = cancelRule{refund: refundNone}
-	cnf   = cancelRule{code: nf}
-	cnc   = cancelRule{code: nc}
+	cnf     = cancelRule{code: nf}
+	cnc     = cancelRule{code: nc}
+	placing = cancelRule{refund: refundFull, placing: true}
 )
 
 // cancellationMatrix is the cancellation matrix at the top of this file: canceller × stage.
 var cancellationMatrix = map[messages.CancelledBy][numStages]cancelRule{
 	//                                     absent pending accepted assigned ready  ready+d picked delivered cancelled rejected
-	messages.CancelledBy_CANCELLED_BY_CUSTOMER:   {cnf, full, share, none, share, none, cnc, cnc, cnc, cnc},
+	messages.CancelledBy_CANCELLED_BY_CUSTOMER:   {placing, full, share, none, share, none, cnc, cnc, cnc, cnc},
 	messages.CancelledBy_CANCELLED_BY_RESTAURANT: {cnf, full, full, full, full, full, cnc, cnc, cnc, cnc},
 	messages.CancelledBy_CANCELLED_BY_SYSTEM:     {cnf, full, full, cnc, full, cnc, cnc, cnc, cnc, cnc},
 }
@@ -775,6 +789,51 @@ func decideCancelOrder(s *messages.OrderState, c *messages.CancelOrder, cfg Work
 	return cancel(s, by, strings.TrimSpace(c.GetReason()), cfg, now)
 }
 
+// decideCancelPlacement is the customer's cancel of an absent order whose PlaceOrder p (from that customer) is
+// waiting for the payment processor with no authorisation call in flight: the tombstone. The order is recorded as
+// placed without an authorisation (OrderCreated with no auth id: nothing held, nothing to settle) and cancelled by
+// its customer from pending in the same append (the matrix's full refund of nothing charged); only the customer is
+// told (the restaurant never heard of the order). The placement, when it arrives again, finds the order and is
+// refused (ALREADY_EXISTS: the customer's outbox stops retrying it).
+func decideCancelPlacement(s *messages.OrderState, id string, p *messages.PlaceOrder, c *messages.CancelOrder, cfg WorkflowConfig, now time.Time) ([]proto.Message, error) {
+	if c.GetBy() != messages.CancelledBy_CANCELLED_BY_CUSTOMER || c.GetRequesterId() != p.GetCustomerId() {
+		return nil, refuse(nf, "the order does not exist")
+	}
+	if err := checkText("reason", c.GetReason(), MaxReasonLen, false); err != nil {
+		return nil, err
+	}
+	if err := checkPlaceOrder(s, p); err != nil {
+		return nil, refuse(nf, "the order does not exist")
+	}
+	placed, err := decidePlaceOrder(s, id, p, authorization{}, cfg, now)
+	if err != nil {
+		return nil, err
+	}
+	var events []proto.Message
+	for _, ev := range placed {
+		if created, ok := ev.(*messages.OrderCreated); ok {
+			events = append(events, created) // no accept timer, no OrderPlaced sends: it is cancelled at once
+		}
+	}
+	scratch := proto.Clone(s).(*messages.OrderState)
+	for _, ev := range events {
+		if err := applyOrder(scratch, ev); err != nil {
+			return nil, err
+		}
+	}
+	rule := cancellationMatrix[messages.CancelledBy_CANCELLED_BY_CUSTOMER][stageOf(scratch)]
+	cancelled := &messages.OrderCancelled{
+		OrderId:     id,
+		By:          messages.CancelledBy_CANCELLED_BY_CUSTOMER,
+		Reason:      strings.TrimSpace(c.GetReason()),
+		RefundCents: refundFor(rule, scratch.GetTotalCents(), cfg),
+		CancelledAt: timestamppb.New(now),
+	}
+	events = append(events, cancelled)
+	events = append(events, settlement(scratch, cancelled.GetRefundCents(), cfg, now)...) // none: nothing authorised
+	return withSends(events, send{KindCustomer, p.GetCustomerId(), cancelled})
+}
+
 // decideOrderTimer is the Order's timerFunc: the acceptance and dispatch SLAs cancel the order (system, full
 // refund) when it is still where the timer was set for; a stale firing changes nothing. The payment timer is
 // decidePaymentTimer's (Order.fireTimer); here it changes nothing.
@@ -802,9 +861,11 @@ func decideOrderTimer(s *messages.OrderState, name string, cfg WorkflowConfig, n
 func cancel(s *messages.OrderState, by messages.CancelledBy, reason string, cfg WorkflowConfig, now time.Time) ([]proto.Message, error) {
 	from := stageOf(s)
 	rule := cancellationMatrix[by][from]
-	switch rule.code {
-	case 0:
-	case nf:
+	switch {
+	case rule.placing:
+		return nil, refuse(nf, "the order does not exist") // no placement in hand: see decideCancelPlacement
+	case rule.code == 0:
+	case rule.code == nf:
 		return nil, refuse(nf, "the order does not exist")
 	default:
 		return nil, refuse(rule.code, "the order can no longer be cancelled: it is %s", StatusName(s.GetStatus()))
@@ -1102,7 +1163,10 @@ func applyOrder(s *messages.OrderState, event proto.Message) error {
 		placeFields(s, e.GetPlaced())
 		s.Area = e.GetArea()
 		s.AcceptBy = e.GetPlaced().GetAcceptBy()
-		s.Payment = &messages.OrderPayment{Token: e.GetPaymentToken(), AuthId: e.GetAuthId(), AuthorizedCents: e.GetPlaced().GetTotalCents()}
+		s.Payment = &messages.OrderPayment{Token: e.GetPaymentToken(), AuthId: e.GetAuthId()}
+		if e.GetAuthId() != "" { // none for an order cancelled before its placement was authorised
+			s.Payment.AuthorizedCents = e.GetPlaced().GetTotalCents()
+		}
 		s.Status = messages.OrderStatus_ORDER_STATUS_PENDING_ACCEPTANCE
 		s.Kitchen = messages.KitchenStatus_KITCHEN_PENDING
 		s.Delivery = messages.DeliveryStatus_DELIVERY_WAITING
@@ -1267,6 +1331,8 @@ func paymentView(p *messages.OrderPayment) *messages.OrderPaymentView {
 	switch {
 	case p.GetDeclined():
 		v.Status = "DECLINED"
+	case p.GetAuthId() == "" && len(p.GetPending())+len(p.GetFailed()) == 0:
+		v.Status = "NONE" // nothing was authorised (cancelled while the placement waited for the processor)
 	case len(p.GetFailed()) > 0:
 		v.Status = "FAILED"
 	case len(p.GetPending()) > 0:

@@ -227,7 +227,7 @@ var (
 	}
 	wantCancellations = map[messages.CancelledBy]string{
 		//                                            absent pending accepted assigned ready ready+d pickedup delivered cancelled rejected
-		messages.CancelledBy_CANCELLED_BY_CUSTOMER:   "NF     full    share    none     share none    NC       NC        NC        NC",
+		messages.CancelledBy_CANCELLED_BY_CUSTOMER:   "placing full   share    none     share none    NC       NC        NC        NC",
 		messages.CancelledBy_CANCELLED_BY_RESTAURANT: "NF     full    full     full     full  full    NC       NC        NC        NC",
 		messages.CancelledBy_CANCELLED_BY_SYSTEM:     "NF     full    full     NC       full  NC      NC       NC        NC        NC",
 	}
@@ -285,7 +285,7 @@ func TestOrderTableSpec(t *testing.T) {
 			}
 		}
 	}
-	policies := map[string]cancelRule{"full": full, "share": share, "none": none}
+	policies := map[string]cancelRule{"full": full, "share": share, "none": none, "placing": {refund: refundFull, placing: true}}
 	for by, row := range wantCancellations {
 		cells := strings.Fields(row)
 		for from := stageAbsent; from < numStages; from++ {
@@ -388,6 +388,12 @@ func TestCancellationMatrix(t *testing.T) {
 						requester = tRestaurant
 					}
 					events, err = decideCancelOrder(s, &messages.CancelOrder{CommandId: "k", By: by, RequesterId: requester, Reason: " changed my mind "}, cfg, now)
+				}
+				if rule.placing { // without the waiting placement in hand: NOT_FOUND (TestCancelPlacement)
+					if got := codeOf(t, err); got != nf || len(events) > 0 {
+						t.Fatalf("got %s with %d events, want refused NOT_FOUND", got, len(events))
+					}
+					return
 				}
 				if rule.code != 0 {
 					if got := codeOf(t, err); got != rule.code || len(events) > 0 {
@@ -1021,5 +1027,44 @@ func TestDecidePaymentTimer(t *testing.T) {
 	s = foldOrder(t, s, decidePaymentOutcome(s, id, nil, cfg, now))
 	if events, start = decidePaymentTimer(s, nil, cfg, now); len(events) != 0 || len(start) != 0 {
 		t.Fatalf("settled: start %v, events %v; want nothing", start, events)
+	}
+}
+
+// TestCancelPlacement: the customer's cancel of a placement that waits for the payment processor (the "placing"
+// cell) records the order placed and cancelled at once with nothing authorised, tells only the customer, and the
+// placement that arrives later is refused; anyone else, or another customer, gets NOT_FOUND.
+func TestCancelPlacement(t *testing.T) {
+	now := testNow
+	p := validPlaceOrder()
+	c := &messages.CancelOrder{CommandId: "k", By: messages.CancelledBy_CANCELLED_BY_CUSTOMER, RequesterId: tCustomer, Reason: " too slow "}
+	events, err := decideCancelPlacement(&messages.OrderState{}, tOrder, p, c, orderCfg, now)
+	after := mustOrder(t, &messages.OrderState{}, events, err)
+	d := splitOrder(t, events)
+	if stageOf(after) != stageCancelled || after.GetCancelledBy() != messages.CancelledBy_CANCELLED_BY_CUSTOMER || after.GetReason() != "too slow" ||
+		after.GetCustomerId() != tCustomer || after.GetTotalCents() != tTotal {
+		t.Fatalf("after: %v", after)
+	}
+	if pay := orderView(after, nil).GetPayment(); pay.GetStatus() != "NONE" || pay.GetAuthorizedCents() != 0 || pay.GetCapturedCents() != 0 || len(after.GetPayment().GetPending()) != 0 {
+		t.Errorf("payment: %v (pending %v)", pay, after.GetPayment().GetPending())
+	}
+	if len(d.set) != 0 {
+		t.Errorf("timers set: %v", d.set)
+	}
+	if got := orderRecipients(d); strings.Join(got, " ") != "Customer/c_1:OrderCancelled" {
+		t.Errorf("sends %v", got)
+	}
+	if _, err := decidePlaceOrder(after, tOrder, p, authorization{authID: "auth_1"}, orderCfg, now); codeOf(t, err) != ae {
+		t.Errorf("the placement after the tombstone: %v, want ALREADY_EXISTS", err)
+	}
+	for name, c := range map[string]*messages.CancelOrder{
+		"another customer": {CommandId: "k", By: messages.CancelledBy_CANCELLED_BY_CUSTOMER, RequesterId: "c_2"},
+		"the restaurant":   {CommandId: "k", By: messages.CancelledBy_CANCELLED_BY_RESTAURANT, RequesterId: tRestaurant},
+	} {
+		if events, err := decideCancelPlacement(&messages.OrderState{}, tOrder, p, c, orderCfg, now); codeOf(t, err) != nf || len(events) > 0 {
+			t.Errorf("%s: %v with %d events, want NOT_FOUND", name, err, len(events))
+		}
+	}
+	if events, err := decideCancelPlacement(orderIn(t, stagePending), tOrder, p, c, orderCfg, now); codeOf(t, err) != nf || len(events) > 0 {
+		t.Errorf("placed already: %v with %d events, want NOT_FOUND (the Cancel goes through the matrix)", err, len(events))
 	}
 }
