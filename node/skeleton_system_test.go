@@ -86,7 +86,7 @@ func TestAdvertiseAddr(t *testing.T) {
 func TestSystemStopSignals(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
-			n := newSysNode(t, "n1", "127.0.0.1", "")
+			n := newBoltSysNode(t, "n1", "127.0.0.1") // no PostgreSQL needed: the signals run everywhere
 			n.start(t)
 			waitFor(t, 30*time.Second, 50*time.Millisecond, "the node to be ready", func() bool {
 				status, _, err := tryCall("GET", n.url()+"/readyz", "")

@@ -222,9 +222,17 @@ type sysNode struct {
 
 func newSysNode(t *testing.T, name, ip, join string) *sysNode {
 	t.Helper()
+	n := newBoltSysNode(t, name, ip)
+	n.join, n.journal = join, clusterJournal(t)
+	return n
+}
+
+// newBoltSysNode is a node on free ports of ip with the default journal, the bbolt file in its data dir: a node
+// alone, which needs no PostgreSQL.
+func newBoltSysNode(t *testing.T, name, ip string) *sysNode {
+	t.Helper()
 	hp := func() string { return net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip))) }
-	return &sysNode{name: name, ip: ip, httpAddr: hp(), clusterAddr: hp(), remo: hp(), dataDir: t.TempDir(), join: join,
-		journal: clusterJournal(t)}
+	return &sysNode{name: name, ip: ip, httpAddr: hp(), clusterAddr: hp(), remo: hp(), dataDir: t.TempDir()}
 }
 
 // journals holds each test's shared journal database (by *testing.T: a test run again with -count gets a new one).

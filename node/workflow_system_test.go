@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"net"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -21,11 +19,10 @@ import (
 // duplicated, and the invariants hold over the journal.
 func TestSystemWorkflowKill(t *testing.T) {
 	const acceptSLA = 10 * time.Second
-	hp := func() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t, "127.0.0.1"))) }
-	n := &sysNode{name: "n1", ip: "127.0.0.1", httpAddr: hp(), clusterAddr: hp(), remo: hp(), dataDir: t.TempDir(),
-		extra: []string{"--accept-sla", acceptSLA.String(), "--dispatch-sla", "10m", "--offer-ttl", "5m",
-			"--reminder-scan-interval", "200ms", "--outbox-retry-max", "1s", "--payment-retry-max", "1s"}}
-	n.start(t) // journal "": the default bbolt file in the data dir
+	n := newBoltSysNode(t, "n1", "127.0.0.1")
+	n.extra = []string{"--accept-sla", acceptSLA.String(), "--dispatch-sla", "10m", "--offer-ttl", "5m",
+		"--reminder-scan-interval", "200ms", "--outbox-retry-max", "1s", "--payment-retry-max", "1s"}
+	n.start(t)
 	lb := newLBClient(t, n)
 	operator := operatorToken(t, lb, []*sysNode{n})
 	w := newWorkload(t, lb, operator, 1, 0, 6)
