@@ -39,7 +39,9 @@ type Deps struct {
 	// StoreTimeout bounds each journal call an actor makes. Default 10 s.
 	StoreTimeout time.Duration
 
-	// Payments is the card processor (tokenize, authorise at order, capture at delivery, void on cancel).
+	// Payments is the card processor (tokenize, authorise at order, capture at delivery, void on cancel). The
+	// Order calls it off its message loop, on goroutines (authorize.go, payment_settle.go), under idempotency keys
+	// derived from the order id, so that a call repeated after a crash moves no money twice.
 	// Default: a PaymentSim with its default config and this Deps' clock.
 	Payments PaymentGateway
 
@@ -125,6 +127,8 @@ type WorkflowConfig struct {
 	PaymentRetryMax time.Duration
 	// PaymentTimeout bounds one payment gateway call. Default 10 s. The authorisation runs off the order's
 	// message loop, so it may exceed DeliverTimeout: a redelivery that arrives meanwhile waits for the same call.
+	// A settlement call runs off the loop too, under a lease of PaymentTimeout + PaymentRetryMin on the payment
+	// timer: an activation that dies with the call in flight has the next one retry it once the lease is over.
 	PaymentTimeout time.Duration
 }
 

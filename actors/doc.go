@@ -51,7 +51,11 @@
 // order.go is the source of truth of one order: its transition table (orderTransitions) and cancellation matrix
 // are data at the top of the file, the kitchen and delivery statuses are kept apart, the SLA timers cancel by the
 // matrix, and payments are authorised before PlaceOrder is decided (authorize.go: off the message loop, one
-// gateway call per request, retried by the customer's outbox) and settled by the order's payment timer.
+// gateway call per request, retried by the customer's outbox) and settled by the order's durable payment timer
+// (payment_settle.go: the firing is written first, then one gateway call per action runs off the message loop and
+// its outcome comes back as a message). A customer may cancel a placement that waits for the payment processor:
+// with no call in flight the Order records a tombstone (placed and cancelled at once, nothing authorised), so the
+// redelivered PlaceOrder is refused.
 // payment_sim.go is the built-in PaymentGateway with documented test card numbers. invariants.go checks a whole
 // journal against DESIGN.md's rule 6 (CheckInvariants); the whole-workflow component tests end with it.
 //
