@@ -243,9 +243,9 @@ var errLockLost = errors.New("journal_schema_lock: lease lost while migrating")
 // lockRow takes the lock row of journal_schema_lock: one row, owned by whoever inserted it or found it expired.
 // The lease bounds how long a crashed migrator blocks the others. While held, the lease is renewed every third of
 // it (through pool, on a second connection: conn runs the migrations), so a migration longer than the lease keeps
-// the lock. The returned
-// context ends, with errLockLost as its cause, when the row is no longer ours or a renewal did not succeed before
-// the lease ran out: another opener may then be migrating, and the migration in progress must not commit.
+// the lock. The returned context ends, with errLockLost as its cause, when the row is no longer ours or a renewal
+// did not succeed before the lease ran out: another opener may then be migrating, and the migration in progress
+// must not commit.
 func lockRow(ctx context.Context, conn *pgxpool.Conn, pool *pgxpool.Pool, opts PostgresOptions) (context.Context, func(), error) {
 	if err := createLockTable(ctx, conn); err != nil {
 		return nil, nil, err
