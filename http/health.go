@@ -64,10 +64,12 @@ func (s *Server) handleReadyz(c *call) error {
 
 // clusterView is the body of GET /v1/admin/cluster.
 type clusterView struct {
-	Ready       bool           `json:"ready"`
-	State       string         `json:"state"` // this node's lifecycle state (Cluster.State)
-	Members     []Member       `json:"members"`
-	Activations map[string]int `json:"activations"` // actors active on the answering node, by kind
+	Ready   bool     `json:"ready"`
+	State   string   `json:"state"` // this node's lifecycle state (Cluster.State)
+	Members []Member `json:"members"`
+	// Activations counts the actors active on the answering node, by kind: the same counts as that node's own entry
+	// in Members (current there too), kept at the top level for compatibility with clients that read them here.
+	Activations map[string]int `json:"activations"`
 }
 
 func (s *Server) handleAdminCluster(c *call) error {
