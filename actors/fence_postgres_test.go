@@ -26,8 +26,9 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // activate the same Restaurant. Writes are fenced: of two activations that loaded the same state, the first to
 // write wins; the other's write is refused (it logs that it lost the write race, answers UNAVAILABLE: retry, and
 // stops; the refused write may be a command's or the record of its outbox's acknowledgements), and the retry
-// through it reloads the stream and applies the command on the newest state. (The cluster itself retries an attempt that outlived AttemptTimeout, so on a loaded machine the caller may see the retry's
-// success only.) The stream ends dense, with every acknowledged command exactly once, in the order the writes won.
+// through it reloads the stream and applies the command on the newest state. (The cluster itself retries an
+// attempt that outlived AttemptTimeout, so on a loaded machine the caller may see the retry's success only.) The
+// stream ends dense, with every acknowledged command exactly once, in the order the writes won.
 func TestDuplicateActivationsOnPostgres(t *testing.T) {
 	if testing.Short() {
 		t.Skip("PostgreSQL and two cluster members")
