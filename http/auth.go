@@ -33,15 +33,6 @@ type Principal struct {
 // Anonymous reports whether the request carried no credentials.
 func (p Principal) Anonymous() bool { return p.Role == "" }
 
-// scope names an authenticated principal for the state the edge keeps per caller: idempotency keys, rate limits
-// and poll bounds. Anonymous callers are told apart by their remote address instead (call.client).
-func (p Principal) scope() string {
-	if p.Anonymous() {
-		return "anonymous"
-	}
-	return string(p.Role) + ":" + p.ID
-}
-
 // Authenticator finds the principal of a request (the security issue provides one that verifies bearer JWTs).
 // Implementations must be safe for concurrent use.
 type Authenticator interface {

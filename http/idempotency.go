@@ -20,7 +20,7 @@ import (
 // Idempotency-Key (API.md; DESIGN rule 5). Every mutating route takes the header. The first completed response
 // to a key is stored and replayed to every retry with the same key and body; the same key with another body (or
 // on another route) is 422 IDEMPOTENCY_KEY_REUSED; a retry while the first request is still running is 409
-// IDEMPOTENCY_KEY_IN_USE. Keys are scoped per caller (call.idempotencyScope): per principal, and per remote
+// IDEMPOTENCY_KEY_IN_USE. Keys are scoped per caller (call.client): per principal, and per remote
 // address for anonymous callers (sign-up), so two callers' keys never meet and nobody can claim a key for another.
 //
 // The store records a claim before the handler runs and the response after it. A claim whose request never
@@ -86,13 +86,6 @@ func idempotencyKey(ctx *fasthttp.RequestCtx) (string, error) {
 	}
 	return key, nil
 }
-
-// idempotencyScope names the caller whose Idempotency-Keys a request's key is among: the principal, or for an
-// anonymous caller its remote address (client). Anonymous callers must not share one scope: a stranger's sign-up
-// would meet another's key (422 IDEMPOTENCY_KEY_REUSED for a day) and derive the same customer id (newID). Two
-// anonymous clients behind one address (a NAT) still share a scope; the body fingerprint keeps their requests
-// apart (422 rather than another's response).
-func (c *call) idempotencyScope() string { return c.client() }
 
 // storeKey is the key under which a caller's (scope's) Idempotency-Key is stored.
 func storeKey(scope, key string) string {
@@ -171,7 +164,7 @@ func (c *call) commandID(purpose string) string {
 	if c.key == "" {
 		return uuid.Must(uuid.NewV7()).String()
 	}
-	return uuid.NewSHA1(idempotencyNamespace, []byte(c.idempotencyScope()+"\x00"+c.key+"\x00"+purpose)).String()
+	return uuid.NewSHA1(idempotencyNamespace, []byte(c.client()+"\x00"+c.key+"\x00"+purpose)).String()
 }
 
 // newID returns a new entity id with prefix ("c_", "r_", "d_"): derived from the key when the request has one,
@@ -180,7 +173,7 @@ func (c *call) newID(prefix string) string {
 	if c.key == "" {
 		return prefix + uuid.Must(uuid.NewV7()).String()
 	}
-	return prefix + uuid.NewSHA1(idempotencyNamespace, []byte(c.idempotencyScope()+"\x00"+c.key+"\x00id")).String()
+	return prefix + uuid.NewSHA1(idempotencyNamespace, []byte(c.client()+"\x00"+c.key+"\x00id")).String()
 }
 
 // idempotent runs the handler of a mutating route under its Idempotency-Key (see the top of this file). Without a
@@ -190,7 +183,7 @@ func (s *Server) idempotent(c *call, r *route) error {
 		return r.handle(c)
 	}
 	ctx := c.ctx
-	key := storeKey(c.idempotencyScope(), c.key)
+	key := storeKey(c.client(), c.key)
 	fp := fingerprint(ctx, r)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	claim, err := s.backend.Idempotency.Begin(sctx, key, fp, s.now(), s.cfg.IdempotencyLease)
@@ -206,7 +199,7 @@ func (s *Server) idempotent(c *call, r *route) error {
 	case claim.State == ClaimDone:
 		res := claim.Response
 		if r.sealsReplay() {
-			body, err := openResponse(c.idempotencyScope(), c.key, key, res.Body)
+			body, err := openResponse(c.client(), c.key, key, res.Body)
 			if err != nil {
 				return fmt.Errorf("open the stored response of %s: %w", r, err)
 			}
@@ -253,7 +246,7 @@ func (s *Server) idempotent(c *call, r *route) error {
 		At:          s.now(),
 	}
 	if r.sealsReplay() {
-		sealed, err := sealResponse(c.idempotencyScope(), c.key, key, res.Body)
+		sealed, err := sealResponse(c.client(), c.key, key, res.Body)
 		if err != nil {
 			// Nothing is stored; the deferred release lets a retry run again.
 			s.log.Warn("seal idempotent response", slog.String("route", r.String()), errAttr(err))

@@ -370,12 +370,16 @@ func (s *Server) authorizeFor(ctx *fasthttp.RequestCtx, r *route, p params) (Pri
 	return res.who, res.err
 }
 
-// client names the caller for rate limits and poll bounds: its principal, or its remote address when anonymous.
+// client names the caller for the state the edge keeps per caller (rate limits, poll bounds, Idempotency-Keys):
+// its principal, or its remote address when anonymous. Anonymous callers must not share one name: a stranger's
+// sign-up would meet another's Idempotency-Key (422 IDEMPOTENCY_KEY_REUSED for a day) and derive the same customer
+// id (newID). Two anonymous clients behind one address (a NAT) still share a name; the body fingerprint keeps
+// their requests apart (422 rather than another's response).
 func (c *call) client() string {
 	if c.who.Anonymous() {
 		return "ip:" + c.ctx.RemoteIP().String()
 	}
-	return c.who.scope()
+	return string(c.who.Role) + ":" + c.who.ID
 }
 
 // deadline returns the context of one call into the cluster.
