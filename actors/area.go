@@ -167,7 +167,7 @@ func (a *Area) known(ctx pcluster.GrainContext) error {
 	if err := a.query(); err != nil {
 		return err
 	}
-	if !validArea(ctx.Identity()) {
+	if !ValidArea(ctx.Identity()) {
 		a.stop(ctx)
 		return grainError(refuse(messages.ErrorReason_NOT_FOUND, "%q is not an area", ctx.Identity()))
 	}
@@ -712,7 +712,7 @@ func (d *areaDecision) dasherStatus(p *messages.DasherStatusChanged) error {
 		if err := checkPosition(p.GetPosition()); err != nil {
 			return err
 		}
-		if !validArea(p.GetCell()) {
+		if !ValidArea(p.GetCell()) {
 			return refuse(messages.ErrorReason_INVALID_ARGUMENT, "cell %q is not an area", p.GetCell())
 		}
 	} else if !d.knownDasher(p.GetDasherId()) {

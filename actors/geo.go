@@ -23,8 +23,9 @@ func AreaOf(p *messages.Position) string {
 	return h3.LatLngToCell(h3.NewLatLng(p.GetLat(), p.GetLng()), AreaResolution).String()
 }
 
-// validArea reports whether id names an area: a valid H3 cell at AreaResolution, written as AreaOf writes it.
-func validArea(id string) bool {
+// ValidArea reports whether id names an area: a valid H3 cell at AreaResolution, written as AreaOf writes it (the
+// edge checks area ids in paths with it before calling an actor).
+func ValidArea(id string) bool {
 	c := h3.Cell(h3.IndexFromString(id))
 	return c.IsValid() && c.Resolution() == AreaResolution && c.String() == id
 }

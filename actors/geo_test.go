@@ -30,7 +30,7 @@ func offset(p *messages.Position, north, east float64) *messages.Position {
 
 func TestAreaOf(t *testing.T) {
 	id := AreaOf(sfCentre)
-	if !validArea(id) {
+	if !ValidArea(id) {
 		t.Fatalf("AreaOf(%v) = %q, not a valid area", sfCentre, id)
 	}
 	if got := h3.Cell(h3.IndexFromString(id)).Resolution(); got != AreaResolution {
@@ -40,8 +40,8 @@ func TestAreaOf(t *testing.T) {
 		t.Errorf("the centre of %s is in %s", id, again)
 	}
 	for _, bad := range []string{"", "zz", "8828308281fffff0", "8928308280fffff" /* resolution 9 */, "8828308281FFFFF" /* not as written */} {
-		if validArea(bad) {
-			t.Errorf("validArea(%q) = true", bad)
+		if ValidArea(bad) {
+			t.Errorf("ValidArea(%q) = true", bad)
 		}
 	}
 }
@@ -54,7 +54,7 @@ func TestAreasAround(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for i, a := range around {
-		if !validArea(a) || seen[a] {
+		if !ValidArea(a) || seen[a] {
 			t.Fatalf("areasAround: %q invalid or repeated", a)
 		}
 		seen[a] = true
