@@ -4,8 +4,6 @@ import (
 	"log/slog"
 	nethttp "net/http"
 
-	h3 "github.com/uber/h3-go/v4"
-
 	"github.com/platterhq/platter/actors"
 	"github.com/platterhq/platter/messages"
 )
@@ -29,7 +27,7 @@ type autoAssignMode struct {
 // actor.
 func (s *Server) handleSetAutoAssign(c *call) error {
 	area := c.params["area"]
-	if !validArea(area) {
+	if !actors.ValidArea(area) {
 		return Errorf(CodeNotFound, "area %q not found", truncate(area, 100))
 	}
 	var req autoAssignRequest
@@ -48,13 +46,4 @@ func (s *Server) handleSetAutoAssign(c *call) error {
 	}
 	s.log.Info("area auto-assign set", slog.String("area", area), slog.Bool("enabled", view.GetAutoAssign()), slog.String("by", c.who.ID))
 	return s.writeJSON(c.ctx, nethttp.StatusOK, autoAssignMode{Area: area, AutoAssign: view.GetAutoAssign()})
-}
-
-// validArea reports whether id names an area: a valid H3 cell at actors.AreaResolution in the form AreaOf writes.
-func validArea(id string) bool {
-	if len(id) != 15 {
-		return false
-	}
-	cell := h3.Cell(h3.IndexFromString(id))
-	return cell.IsValid() && cell.Resolution() == actors.AreaResolution && cell.String() == id
 }
