@@ -283,13 +283,13 @@ func validHostname(h string) bool {
 }
 
 // defaultWorkflow is the workflow configuration of a node: the actors' defaults of the fields that have a flag
-// (the others stay zero: the actors default them).
+// (the others stay zero: the actors default them). OpeningWaveSize stays 0, "same as --wave-size", so that
+// --wave-size alone sets both (actorsWorkflow resolves it).
 func defaultWorkflow() actors.WorkflowConfig {
 	return actors.WorkflowConfig{
 		AcceptSLA:            actors.DefaultAcceptSLA,
 		DispatchSLA:          actors.DefaultDispatchSLA,
 		OfferTTL:             actors.DefaultOfferTTL,
-		OpeningWaveSize:      actors.DefaultWaveSize,
 		WaveSize:             actors.DefaultWaveSize,
 		CancelRefundShare:    actors.DefaultCancelRefundShare,
 		PaymentRetryMin:      actors.DefaultPaymentRetryMin,
@@ -308,7 +308,7 @@ func workflowFlags(fs *flag.FlagSet, w *actors.WorkflowConfig) {
 	fs.DurationVar(&w.AcceptSLA, "accept-sla", w.AcceptSLA, "how long a restaurant has to accept a placed order before the system cancels it with a full refund")
 	fs.DurationVar(&w.DispatchSLA, "dispatch-sla", w.DispatchSLA, "how long an accepted order may wait for a dasher (from acceptance or a release) before the system cancels it with a full refund")
 	fs.DurationVar(&w.OfferTTL, "offer-ttl", w.OfferTTL, "how long a dasher has to answer a delivery offer before the area offers the order to the next wave")
-	fs.IntVar(&w.OpeningWaveSize, "opening-wave-size", w.OpeningWaveSize, "how many of the nearest eligible dashers the first dispatch wave of an order offers it to (1: fewer lost races under load, an --offer-ttl wait when that dasher ignores it)")
+	fs.IntVar(&w.OpeningWaveSize, "opening-wave-size", w.OpeningWaveSize, "how many of the nearest eligible dashers the first dispatch wave of an order offers it to; 0: the same as --wave-size (1: fewer lost races under load, an --offer-ttl wait when that dasher ignores it)")
 	fs.IntVar(&w.WaveSize, "wave-size", w.WaveSize, "how many dashers each later dispatch wave offers an order to")
 	fs.Float64Var(&w.CancelRefundShare, "cancel-refund-share", w.CancelRefundShare, "share (0-1) of the total refunded when the customer cancels after acceptance and before a dasher is assigned")
 	fs.DurationVar(&w.PaymentRetryMin, "payment-retry-min", w.PaymentRetryMin, "first delay before a capture or void that failed transiently is tried again (doubles per attempt)")
@@ -337,13 +337,11 @@ func validateWorkflow(w actors.WorkflowConfig) error {
 			return fmt.Errorf("invalid %s %v: must be positive", d.flag, d.v)
 		}
 	}
-	for _, n := range []struct {
-		flag string
-		v    int
-	}{{"--opening-wave-size", w.OpeningWaveSize}, {"--wave-size", w.WaveSize}} {
-		if n.v < 1 {
-			return fmt.Errorf("invalid %s %d: must be at least 1", n.flag, n.v)
-		}
+	if w.WaveSize < 1 {
+		return fmt.Errorf("invalid --wave-size %d: must be at least 1", w.WaveSize)
+	}
+	if w.OpeningWaveSize < 0 {
+		return fmt.Errorf("invalid --opening-wave-size %d: must be 0 (same as --wave-size) or more", w.OpeningWaveSize)
 	}
 	if !(w.CancelRefundShare >= 0 && w.CancelRefundShare <= 1) { // also refuses NaN
 		return fmt.Errorf("invalid --cancel-refund-share %v: want a share from 0 to 1", w.CancelRefundShare)
@@ -358,9 +356,13 @@ func validateWorkflow(w actors.WorkflowConfig) error {
 }
 
 // actorsWorkflow is Workflow as actors.Deps takes it: a refund share of 0 given on the command line means
-// "refund nothing", which WorkflowConfig spells as a negative share (its 0 means the default).
+// "refund nothing", which WorkflowConfig spells as a negative share (its 0 means the default); an opening wave of
+// 0 is the --wave-size given (the actors read 0 the same way; resolved here so that the node says what it runs).
 func (c Config) actorsWorkflow() actors.WorkflowConfig {
 	w := c.Workflow
+	if w.OpeningWaveSize == 0 {
+		w.OpeningWaveSize = w.WaveSize
+	}
 	if w.CancelRefundShare == 0 {
 		w.CancelRefundShare = -1
 	}

@@ -77,12 +77,28 @@ func TestParseRunFlags(t *testing.T) {
 		{"workflow defaults are the actors'", nil, nil, func(t *testing.T, c Config) {
 			w := c.Workflow
 			if w.AcceptSLA != actors.DefaultAcceptSLA || w.DispatchSLA != actors.DefaultDispatchSLA || w.OfferTTL != actors.DefaultOfferTTL ||
-				w.OpeningWaveSize != actors.DefaultWaveSize || w.WaveSize != actors.DefaultWaveSize ||
+				w.OpeningWaveSize != 0 || w.WaveSize != actors.DefaultWaveSize ||
 				w.CancelRefundShare != actors.DefaultCancelRefundShare || w.PaymentTimeout != actors.DefaultPaymentTimeout {
 				t.Fatalf("workflow defaults %+v", w)
 			}
 			if got := c.actorsWorkflow().CancelRefundShare; got != actors.DefaultCancelRefundShare {
 				t.Fatalf("default refund share passed to the actors %v", got)
+			}
+			if got := c.actorsWorkflow().OpeningWaveSize; got != actors.DefaultWaveSize {
+				t.Fatalf("default opening wave passed to the actors %d, want %d", got, actors.DefaultWaveSize)
+			}
+		}},
+		{"the opening wave follows --wave-size unless given", []string{"--wave-size", "5"}, nil, func(t *testing.T, c Config) {
+			if c.Workflow.OpeningWaveSize != 0 {
+				t.Fatalf("--opening-wave-size %d, want 0 (same as --wave-size)", c.Workflow.OpeningWaveSize)
+			}
+			if w := c.actorsWorkflow(); w.OpeningWaveSize != 5 || w.WaveSize != 5 {
+				t.Fatalf("waves passed to the actors: opening %d, later %d; want 5 and 5", w.OpeningWaveSize, w.WaveSize)
+			}
+		}},
+		{"an opening wave given stays", nil, []string{"PLATTER_WAVE_SIZE", "5", "PLATTER_OPENING_WAVE_SIZE", "1"}, func(t *testing.T, c Config) {
+			if w := c.actorsWorkflow(); w.OpeningWaveSize != 1 || w.WaveSize != 5 {
+				t.Fatalf("waves passed to the actors: opening %d, later %d; want 1 and 5", w.OpeningWaveSize, w.WaveSize)
 			}
 		}},
 		{"flag wins over environment", []string{"--data-dir", "/flag"}, []string{"PLATTER_DATA_DIR", "/env", "PLATTER_HTTP_ADDR", "127.0.0.1:9"},
@@ -131,7 +147,7 @@ func TestParseRunFlagsErrors(t *testing.T) {
 		{[]string{"--dispatch-sla", "-1m"}, nil, `invalid --dispatch-sla -1m0s: must be positive`},
 		{[]string{"--offer-ttl", "soon"}, nil, `invalid value "soon" for flag -offer-ttl`},
 		{nil, []string{"PLATTER_OFFER_TTL", "soon"}, `invalid PLATTER_OFFER_TTL "soon"`},
-		{[]string{"--opening-wave-size", "0"}, nil, `invalid --opening-wave-size 0: must be at least 1`},
+		{[]string{"--opening-wave-size", "-1"}, nil, `invalid --opening-wave-size -1: must be 0 (same as --wave-size) or more`},
 		{nil, []string{"PLATTER_WAVE_SIZE", "0"}, `invalid --wave-size 0: must be at least 1`},
 		{[]string{"--cancel-refund-share", "1.5"}, nil, `invalid --cancel-refund-share 1.5: want a share from 0 to 1`},
 		{[]string{"--cancel-refund-share", "NaN"}, nil, `invalid --cancel-refund-share NaN`},

@@ -25,10 +25,10 @@
 // The workflow's SLAs, dispatch waves, refund share and retry timings are flags with their PLATTER_* variables,
 // passed to actors.Deps.Workflow (docs/workflow.md says what each does; the other WorkflowConfig fields, feed and
 // reminder-scan limits among them, keep the actors' defaults): --accept-sla (5m), --dispatch-sla (15m),
-// --offer-ttl (45s), --opening-wave-size (3), --wave-size (3), --cancel-refund-share (0.5),
+// --offer-ttl (45s), --opening-wave-size (0: as --wave-size), --wave-size (3), --cancel-refund-share (0.5),
 // --payment-retry-min/--payment-retry-max (100ms/5m), --payment-timeout (10s),
 // --outbox-retry-min/--outbox-retry-max (200ms/30s), --deliver-timeout (5s), --reminder-scan-interval (1s),
-// --order-call-timeout (5s). A value that cannot work (zero or negative, a share
+// --order-call-timeout (5s). A value that cannot work (zero or negative, a negative opening wave, a share
 // outside 0-1, a maximum below its minimum) stops the node with one line naming the flag. The system tests run the
 // binary with short SLAs through these flags (workflow_system_test.go).
 //
