@@ -65,7 +65,7 @@ func (s *Server) securityRoutes() {
 	add(get, "/oauth2/authorize", accessPublic, limitNone, s.handleOAuth)
 	add(post, "/oauth2/authorize", accessPublic, limitLogin, s.handleOAuth)
 	add(post, "/oauth2/token", accessPublic, limitNone, s.handleOAuth)
-	add(post, "/oauth2/revoke", accessPublic, limitNone, s.handleOAuth)
+	add(post, "/oauth2/revoke", accessPublic, limitLogin, s.handleOAuth) // a signature check each, open to the public client
 	add(post, staffClientsPattern, accessOperator, limitNone, s.handleCreateStaffClient)
 }
 

@@ -29,7 +29,8 @@
 //     /v1/restaurants/{id}/staff-clients honours it: its stored answer is sealed with a key derived from the
 //     Idempotency-Key (idempotency.go, sealResponse).
 //  3. Rate-limit (ratelimit.go): search, placing orders, and sign-up with the sign-in form (POST /oauth2/authorize)
-//     count against a per-client token bucket of their class; 429 RATE_LIMITED with Retry-After.
+//     and token revocation (POST /oauth2/revoke, a signature check each, open to the public client) count against
+//     a per-client token bucket of their class; 429 RATE_LIMITED with Retry-After.
 //  4. Idempotency-Key on mutating routes (idempotency.go): replay, 422 IDEMPOTENCY_KEY_REUSED, 409
 //     IDEMPOTENCY_KEY_IN_USE; keys are scoped per principal, or per remote address for anonymous callers; the
 //     actors' command ids and new entity ids derive from that scope and the key.

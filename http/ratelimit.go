@@ -20,7 +20,7 @@ const (
 	limitNone   limitClass = iota
 	limitSearch            // GET /v1/search
 	limitOrder             // POST /v1/orders
-	limitLogin             // sign-up and sign-in (POST /v1/customers; the OAuth routes when they arrive)
+	limitLogin             // sign-up, sign-in and revocation (POST /v1/customers, /oauth2/authorize, /oauth2/revoke)
 	numLimitClasses
 )
 

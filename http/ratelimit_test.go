@@ -102,3 +102,36 @@ func TestRateLimitLogin(t *testing.T) {
 		t.Fatalf("after 10 s: %d %s (%d served)", res.status, res.body, oauth.served.Load())
 	}
 }
+
+// TestRateLimitRevoke: POST /oauth2/revoke (a token signature check per request, open to anyone as the public
+// client) counts against Config.LoginLimit per client address, the sign-in form's budget, before the
+// authorization server sees it; the token endpoint is not limited.
+func TestRateLimitRevoke(t *testing.T) {
+	oauth := &fakeOAuth{}
+	h := newHarness(t, withOAuth(oauth), withConfig(func(c *http.Config) { c.LoginLimit = http.RateLimit{Rate: 0.1, Burst: 2} }))
+	form := []byte("token=not-a-token&token_type_hint=refresh_token&client_id=platter-app")
+	revoke := func() response {
+		t.Helper()
+		return h.do(t, "POST", "/oauth2/revoke", "application/x-www-form-urlencoded", form)
+	}
+	for i := range 2 {
+		if res := revoke(); res.status != 400 {
+			t.Fatalf("revoke %d: %d %s", i, res.status, res.body)
+		}
+	}
+	wantRateLimited(t, "third revoke", revoke(), 10)
+	if n := oauth.served.Load(); n != 2 {
+		t.Fatalf("the authorization server saw %d revocations, want 2", n)
+	}
+	// The sign-in form shares the budget: it is spent.
+	signIn := []byte("username=ann%40example.com&password=wrong&client_id=web&response_type=code")
+	wantRateLimited(t, "sign-in after the revocations", h.do(t, "POST", "/oauth2/authorize", "application/x-www-form-urlencoded", signIn), 10)
+	// The token endpoint is not limited by the edge.
+	if res := h.do(t, "POST", "/oauth2/token", "application/x-www-form-urlencoded", []byte("grant_type=client_credentials")); res.status != 400 || oauth.served.Load() != 3 {
+		t.Fatalf("token endpoint: %d %s (%d served)", res.status, res.body, oauth.served.Load())
+	}
+	h.clock.Advance(10 * time.Second)
+	if res := revoke(); res.status != 400 || oauth.served.Load() != 4 {
+		t.Fatalf("after 10 s: %d %s (%d served)", res.status, res.body, oauth.served.Load())
+	}
+}

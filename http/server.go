@@ -53,7 +53,7 @@ type Config struct {
 	// 30 s; it must exceed RequestTimeout.
 	IdempotencyLease time.Duration
 	// SearchLimit, OrderLimit and LoginLimit are the per-client rate limits of search, placing orders, and
-	// sign-up/sign-in. Defaults: search 5/s burst 20, order 0.2/s burst 5, login 0.5/s burst 10.
+	// sign-up/sign-in/token revocation (one budget). Defaults: search 5/s burst 20, order 0.2/s burst 5, login 0.5/s burst 10.
 	SearchLimit RateLimit
 	OrderLimit  RateLimit
 	LoginLimit  RateLimit
