@@ -106,6 +106,32 @@ func TestOrderStatusNeverUpdated(t *testing.T) {
 	}
 }
 
+// TestOrderCancelledWhilePlacing: an order the customer cancelled while its placement waited for the payment
+// processor (nothing authorised: payment status NONE, actors/order.go paymentView) is answered as the Order gives
+// it, and the answer matches openapi.json (h.do validates it), whose payment statuses list NONE.
+func TestOrderCancelledWhilePlacing(t *testing.T) {
+	h := newHarness(t)
+	h.actors.handle("Order.Get", func(id string, _ proto.Message) (proto.Message, error) {
+		return &messages.OrderView{Id: id, CustomerId: strings.TrimPrefix(customer, "customer:"), RestaurantId: restID,
+			Status: "CANCELLED", CancelledBy: messages.CancelledBy_CANCELLED_BY_CUSTOMER, TotalCents: 2500,
+			Payment: &messages.OrderPaymentView{Status: "NONE"}}, nil
+	})
+	res := h.do(t, "GET", "/v1/orders/"+orderID, "", nil, as(customer)...)
+	var order struct {
+		Status  string `json:"status"`
+		Payment struct {
+			Status          string `json:"status"`
+			AuthorizedCents *int64 `json:"authorized_cents"`
+		} `json:"payment"`
+	}
+	if res.status != 200 || json.Unmarshal(res.body, &order) != nil {
+		t.Fatalf("%d %s", res.status, res.body)
+	}
+	if order.Status != "CANCELLED" || order.Payment.Status != "NONE" || order.Payment.AuthorizedCents == nil || *order.Payment.AuthorizedCents != 0 {
+		t.Fatalf("answer %s", res.body)
+	}
+}
+
 // TestOrderStatusFromOlderNode: a node that does not answer the parties yet (its Status answer has no customer)
 // makes the edge read the whole order for the ownership check, so a cluster being upgraded keeps the answers and
 // the 404s of the status route and of cancels by staff.
