@@ -17,9 +17,12 @@ package actors
 // one is REJECTED (NC). When the call failed transiently, or when no call is in flight but the last PlaceOrder
 // this activation saw failed transiently (waiting: the customer's outbox will redeliver it), the Cancel records
 // the tombstone (decideCancelPlacement): the order is placed and cancelled at once with nothing authorised, and
-// the redelivered PlaceOrder is refused. Any other Cancel of an absent order answers NOT_FOUND, as before. The
-// evidence of a waiting placement is the activation's (in memory): after a restart, until the customer's outbox
-// redelivers the PlaceOrder, a Cancel answers NOT_FOUND and may be retried.
+// the redelivered PlaceOrder is refused. A transient failure may hide an authorisation (the processor placed the
+// hold, its answer was lost), so the tombstone also queues a durable void of the unknown authorisation
+// (resolveAuthorisation, order.go), settled by the payment timer: Authorize replayed under the same idempotency
+// key answers the original outcome, and an authorisation is voided. Any other Cancel of an absent order answers
+// NOT_FOUND, as before. The evidence of a waiting placement is the activation's (in memory): after a restart,
+// until the customer's outbox redelivers the PlaceOrder, a Cancel answers NOT_FOUND and may be retried.
 //
 // One call per order at a time: a request that arrives while a call is in flight for the same command (the
 // customer's outbox redelivering after its DeliverTimeout) waits for that call instead of starting another; a
@@ -146,9 +149,10 @@ func (o *Order) cancelPlacement(p *messages.PlaceOrder, c *messages.CancelOrder)
 }
 
 // needsAuthorisation returns the waiter and its PlaceOrder when the request is a PlaceOrder the decision would
-// accept, else a nil command.
+// accept, else a nil command. An order already created needs none (checkPlaceOrder refuses every PlaceOrder
+// then), so the request is not decoded here: the generated dispatcher answers it.
 func (o *Order) needsAuthorisation(m *pcluster.GrainRequest) (authWaiter, *messages.PlaceOrder) {
-	if o.entity == nil || o.entity.broken || o.failed || o.stopping {
+	if o.entity == nil || o.entity.broken || o.failed || o.stopping || o.state().GetCreated() {
 		return authWaiter{}, nil
 	}
 	var w authWaiter

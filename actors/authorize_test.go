@@ -21,6 +21,7 @@ type authGateway struct {
 	actors.PaymentGateway
 	calls   atomic.Int32
 	down    atomic.Bool
+	lose    atomic.Bool   // the gateway authorises but the answer is lost: the client times out
 	release chan struct{} // nil: calls are not held
 }
 
@@ -43,12 +44,17 @@ func (g *authGateway) Authorize(ctx context.Context, token string, amountCents i
 	if g.down.Load() {
 		return "", fmt.Errorf("authorize: %w", actors.ErrPaymentUnavailable)
 	}
+	if g.lose.Load() {
+		_, _ = g.PaymentGateway.Authorize(ctx, token, amountCents, key)
+		return "", fmt.Errorf("authorize: %w", context.DeadlineExceeded)
+	}
 	return g.PaymentGateway.Authorize(ctx, token, amountCents, key)
 }
 
 // TestAuthorisationDoesNotBlockTheOrder: while the gateway holds the authorisation, the order answers Status, Get
-// and another customer's Cancel (NOT_FOUND: the order does not exist until PlaceOrder is decided), the customer's outbox times out
-// and redelivers without a second gateway call, and once the gateway answers the order is placed once.
+// and another customer's Cancel (NOT_FOUND: the order does not exist until PlaceOrder is decided), the customer's
+// outbox times out and redelivers without a second gateway call, and once the gateway answers the order is placed
+// once.
 func TestAuthorisationDoesNotBlockTheOrder(t *testing.T) {
 	gw := &authGateway{release: make(chan struct{})}
 	released := false

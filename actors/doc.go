@@ -55,7 +55,8 @@
 // (payment_settle.go: the firing is written first, then one gateway call per action runs off the message loop and
 // its outcome comes back as a message). A customer may cancel a placement that waits for the payment processor:
 // with no call in flight the Order records a tombstone (placed and cancelled at once, nothing authorised), so the
-// redelivered PlaceOrder is refused.
+// redelivered PlaceOrder is refused; the failed call may have placed a hold anyway (its answer lost), so the
+// tombstone also queues a durable void that replays Authorize under the placement's key and voids what it answers.
 // payment_sim.go is the built-in PaymentGateway with documented test card numbers. invariants.go checks a whole
 // journal against DESIGN.md's rule 6 (CheckInvariants); the whole-workflow component tests end with it.
 //

@@ -424,7 +424,9 @@ func (t transition) refusal(dasher, orderDasher string) messages.ErrorReason {
 }
 
 // moves reports whether an allowed step changes the stage (from is the cell's column).
-func (t transition) moves(from orderStage) bool { return !t.refused() && t.ownCode == 0 && t.to != from }
+func (t transition) moves(from orderStage) bool {
+	return !t.refused() && t.ownCode == 0 && t.to != from
+}
 
 const (
 	nf = messages.ErrorReason_NOT_FOUND
@@ -472,9 +474,9 @@ type cancelRule struct {
 }
 
 var (
-	full  = cancelRule{refund: refundFull}
-	share = cancelRule{refund: refundShare}
-	none  = cancelRule{refund: refundNone}
+	full    = cancelRule{refund: refundFull}
+	share   = cancelRule{refund: refundShare}
+	none    = cancelRule{refund: refundNone}
 	cnf     = cancelRule{code: nf}
 	cnc     = cancelRule{code: nc}
 	placing = cancelRule{refund: refundFull, placing: true}
@@ -831,7 +833,23 @@ func decideCancelPlacement(s *messages.OrderState, id string, p *messages.PlaceO
 	}
 	events = append(events, cancelled)
 	events = append(events, settlement(scratch, cancelled.GetRefundCents(), cfg, now)...) // none: nothing authorised
+	// The failed call may have placed a hold the order never heard of (a timeout at the client after the
+	// processor authorised): resolve it by its idempotency key and void it (resolveAuthorisation).
+	events = append(events, resolveAuthorisation(id, orderTotal(p.GetLines()), now)...)
 	return withSends(events, send{KindCustomer, p.GetCustomerId(), cancelled})
+}
+
+// resolveAuthorisation queues the void of an authorisation whose outcome is unknown: the order gave up on a
+// placement whose Authorize call failed transiently, which may mean the processor placed the hold and the answer
+// was lost. The action is a VOID of an order with no auth_id; amount_cents is the amount of the Authorize request.
+// Settlement (startSettlements, payment_settle.go) replays Authorize with the placement's token, that amount and
+// its idempotency key (<order>/authorize): an idempotent gateway answers the original outcome. If it is
+// authorised, the hold is voided under <order>/void; if it is declined, nothing is held and the action is settled;
+// a transient failure is retried by the payment timer, durably, like any settlement.
+func resolveAuthorisation(id string, amountCents int64, now time.Time) []proto.Message {
+	action := &messages.PaymentAction{Id: id + "/void", Kind: messages.PaymentActionKind_PAYMENT_ACTION_VOID,
+		AmountCents: amountCents, NextAttemptAt: timestamppb.New(now)}
+	return []proto.Message{&messages.PaymentQueued{Action: action}, setTimer(timerPayment, now)}
 }
 
 // decideOrderTimer is the Order's timerFunc: the acceptance and dispatch SLAs cancel the order (system, full

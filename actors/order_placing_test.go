@@ -54,8 +54,8 @@ func TestCancelWhileTheProcessorIsDown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the customer's cancel of a waiting placement: %v", err)
 	}
-	if v.GetStatus() != "CANCELLED" || v.GetPayment().GetStatus() != "NONE" || v.GetPayment().GetAuthorizedCents() != 0 || v.GetCustomerId() != wfCustomer {
-		t.Fatalf("cancelled placement: %v", v)
+	if v.GetStatus() != "CANCELLED" || v.GetPayment().GetStatus() != "SETTLING" || v.GetPayment().GetAuthorizedCents() != 0 || v.GetCustomerId() != wfCustomer {
+		t.Fatalf("cancelled placement: %v (want SETTLING: the unknown authorisation is being resolved)", v)
 	}
 	if again, err := w.order().Cancel(cancel); err != nil || again.GetStatus() != "CANCELLED" {
 		t.Fatalf("the same cancel again: %v, %v", again, err)
@@ -66,10 +66,10 @@ func TestCancelWhileTheProcessorIsDown(t *testing.T) {
 	gw.down.Store(false)
 	w.acked = append(w.acked, w.orderID)
 	w.quiesce() // the customer's outbox delivered the PlaceOrder: refused, acknowledged
-	if n := len(w.sim.Authorizations()); n != 0 {
-		t.Errorf("%d authorisations after the cancel, want 0", n)
-	}
-	if v := w.view(); v.GetStatus() != "CANCELLED" || v.GetPayment().GetStatus() != "NONE" {
+	// The void that resolves the unknown authorisation replays Authorize under the placement's key once the
+	// processor is back: this gateway never saw the key, so it authorises now, and the hold is voided at once.
+	w.waitResolved()
+	if v := w.view(); v.GetStatus() != "CANCELLED" || v.GetPayment().GetStatus() != "NONE" || v.GetPayment().GetAuthorizedCents() != 0 {
 		t.Errorf("order at rest: %v", v)
 	}
 	if got := countType(t, w.n.journal, "order/"+w.orderID, "platter.OrderCreated"); got != 1 {
@@ -77,6 +77,73 @@ func TestCancelWhileTheProcessorIsDown(t *testing.T) {
 	}
 	w.checkFeeds([]string{"ORDER_CANCELLED"}, nil, nil)
 	w.checkInvariants()
+}
+
+// waitResolved waits until the void that resolves the order's unknown authorisation (resolveAuthorisation) is
+// settled, then checks the sim's ledger holds exactly one authorisation of the order, voided and not captured, and
+// the order keeps no pending or failed payment action (a second void, under another key, would be refused
+// "voided already" and recorded as failed).
+func (w *wfWorld) waitResolved() {
+	w.t.Helper()
+	waitFor(w.t, "the unknown authorisation voided", 10*time.Second, func() bool {
+		v, err := w.order().Get(&messages.GetOrder{})
+		if err == nil && v.GetPayment().GetStatus() == "NONE" {
+			return true
+		}
+		w.clock.Advance(10 * time.Millisecond)
+		return false
+	})
+	if au := w.auth(); !au.Voided || au.CapturedCents != 0 {
+		w.t.Errorf("ledger: %+v, want voided", au)
+	}
+}
+
+// TestCancelAfterALostAuthorisation: the processor authorises the placement but the answer is lost (the Order's
+// call times out), so the Order counts it as a transient failure; the customer cancels (the tombstone). The
+// hold the Order never heard of must not stay: the tombstone queues a durable void that replays Authorize under
+// the placement's idempotency key (the sim answers the original authorisation) and voids it, also when the node
+// dies before the processor answers again. The ledger ends with the one hold, voided once.
+func TestCancelAfterALostAuthorisation(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(map[bool]string{false: "live", true: "restart"}[restart], func(t *testing.T) {
+			gw := &authGateway{}
+			gw.lose.Store(true)
+			w := newWorld(t, wfOptions{noDasher: true, gateway: gw.wrap})
+			view, err := w.n.customer(wfCustomer).OrderCart(&messages.OrderCart{CommandId: "c-order-1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.orderID = view.GetLastOrder().GetOrderId()
+			waitFor(t, "a lost authorisation", 10*time.Second, func() bool {
+				return w.n.logs.count("payment authorisation unavailable", w.orderID) >= 1
+			})
+			if au := w.auth(); au.Voided {
+				t.Fatalf("ledger before the cancel: %+v, want authorised", au)
+			}
+			v, err := w.order().Cancel(&messages.CancelOrder{CommandId: "c-cancel", By: messages.CancelledBy_CANCELLED_BY_CUSTOMER, RequesterId: wfCustomer})
+			if err != nil || v.GetStatus() != "CANCELLED" || v.GetPayment().GetStatus() != "SETTLING" {
+				t.Fatalf("cancel of the waiting placement: %v, %v", v, err)
+			}
+			waitFor(t, "the void's replayed authorisation to be lost too", 10*time.Second, func() bool {
+				w.clock.Advance(10 * time.Millisecond)
+				return w.n.logs.count("payment settlement failed; retrying", w.orderID) >= 1
+			})
+			if restart {
+				w.restart(true)
+			}
+			gw.lose.Store(false)
+			w.acked = append(w.acked, w.orderID)
+			w.waitResolved()
+			if n := len(w.sim.Authorizations()); n != 1 {
+				t.Errorf("%d authorisations, want 1", n)
+			}
+			w.quiesce()
+			if v := w.view(); v.GetStatus() != "CANCELLED" || v.GetPayment().GetStatus() != "NONE" {
+				t.Errorf("order at rest: %v", v)
+			}
+			w.checkInvariants()
+		})
+	}
 }
 
 // TestCancelWhileAuthorising: the customer cancels while the authorisation call is held; the cancel waits for it;

@@ -886,8 +886,8 @@ func TestStatusName(t *testing.T) {
 }
 
 // TestOrderStatusView: the Status answer holds what the edge used to read from the whole view for GET
-// /v1/orders/{id}/status — id, status, updated_at — and for its ownership check — customer, restaurant, dasher —
-// in every stage, a released dasher and a declined payment included.
+// /v1/orders/{id}/status — id, status, updated_at — and for its ownership check — customer, restaurant,
+// dasher — in every stage, a released dasher and a declined payment included.
 func TestOrderStatusView(t *testing.T) {
 	states := map[string]*messages.OrderState{}
 	for st := stageAbsent + 1; st < numStages; st++ {
@@ -998,7 +998,6 @@ func TestDasherStepsRefuseForeignDashers(t *testing.T) {
 	}
 }
 
-
 // TestDecidePaymentTimer: a firing starts the due actions without a call in flight and moves the timer to their
 // lease; an action in flight is not started again (the lease moves); an action not due yet sets the timer to its
 // next attempt; nothing pending sets nothing.
@@ -1031,8 +1030,9 @@ func TestDecidePaymentTimer(t *testing.T) {
 }
 
 // TestCancelPlacement: the customer's cancel of a placement that waits for the payment processor (the "placing"
-// cell) records the order placed and cancelled at once with nothing authorised, tells only the customer, and the
-// placement that arrives later is refused; anyone else, or another customer, gets NOT_FOUND.
+// cell) records the order placed and cancelled at once with nothing authorised, queues the void that resolves the
+// failed call's unknown authorisation, tells only the customer, and the placement that arrives later is refused;
+// anyone else, or another customer, gets NOT_FOUND.
 func TestCancelPlacement(t *testing.T) {
 	now := testNow
 	p := validPlaceOrder()
@@ -1044,11 +1044,19 @@ func TestCancelPlacement(t *testing.T) {
 		after.GetCustomerId() != tCustomer || after.GetTotalCents() != tTotal {
 		t.Fatalf("after: %v", after)
 	}
-	if pay := orderView(after, nil).GetPayment(); pay.GetStatus() != "NONE" || pay.GetAuthorizedCents() != 0 || pay.GetCapturedCents() != 0 || len(after.GetPayment().GetPending()) != 0 {
-		t.Errorf("payment: %v (pending %v)", pay, after.GetPayment().GetPending())
+	// Nothing authorised, but the failed call's outcome is unknown: a void resolving it by its idempotency key is
+	// queued (resolveAuthorisation) with the amount of the Authorize request, and the payment timer set at once.
+	pending := after.GetPayment().GetPending()
+	if pay := orderView(after, nil).GetPayment(); pay.GetStatus() != "SETTLING" || pay.GetAuthorizedCents() != 0 || pay.GetCapturedCents() != 0 ||
+		after.GetPayment().GetAuthId() != "" || after.GetPayment().GetToken() != p.GetPaymentToken() {
+		t.Errorf("payment: %v (state %v)", pay, after.GetPayment())
 	}
-	if len(d.set) != 0 {
-		t.Errorf("timers set: %v", d.set)
+	if len(pending) != 1 || pending[0].GetId() != tOrder+"/void" || pending[0].GetKind() != messages.PaymentActionKind_PAYMENT_ACTION_VOID ||
+		pending[0].GetAmountCents() != tTotal || !pending[0].GetNextAttemptAt().AsTime().Equal(now) {
+		t.Errorf("pending: %v, want one void of the unknown authorisation of %d cents", pending, tTotal)
+	}
+	if len(d.set) != 1 || !d.set[timerPayment].Equal(now) {
+		t.Errorf("timers set: %v, want only the payment timer, due now", d.set)
 	}
 	if got := orderRecipients(d); strings.Join(got, " ") != "Customer/c_1:OrderCancelled" {
 		t.Errorf("sends %v", got)

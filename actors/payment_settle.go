@@ -20,6 +20,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -58,7 +59,8 @@ func (o *Order) startSettlements() {
 		return // the firing was not written (or the activation is going): the next activation tries again
 	}
 	gateway, timeout := o.deps.Payments, o.deps.Workflow.PaymentTimeout
-	authID := o.state().GetPayment().GetAuthId()
+	authID, token := o.state().GetPayment().GetAuthId(), o.state().GetPayment().GetToken()
+	authorizeKey := o.id + "/authorize"
 	system, self := o.system, o.self
 	for _, a := range start {
 		if o.settling[a.GetId()] {
@@ -73,7 +75,7 @@ func (o *Order) startSettlements() {
 			case messages.PaymentActionKind_PAYMENT_ACTION_CAPTURE:
 				err = gateway.Capture(ctx, authID, a.GetAmountCents(), a.GetId())
 			case messages.PaymentActionKind_PAYMENT_ACTION_VOID:
-				err = gateway.Void(ctx, authID, a.GetId())
+				err = voidAuthorisation(ctx, gateway, authID, token, authorizeKey, a)
 			default:
 				err = refuse(messages.ErrorReason_INTERNAL, "unknown payment action %s", a.GetKind())
 			}
@@ -123,4 +125,24 @@ func (o *Order) settlementDone(m settlementOutcome) {
 		// activation attempts it again under the same idempotency key.
 		o.log.Warn("recording the payment outcome failed", append(attrs, slog.Any("error", fmt.Errorf("record payment outcome: %w", err)))...)
 	}
+}
+
+// voidAuthorisation voids the order's authorisation authID under action a's idempotency key. With no authID the
+// outcome of the order's authorisation is unknown (resolveAuthorisation, order.go): Authorize is replayed with
+// the placement's token, the amount of its request (a.amount_cents) and its idempotency key, so an idempotent
+// gateway answers the outcome of the original call; an authorisation is then voided, a decline means nothing is
+// held. A gateway that never saw the key authorises now, and the hold is voided at once: either way none is left.
+func voidAuthorisation(ctx context.Context, gateway PaymentGateway, authID, token, authorizeKey string, a *messages.PaymentAction) error {
+	if authID == "" {
+		id, err := gateway.Authorize(ctx, token, a.GetAmountCents(), authorizeKey)
+		var refusal *Error
+		switch {
+		case errors.As(err, &refusal) && refusal.Code == messages.ErrorReason_PAYMENT_DECLINED:
+			return nil // declined: nothing is held
+		case err != nil:
+			return fmt.Errorf("resolve authorisation: %w", err)
+		}
+		authID = id
+	}
+	return gateway.Void(ctx, authID, a.GetId())
 }
