@@ -86,9 +86,9 @@ type keyring struct {
 	// that a node that only verifies tokens learns of another node's revocation within KeyRefresh.
 	refreshAt atomic.Int64
 
-	// revoked is the revocation list of the "keys" actor as last read (or written by this node): the revocation
-	// ids (accessClaims.revocationID) whose tokens are refused, with their until. Replaced whole, never changed
-	// in place, so a verification costs one atomic load and one map lookup.
+	// revoked is the revocation list of the "keys" actor as read (or written by this node), merged: the
+	// revocation ids (accessClaims.revocationID) whose tokens are refused, with their until. Each install swaps in
+	// a new map, never changes one in place, so a verification costs one atomic load and one map lookup.
 	revoked atomic.Pointer[map[string]time.Time]
 }
 
@@ -236,15 +236,35 @@ func (k *keyring) set(keys []*messages.SigningKey, now time.Time) error {
 	return nil
 }
 
-// setRevoked replaces the revocation list with the entries of list still in force at now.
+// setRevoked merges list into the revocation list: the entries of the current list and of list still in force
+// at now, the later until of an id in both. Merged, not replaced: a re-read of the keys that started before a
+// revocation may install after the revoking node's own install (revoke), and its older list must not re-accept
+// the revoked tokens until the next re-read. Revocations are never withdrawn, only expire, so keeping an entry
+// until its until is always right. Concurrent installs retry on the pointer, so none is lost.
 func (k *keyring) setRevoked(list []*messages.Revocation, now time.Time) {
-	m := make(map[string]time.Time, len(list))
-	for _, r := range list {
-		if until := r.GetUntil().AsTime(); until.After(now) {
-			m[r.GetId()] = until
+	for {
+		cur := k.revoked.Load()
+		var n int
+		if cur != nil {
+			n = len(*cur)
+		}
+		m := make(map[string]time.Time, n+len(list))
+		if cur != nil {
+			for id, until := range *cur {
+				if until.After(now) {
+					m[id] = until
+				}
+			}
+		}
+		for _, r := range list {
+			if until := r.GetUntil().AsTime(); until.After(now) && until.After(m[r.GetId()]) {
+				m[r.GetId()] = until
+			}
+		}
+		if k.revoked.CompareAndSwap(cur, &m) {
+			return
 		}
 	}
-	k.revoked.Store(&m)
 }
 
 // isRevoked reports whether c's tokens are revoked. An entry past its until covers only expired tokens, so its
