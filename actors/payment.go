@@ -32,6 +32,9 @@ type PaymentGateway interface {
 	Tokenize(ctx context.Context, card Card) (PaymentMethod, error)
 	// Authorize holds amountCents on the card behind token and returns the authorisation id.
 	// Declined: *Error PAYMENT_DECLINED. Transient failures: an error for which IsTransient is true (retry).
+	// A call repeated with the same idempotency key and request answers the outcome of the first one that
+	// completed (the same authorisation id, or the same decline): the Order relies on it to find a hold whose
+	// answer it lost (resolveAuthorisation in order.go, voidAuthorisation in payment_settle.go).
 	Authorize(ctx context.Context, token string, amountCents int64, idempotencyKey string) (authID string, err error)
 	// Capture takes amountCents (<= the authorised amount) of an authorisation.
 	Capture(ctx context.Context, authID string, amountCents int64, idempotencyKey string) error
