@@ -956,7 +956,7 @@ func (x *TimelineEntry) GetAt() *timestamppb.Timestamp {
 // OrderPaymentView is the payment as a client sees it (no token, no authorisation id).
 type OrderPaymentView struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
-	Status          string                 `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"` // AUTHORIZED, SETTLING, CAPTURED, VOIDED, DECLINED, FAILED
+	Status          string                 `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"` // AUTHORIZED, SETTLING, CAPTURED, VOIDED, DECLINED, FAILED, NONE (cancelled while placing)
 	AuthorizedCents int64                  `protobuf:"varint,2,opt,name=authorized_cents,json=authorizedCents,proto3" json:"authorized_cents,omitempty"`
 	CapturedCents   int64                  `protobuf:"varint,3,opt,name=captured_cents,json=capturedCents,proto3" json:"captured_cents,omitempty"`
 	RefundCents     int64                  `protobuf:"varint,4,opt,name=refund_cents,json=refundCents,proto3" json:"refund_cents,omitempty"` // released to the customer (not captured)
