@@ -197,7 +197,7 @@ func (s *Server) handleSetAddress(c *call) error {
 
 // handleSetPaymentMethod hands the card to the Customer actor, which hands it to the payment gateway and keeps
 // only the token and the public facts. The card number and CVC are never logged (the edge logs no bodies), and
-// the Idempotency-Key fingerprint of this route leaves them out (paymentFingerprint).
+// the Idempotency-Key fingerprint of this route holds only their HMAC under a key that is not stored (secretMAC).
 func (s *Server) handleSetPaymentMethod(c *call) error {
 	var req paymentMethodRequest
 	if err := decodeBody(c.ctx, &req, false); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -95,17 +96,19 @@ func storeKey(scope, key string) string {
 
 // fingerprint identifies a request's meaning for key reuse: method, path and body. The fingerprint is kept with
 // the record for its retention (24 h), and a hash of a body is as good as the body to whoever can guess the rest
-// of it, so secrets never enter it: the payment-method route's body enters without its card number and CVC
-// (their last four digits, expiry and CVC length), the sign-ups' (POST /v1/customers, POST /v1/dashers) without
-// the password. A retry that differs from the first request only in the password is therefore replayed (the
-// account keeps the first password), not refused with 422.
-func fingerprint(ctx *fasthttp.RequestCtx, r *route) string {
+// of it, so secrets never enter it in the clear or as a plain hash: the payment-method route's card number and
+// CVC, and the sign-ups' (POST /v1/customers, POST /v1/dashers) password, enter as an HMAC (secretMAC) keyed by
+// the caller's scope and the raw Idempotency-Key, which the store does not keep (it keeps storeKey, another hash
+// of them). A retry with another password or card is therefore still 422, and whoever reads the journal cannot
+// test a guessed password against the record without the Idempotency-Key itself.
+func fingerprint(c *call, r *route) string {
+	ctx := c.ctx
 	body := ctx.PostBody()
 	switch r.Pattern {
 	case paymentMethodPattern:
-		body = redactCard(body)
+		body = redactCard(body, secretMAC(c.client(), c.key))
 	case "/v1/customers", "/v1/dashers":
-		body = redactPassword(body)
+		body = redactPassword(body, secretMAC(c.client(), c.key))
 	}
 	h := sha256.New()
 	h.Write(ctx.Method())
@@ -118,27 +121,43 @@ func fingerprint(ctx *fasthttp.RequestCtx, r *route) string {
 
 const paymentMethodPattern = "/v1/customers/me/payment-method"
 
-func redactCard(body []byte) []byte {
+// secretMAC returns the function that stands for a secret in a fingerprint: HMAC-SHA256 under a key derived from
+// the caller's scope and the raw Idempotency-Key (as sealCipher derives its key, with another label).
+func secretMAC(scope, key string) func(secret string) string {
+	k := sha256.Sum256([]byte("platter idempotency fingerprint\x00" + scope + "\x00" + key))
+	return func(secret string) string {
+		m := hmac.New(sha256.New, k[:])
+		m.Write([]byte(secret))
+		return hex.EncodeToString(m.Sum(nil))
+	}
+}
+
+// redactCard returns the payment-method body with its card number and CVC replaced by their MAC (mac).
+func redactCard(body []byte, mac func(string) string) []byte {
 	var req paymentMethodRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		return []byte("unreadable") // refused by the handler anyway
 	}
-	n := req.CardNumber
-	if len(n) > 4 {
-		n = n[len(n)-4:]
-	}
-	return fmt.Appendf(nil, "%s|%d|%d|%d|%d", n, len(req.CardNumber), deref(req.ExpMonth), deref(req.ExpYear), len(req.CVC))
+	return fmt.Appendf(nil, "%s|%s|%d|%d", mac(req.CardNumber), mac(req.CVC), deref(req.ExpMonth), deref(req.ExpYear))
 }
 
-// redactPassword returns a sign-up body without its password: the body's members in a canonical form (keys
-// sorted) with the password replaced by whether it was given.
-func redactPassword(body []byte) []byte {
+// redactPassword returns a sign-up body with its password replaced by its MAC (mac): the body's members in a
+// canonical form (keys sorted).
+func redactPassword(body []byte, mac func(string) string) []byte {
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(body, &members); err != nil {
 		return []byte("unreadable") // refused by the handler anyway
 	}
-	if _, ok := members["password"]; ok {
-		members["password"] = json.RawMessage("true")
+	if raw, ok := members["password"]; ok {
+		var password string
+		if err := json.Unmarshal(raw, &password); err != nil {
+			return []byte("unreadable") // refused by the handler anyway
+		}
+		tag, err := json.Marshal(mac(password))
+		if err != nil {
+			return []byte("unreadable")
+		}
+		members["password"] = tag
 	}
 	out, err := json.Marshal(members)
 	if err != nil {
@@ -184,7 +203,7 @@ func (s *Server) idempotent(c *call, r *route) error {
 	}
 	ctx := c.ctx
 	key := storeKey(c.client(), c.key)
-	fp := fingerprint(ctx, r)
+	fp := fingerprint(c, r)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	claim, err := s.backend.Idempotency.Begin(sctx, key, fp, s.now(), s.cfg.IdempotencyLease)
 	cancel()

@@ -280,48 +280,119 @@ func TestIdempotencyAnonymousScopes(t *testing.T) {
 	}
 }
 
-// TestIdempotencyFingerprintKeepsNoPassword: the idempotency record of a sign-up holds neither the password nor
-// the unsalted SHA-256 of the body (which a guess of the password would match), for customers and dashers.
+// TestIdempotencyFingerprintKeepsNoPassword: the idempotency record of a sign-up (customers, dashers) or of a
+// payment method holds neither the secret, nor its plain SHA-256, nor the plain SHA-256 of the body (which a
+// guess of the secret would match); the same body under another Idempotency-Key is fingerprinted differently (the
+// secret enters keyed by the Idempotency-Key, so a guess cannot be checked against a record without it); the
+// secret still counts as the body: the same key with another password (card number, CVC) is 422
+// IDEMPOTENCY_KEY_REUSED, and the same body is replayed.
 func TestIdempotencyFingerprintKeepsNoPassword(t *testing.T) {
 	h := newHarness(t)
 	const password = "correct horse battery"
-	for _, tc := range []struct{ who, path, body, otherPassword, otherName string }{
-		{"", "/v1/customers", `{"name":"Ann","email":"ann@example.com","password":"` + password + `"}`,
-			`{"name":"Ann","email":"ann@example.com","password":"another password"}`,
-			`{"name":"Bob","email":"ann@example.com","password":"` + password + `"}`},
-		{operator, "/v1/dashers", `{"name":"Dee","email":"dee@example.com","password":"` + password + `","vehicle":"bike"}`,
-			`{"name":"Dee","email":"dee@example.com","password":"another password","vehicle":"bike"}`,
-			`{"name":"Eve","email":"dee@example.com","password":"` + password + `","vehicle":"bike"}`},
+	const card = `"card_number":"4242424242424242","exp_month":12,"exp_year":2030`
+	for _, tc := range []struct {
+		who, method, path, body string
+		secrets                 []string // what the records must not hold, nor their SHA-256
+		otherSecret, otherField []string // bodies that differ from body in a secret, in another field
+	}{
+		{"", "POST", "/v1/customers", `{"name":"Ann","email":"ann@example.com","password":"` + password + `"}`,
+			[]string{password},
+			[]string{`{"name":"Ann","email":"ann@example.com","password":"another password"}`},
+			[]string{`{"name":"Bob","email":"ann@example.com","password":"` + password + `"}`}},
+		{operator, "POST", "/v1/dashers", `{"name":"Dee","email":"dee@example.com","password":"` + password + `","vehicle":"bike"}`,
+			[]string{password},
+			[]string{`{"name":"Dee","email":"dee@example.com","password":"another password","vehicle":"bike"}`},
+			[]string{`{"name":"Eve","email":"dee@example.com","password":"` + password + `","vehicle":"bike"}`}},
+		{customer, "PUT", "/v1/customers/me/payment-method", `{` + card + `,"cvc":"123"}`,
+			[]string{"4242424242424242"},
+			[]string{`{"card_number":"4000000000004242","exp_month":12,"exp_year":2030,"cvc":"123"}`, `{` + card + `,"cvc":"124"}`},
+			[]string{`{"card_number":"4242424242424242","exp_month":11,"exp_year":2030,"cvc":"123"}`}},
 	} {
-		send := func(body string) response {
+		sendWith := func(key, body string) response {
 			t.Helper()
-			header := []string{"Idempotency-Key", "signup"}
+			header := []string{"Idempotency-Key", key}
 			if tc.who != "" {
 				header = append(header, as(tc.who)...)
 			}
-			return h.do(t, "POST", tc.path, ctJSON, []byte(body), header...)
+			return h.do(t, tc.method, tc.path, ctJSON, []byte(body), header...)
 		}
-		first := send(tc.body)
-		if first.status != 201 {
+		send := func(body string) response { t.Helper(); return sendWith("secret-"+tc.method, body) }
+		// newFingerprint runs send and returns the fingerprint of the one record it added.
+		newFingerprint := func(send func() response) (response, string) {
+			t.Helper()
+			before := idempotencyFingerprints(t, h.journal)
+			res := send()
+			var added []string
+			for fp := range idempotencyFingerprints(t, h.journal) {
+				if !before[fp] {
+					added = append(added, fp)
+				}
+			}
+			if len(added) != 1 {
+				t.Fatalf("%s: %d new fingerprints, want 1", tc.path, len(added))
+			}
+			return res, added[0]
+		}
+		first, fp := newFingerprint(func() response { return send(tc.body) })
+		if first.status/100 != 2 {
 			t.Fatalf("%s: %d %s", tc.path, first.status, first.body)
 		}
-		plain := sha256.New()
-		plain.Write([]byte("POST\x00" + tc.path + "\x00" + tc.body))
-		sum := plain.Sum(nil)
+		if _, fp2 := newFingerprint(func() response { return sendWith("secret-"+tc.method+"-2", tc.body) }); fp2 == fp {
+			t.Fatalf("%s: the same body under two Idempotency-Keys has one fingerprint %s: a guess of the secret could be checked against it", tc.path, fp)
+		}
+		body := sha256.Sum256([]byte(tc.method + "\x00" + tc.path + "\x00" + tc.body))
+		needles := [][]byte{body[:], []byte(hex.EncodeToString(body[:]))}
+		for _, secret := range tc.secrets {
+			sum := sha256.Sum256([]byte(secret))
+			needles = append(needles, []byte(secret), sum[:], []byte(hex.EncodeToString(sum[:])))
+		}
 		stored := idempotencyRecords(t, h.journal)
-		for _, needle := range [][]byte{sum, []byte(hex.EncodeToString(sum)), []byte(password)} {
+		for _, needle := range needles {
 			if bytes.Contains(stored, needle) {
-				t.Fatalf("%s: the idempotency records hold %q (the password or the body's plain hash)", tc.path, needle)
+				t.Fatalf("%s: the idempotency records hold %q (a secret, its plain hash or the body's)", tc.path, needle)
 			}
 		}
 
-		// The other fields still count: another name with the key is reuse. A retry that differs only in the
-		// password is replayed (documented at fingerprint).
-		wantProblem(t, send(tc.otherName), 422, http.CodeIdempotencyKeyReused)
-		if again := send(tc.otherPassword); again.status != 201 || !bytes.Equal(again.body, first.body) {
-			t.Fatalf("%s: retry with another password %d %s", tc.path, again.status, again.body)
+		for _, other := range append(tc.otherSecret, tc.otherField...) {
+			wantProblem(t, send(other), 422, http.CodeIdempotencyKeyReused)
+		}
+		if again := send(tc.body); again.status != first.status || !bytes.Equal(again.body, first.body) || again.header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("%s: retry with the same body %d %s, want the replay of %s", tc.path, again.status, again.body, first.body)
 		}
 	}
+}
+
+// idempotencyFingerprints returns the fingerprints of the journal's idempotency records.
+func idempotencyFingerprints(t *testing.T, j *journal.Bolt) map[string]bool {
+	t.Helper()
+	ctx := context.Background()
+	streams, err := j.Streams(ctx, http.IdempotencyStreamPrefix, "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fps := make(map[string]bool)
+	for _, s := range streams {
+		events, err := j.Events(ctx, s, 0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range events {
+			var raw wrapperspb.BytesValue
+			var rec struct {
+				Fingerprint string `json:"fingerprint"`
+			}
+			if err := proto.Unmarshal(e.Data, &raw); err != nil {
+				t.Fatalf("idempotency record %s: %v", s, err)
+			}
+			if err := json.Unmarshal(raw.GetValue(), &rec); err != nil {
+				t.Fatalf("idempotency record %s: %v", s, err)
+			}
+			if rec.Fingerprint != "" {
+				fps[rec.Fingerprint] = true
+			}
+		}
+	}
+	return fps
 }
 
 // idempotencyRecords returns what the journal's idempotency streams hold: every event's data, and the decoded
