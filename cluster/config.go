@@ -42,8 +42,14 @@ type Config struct {
 	// seeds serves no identity before it has joined one of them. Flag --join.
 	Seeds []string
 
-	// SecretKey encrypts gossip (16, 24 or 32 bytes, AES). Nodes without the key cannot join. Default none.
+	// SecretKey encrypts gossip (16, 24 or 32 bytes, AES): the keyring's primary key, which encrypts what this
+	// member sends and decrypts what it receives. Nodes without a key of the keyring cannot join. Default none.
 	SecretKey []byte
+
+	// SecondaryKeys are further keys of the gossip keyring (memberlist.Keyring): they only decrypt. They let the
+	// key rotate without a full-cluster restart: give every member the new key as a secondary, then make it primary
+	// everywhere, then drop the old one, one rolling restart per step. Needs SecretKey. Default none.
+	SecondaryKeys [][]byte
 
 	// TLS, when set, secures the actor remote with mutual TLS 1.3 and admits only members that pass the same
 	// handshake (admission.go): Certificates holds this member's certificate (used as server and as client) and
@@ -317,6 +323,16 @@ func (c Config) Validate() error {
 	case 0, 16, 24, 32:
 	default:
 		return fmt.Errorf("cluster: SecretKey: %d bytes, want 16, 24 or 32", len(c.SecretKey))
+	}
+	if len(c.SecondaryKeys) > 0 && len(c.SecretKey) == 0 {
+		return errors.New("cluster: SecondaryKeys need a SecretKey (the primary key)")
+	}
+	for i, k := range c.SecondaryKeys {
+		switch len(k) {
+		case 16, 24, 32:
+		default:
+			return fmt.Errorf("cluster: SecondaryKeys[%d]: %d bytes, want 16, 24 or 32", i, len(k))
+		}
 	}
 	durations := []struct {
 		name string

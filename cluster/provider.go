@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net"
@@ -207,7 +208,16 @@ func (p *provider) StartMember(c *pcluster.Cluster) error {
 	mc.TCPTimeout = p.cfg.TCPTimeout
 	mc.AwarenessMaxMultiplier = p.cfg.AwarenessMaxMultiplier
 	if len(p.cfg.SecretKey) > 0 {
-		mc.SecretKey = append([]byte(nil), p.cfg.SecretKey...)
+		// A keyring: the primary key encrypts, every key decrypts (the secondaries serve a rotation).
+		keys := make([][]byte, 0, len(p.cfg.SecondaryKeys))
+		for _, k := range p.cfg.SecondaryKeys {
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		kr, err := memberlist.NewKeyring(keys, append([]byte(nil), p.cfg.SecretKey...))
+		if err != nil {
+			return fmt.Errorf("gossip keyring: %w", err)
+		}
+		mc.Keyring = kr
 	}
 	mc.Delegate = p
 	mc.Events = p

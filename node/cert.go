@@ -26,10 +26,10 @@ import (
 //	ca.key       its key (keep it where certificates are made, not on the nodes)
 //	node.crt     this node's certificate, signed by the CA, for its hosts (server and client use)
 //	node.key     its key
-//	gossip.key   the base64 key that encrypts gossip (every node)
+//	gossip.key   the base64 gossip keyring (every node): one key a line, the first encrypts, all decrypt
 //
 // `platter run --certs-dir DIR` then speaks mutual TLS on the actor remote and encrypts gossip with gossip.key
-// (or --gossip-key).
+// (or --gossip-key, comma-separated keys). Several keys let the gossip key rotate with rolling restarts.
 
 // Names of the files in a certs directory.
 const (
@@ -185,20 +185,20 @@ func createNodeCert(dir, caKeyPath string, hosts []string, now time.Time) error 
 
 // clusterSecurity is what --certs-dir and --gossip-key give the cluster links.
 type clusterSecurity struct {
-	cert      *tls.Certificate // nil: no mutual TLS
-	ca        *x509.CertPool
-	gossipKey []byte // nil: gossip in clear
+	cert       *tls.Certificate // nil: no mutual TLS
+	ca         *x509.CertPool
+	gossipKeys [][]byte // the gossip keyring, primary first; nil: gossip in clear
 }
 
 // loadClusterSecurity reads --certs-dir (ca.crt, node.crt, node.key; gossip.key when --gossip-key is not given).
 func loadClusterSecurity(certsDir, gossipKey string) (clusterSecurity, error) {
 	var s clusterSecurity
 	if gossipKey != "" {
-		k, err := decodeGossipKey(gossipKey)
+		k, err := decodeGossipKeys(gossipKey)
 		if err != nil {
 			return s, fmt.Errorf("invalid --gossip-key: %v", err)
 		}
-		s.gossipKey = k
+		s.gossipKeys = k
 	}
 	if certsDir == "" {
 		return s, nil
@@ -223,19 +223,40 @@ func loadClusterSecurity(certsDir, gossipKey string) (clusterSecurity, error) {
 		return s, fmt.Errorf("--certs-dir %s: node.crt is not a client certificate of ca.crt: %w", certsDir, err)
 	}
 	s.cert, s.ca = &cert, pool
-	if s.gossipKey == nil {
+	if s.gossipKeys == nil {
 		b, err := os.ReadFile(filepath.Join(certsDir, gossipKeyFile))
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 		case err != nil:
 			return s, fmt.Errorf("--certs-dir %s: read gossip.key: %w", certsDir, unwrapPathError(err))
 		default:
-			if s.gossipKey, err = decodeGossipKey(string(b)); err != nil {
+			if s.gossipKeys, err = decodeGossipKeys(string(b)); err != nil {
 				return s, fmt.Errorf("--certs-dir %s: gossip.key: %v", certsDir, err)
 			}
 		}
 	}
 	return s, nil
+}
+
+// decodeGossipKeys reads a gossip keyring: base64 keys (16, 24 or 32 bytes each), one a line or comma-separated.
+// The first is the primary key, which encrypts; every key decrypts, so that the key rotates without a full-cluster
+// restart (README "Rotating the gossip key").
+func decodeGossipKeys(s string) ([][]byte, error) {
+	var keys [][]byte
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		k, err := decodeGossipKey(f)
+		if err != nil {
+			return nil, fmt.Errorf("key %d: %v", len(keys)+1, err)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no key")
+	}
+	return keys, nil
 }
 
 // pemCert is used by tests to read a certificate file.

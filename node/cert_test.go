@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"crypto/x509"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -75,7 +78,7 @@ func TestCertCommands(t *testing.T) {
 		t.Fatal("node certificate valid for a host it was not made for")
 	}
 	sec, err := loadClusterSecurity(dir, "")
-	if err != nil || sec.cert == nil || len(sec.gossipKey) != 32 {
+	if err != nil || sec.cert == nil || len(sec.gossipKeys) != 1 || len(sec.gossipKeys[0]) != 32 {
 		t.Fatalf("loadClusterSecurity: %+v, %v", sec, err)
 	}
 	// A node certificate of another CA does not load against this ca.crt.
@@ -150,4 +153,95 @@ func TestSystemClusterSecurity(t *testing.T) {
 	}
 	// Neither made it into the membership.
 	waitMembers(t, []*sysNode{n1, n2}, 2, 5*time.Second)
+}
+
+// TestClusterConfigSecurity: the cluster configuration a node builds from --certs-dir, --gossip-key and
+// --insecure: a gossip keyring (primary first), the refusal of exposed links whose certs dir has no gossip key,
+// and the warnings of links without security.
+func TestClusterConfigSecurity(t *testing.T) {
+	ca := t.TempDir()
+	certCmd(t, "create-ca", "--certs-dir", ca)
+	withKey := nodeCerts(t, ca, "127.0.0.1")
+	caKey, _ := os.ReadFile(filepath.Join(ca, gossipKeyFile))
+	noKey := nodeCerts(t, ca, "127.0.0.1")
+	if err := os.Remove(filepath.Join(noKey, gossipKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	keyring := nodeCerts(t, ca, "127.0.0.1")
+	if err := os.WriteFile(filepath.Join(keyring, gossipKeyFile), []byte(testGossipKeyB+"\n\n"+testGossipKeyA+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const (
+		plainLinks  = "links between nodes are not authenticated or encrypted"
+		plainGossip = "gossip is not encrypted"
+		exposed     = "cluster links reachable off loopback without security (--insecure)"
+	)
+	a, b := bytes.Repeat([]byte("A"), 32), bytes.Repeat([]byte("B"), 32)
+	tests := []struct {
+		name     string
+		args     []string
+		err      string   // the refusal; "" starts
+		primary  []byte   // SecretKey
+		second   [][]byte // SecondaryKeys
+		warns    []string
+		notWarns []string
+	}{
+		{"loopback without security warns", nil, "", nil, nil, []string{plainLinks, plainGossip}, []string{exposed}},
+		{"certs dir with gossip.key", []string{"--certs-dir", withKey, "--cluster-addr", "0.0.0.0:0"}, "", nil, nil,
+			nil, []string{plainLinks, plainGossip, exposed}},
+		{"gossip.key keyring", []string{"--certs-dir", keyring}, "", b, [][]byte{a}, nil, []string{plainLinks, plainGossip}},
+		{"--gossip-key keyring wins", []string{"--certs-dir", withKey, "--gossip-key", testGossipKeyA + "," + testGossipKeyB}, "",
+			a, [][]byte{b}, nil, []string{plainGossip}},
+		{"exposed certs dir without a gossip key", []string{"--certs-dir", noKey, "--join", "10.0.0.7:7946", "--journal", "postgres://db/p"},
+			"--join seed 10.0.0.7:7946 is off loopback and gossip would be unencrypted: put a gossip.key in --certs-dir", nil, nil, nil, nil},
+		{"exposed and --insecure warns", []string{"--insecure", "--cluster-addr", "0.0.0.0:0"}, "", nil, nil,
+			[]string{plainLinks, plainGossip, exposed}, nil},
+		{"exposed certs dir without a gossip key and --insecure warns", []string{"--insecure", "--certs-dir", noKey, "--advertise-addr", "10.0.0.1"},
+			"", nil, nil, []string{plainGossip, exposed}, []string{plainLinks}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseRunFlags(tt.args, envOf(), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			m := &Main{Config: cfg, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+			c, err := m.clusterConfig()
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), "--insecure") {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.primary != nil && (!bytes.Equal(c.SecretKey, tt.primary) || !reflect.DeepEqual(c.SecondaryKeys, tt.second)) {
+				t.Fatalf("keyring primary %q secondaries %q, want %q %q", c.SecretKey, c.SecondaryKeys, tt.primary, tt.second)
+			}
+			if strings.Contains(tt.name, "gossip.key") && tt.primary == nil && !bytes.Equal(c.SecretKey, mustKey(t, string(caKey))) {
+				t.Fatalf("gossip key %q, want the certs dir's", c.SecretKey)
+			}
+			for _, w := range tt.warns {
+				if !strings.Contains(logs.String(), "level=WARN msg=\""+w) {
+					t.Errorf("no warning %q in\n%s", w, logs.String())
+				}
+			}
+			for _, w := range tt.notWarns {
+				if strings.Contains(logs.String(), w) {
+					t.Errorf("warning %q in\n%s", w, logs.String())
+				}
+			}
+		})
+	}
+}
+
+func mustKey(t *testing.T, s string) []byte {
+	t.Helper()
+	k, err := decodeGossipKeys(s)
+	if err != nil || len(k) != 1 {
+		t.Fatalf("gossip key %q: %v", s, err)
+	}
+	return k[0]
 }

@@ -33,11 +33,11 @@ type Config struct {
 	DrainGrace      time.Duration // --drain-grace: how long a draining node's edge keeps serving after the hand-over
 	LogLevel        slog.Level    // --log-level: debug, info, warn, error
 	LogFormat       string        // --log-format: auto (text on a terminal, JSON otherwise), text, json
-	Insecure        bool          // --insecure: serve plain HTTP instead of HTTPS (development only; logs a warning)
+	Insecure        bool          // --insecure: plain HTTP on the edge, and cluster links and --debug-addr allowed off loopback without security (development only; logs warnings)
 	TLSCert         string        // --tls-cert: the edge's certificate (PEM); without it a development one is made
 	TLSKey          string        // --tls-key: the key of --tls-cert (PEM)
 	CertsDir        string        // --certs-dir: cluster CA and node certificates (platter cert ...): mutual TLS
-	GossipKey       string        // --gossip-key: base64 key (16, 24 or 32 bytes) that encrypts gossip
+	GossipKey       string        // --gossip-key: gossip keyring, comma-separated base64 keys (16, 24 or 32 bytes); the first encrypts
 	DebugAddr       string        // --debug-addr: plain-HTTP listener for Go's pprof profiles; empty: none
 	KeyRotateAfter  time.Duration // --key-rotate-after: age at which the cluster replaces its access-token signing key
 
@@ -106,14 +106,14 @@ func parseRunFlags(args []string, getenv func(string) string, usage io.Writer) (
 		return cfg.LogLevel.UnmarshalText([]byte(s))
 	})
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "auto (text on a terminal, JSON otherwise), text or json")
-	fs.BoolVar(&cfg.Insecure, "insecure", cfg.Insecure, "serve plain HTTP, without TLS (development only)")
+	fs.BoolVar(&cfg.Insecure, "insecure", cfg.Insecure, "serve plain HTTP, without TLS, and unauthenticated, unencrypted cluster links; needed to bind --cluster-addr, --remote-addr or --debug-addr off loopback, or to join or advertise a non-loopback address, without --certs-dir and a gossip key (development only)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "HTTPS certificate file (PEM; default: a self-signed development certificate in the data dir)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "key file of --tls-cert (PEM)")
 	fs.StringVar(&cfg.CertsDir, "certs-dir", cfg.CertsDir, "directory with ca.crt, node.crt, node.key (platter cert ...) for mutual TLS between nodes, and gossip.key")
 	workflowFlags(fs, &cfg.Workflow)
-	fs.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr, "host:port of a plain-HTTP listener serving Go's profiles at /debug/pprof/ (default: none; keep it on loopback, it has no authentication)")
+	fs.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr, "host:port of a plain-HTTP listener serving Go's profiles at /debug/pprof/ (default: none); it has no authentication: a host off loopback needs --insecure")
 	fs.DurationVar(&cfg.KeyRotateAfter, "key-rotate-after", cfg.KeyRotateAfter, "age at which a node replaces the cluster's access-token signing key; the previous key verifies its tokens until they expire (POST /v1/admin/signing-keys/rotate rotates at once)")
-	fs.StringVar(&cfg.GossipKey, "gossip-key", cfg.GossipKey, "base64 key (16, 24 or 32 bytes) that encrypts gossip (default: gossip.key in --certs-dir)")
+	fs.StringVar(&cfg.GossipKey, "gossip-key", cfg.GossipKey, "gossip keyring: comma-separated base64 keys (16, 24 or 32 bytes each); the first encrypts, all decrypt, so that the key rotates without a full-cluster restart (default: gossip.key in --certs-dir, one key a line)")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -232,11 +232,57 @@ func (c Config) validate() error {
 		return errors.New("--tls-cert and --tls-key go together: give both, or neither for a development certificate")
 	}
 	if c.GossipKey != "" {
-		if _, err := decodeGossipKey(c.GossipKey); err != nil {
+		if _, err := decodeGossipKeys(c.GossipKey); err != nil {
 			return fmt.Errorf("invalid --gossip-key: %v", err)
 		}
 	}
+	if flag, addr := c.exposedClusterAddr(); flag != "" && !c.Insecure && c.CertsDir == "" {
+		return fmt.Errorf("%s %s is off loopback and the cluster links would be unauthenticated and unencrypted: "+
+			"give --certs-dir (mutual TLS; platter cert) and a gossip key (gossip.key in it, or --gossip-key), or --insecure", flag, addr)
+	}
+	if c.DebugAddr != "" && !c.Insecure && !loopbackHostPort(c.DebugAddr) {
+		return fmt.Errorf("--debug-addr %s is off loopback: the profiles have no authentication (/debug/pprof/cmdline shows "+
+			"the command line); bind it to 127.0.0.1, or give --insecure", c.DebugAddr)
+	}
 	return nil
+}
+
+// exposedClusterAddr returns the first address that takes the cluster links off loopback, and its flag: a bind
+// address (--cluster-addr, --remote-addr), a --join seed or an advertised address; "" when they all stay on
+// loopback, where only this machine's processes reach the links (tests, make run).
+func (c Config) exposedClusterAddr() (flag, addr string) {
+	for _, a := range []struct{ flag, addr string }{{"--cluster-addr", c.ClusterAddr}, {"--remote-addr", c.RemoteAddr}} {
+		if !loopbackHostPort(a.addr) {
+			return a.flag, a.addr
+		}
+	}
+	for _, seed := range c.Join {
+		if !loopbackHostPort(seed) {
+			return "--join seed", seed
+		}
+	}
+	if c.AdvertiseAddr != "" && !loopbackHost(c.AdvertiseAddr) && !loopbackHostPort(c.AdvertiseAddr) {
+		return "--advertise-addr", c.AdvertiseAddr
+	}
+	if c.RemoteAdvertise != "" && !loopbackHostPort(c.RemoteAdvertise) {
+		return "--remote-advertise-addr", c.RemoteAdvertise
+	}
+	return "", ""
+}
+
+// loopbackHostPort reports whether host:port names a loopback host; an unspecified host (0.0.0.0, "") is every
+// interface, and a DNS name other than localhost may resolve anywhere: neither is loopback.
+func loopbackHostPort(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && loopbackHost(host)
+}
+
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkHostPort accepts host:port with a numeric port and a host that is an IP address or a plausible DNS name.

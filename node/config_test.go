@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"reflect"
@@ -20,6 +21,12 @@ func envOf(kv ...string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// Gossip keys (32 bytes each) for tests: all 'A' and all 'B'.
+var (
+	testGossipKeyA = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("A"), 32))
+	testGossipKeyB = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("B"), 32))
+)
+
 func TestParseRunFlags(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -35,10 +42,10 @@ func TestParseRunFlags(t *testing.T) {
 		{"flags", []string{"--data-dir", "/d", "--http-addr", "127.0.0.1:1", "--cluster-addr=127.0.0.2:2",
 			"--remote-addr", "127.0.0.3:3", "--join", "127.0.0.1:7946, 127.0.0.2:7946", "--advertise-addr", "10.0.0.1",
 			"--cluster-profile", "local", "--join-timeout", "2s", "--log-level", "debug", "--log-format", "json",
-			"--journal", "postgres://platter@db:5432/platter"}, nil,
+			"--journal", "postgres://platter@db:5432/platter", "--certs-dir", "/certs"}, nil,
 			func(t *testing.T, c Config) {
 				want := defaultConfig()
-				want.Journal = "postgres://platter@db:5432/platter"
+				want.Journal, want.CertsDir = "postgres://platter@db:5432/platter", "/certs"
 				want.DataDir, want.HTTPAddr, want.ClusterAddr, want.RemoteAddr = "/d", "127.0.0.1:1", "127.0.0.2:2", "127.0.0.3:3"
 				want.Join = []string{"127.0.0.1:7946", "127.0.0.2:7946"}
 				want.AdvertiseAddr, want.Profile, want.JoinTimeout = "10.0.0.1", "local", 2*time.Second
@@ -101,6 +108,33 @@ func TestParseRunFlags(t *testing.T) {
 				t.Fatalf("waves passed to the actors: opening %d, later %d; want 1 and 5", w.OpeningWaveSize, w.WaveSize)
 			}
 		}},
+		{"cluster links off loopback with --certs-dir", []string{"--cluster-addr", "0.0.0.0:7946", "--remote-addr", "10.1.2.3:8090",
+			"--join", "node1.example:7946", "--journal", "postgres://db/p", "--certs-dir", "/certs"}, nil, func(t *testing.T, c Config) {
+			if c.CertsDir != "/certs" || c.Insecure {
+				t.Fatalf("got %+v", c)
+			}
+		}},
+		{"cluster links and the debug listener off loopback with --insecure", []string{"--cluster-addr", "0.0.0.0:7946",
+			"--advertise-addr", "10.0.0.1", "--remote-advertise-addr", "proxy.example:9000", "--debug-addr", ":6060", "--insecure"}, nil,
+			func(t *testing.T, c Config) {
+				if !c.Insecure || c.DebugAddr != ":6060" {
+					t.Fatalf("got %+v", c)
+				}
+			}},
+		{"loopback cluster without certs", []string{"--cluster-addr", "127.0.0.2:7946", "--remote-addr", "[::1]:8090",
+			"--join", "localhost:7946,127.0.0.3:7946", "--journal", "postgres://db/p", "--advertise-addr", "127.0.0.2",
+			"--remote-advertise-addr", "127.0.0.9:9000", "--debug-addr", "localhost:6060"}, nil, func(t *testing.T, c Config) {
+			if c.CertsDir != "" || c.Insecure {
+				t.Fatalf("got %+v", c)
+			}
+		}},
+		{"a gossip keyring", []string{"--gossip-key", testGossipKeyB + ", " + testGossipKeyA, "--cluster-addr", "0.0.0.0:7946",
+			"--certs-dir", "/certs"}, nil, func(t *testing.T, c Config) {
+			keys, err := decodeGossipKeys(c.GossipKey)
+			if err != nil || len(keys) != 2 || keys[0][0] != 'B' || keys[1][0] != 'A' {
+				t.Fatalf("keyring %q: %v", keys, err)
+			}
+		}},
 		{"flag wins over environment", []string{"--data-dir", "/flag"}, []string{"PLATTER_DATA_DIR", "/env", "PLATTER_HTTP_ADDR", "127.0.0.1:9"},
 			func(t *testing.T, c Config) {
 				if c.DataDir != "/flag" || c.HTTPAddr != "127.0.0.1:9" {
@@ -157,6 +191,16 @@ func TestParseRunFlagsErrors(t *testing.T) {
 		{[]string{"--deliver-timeout", "0s"}, nil, `invalid --deliver-timeout 0s`},
 		{[]string{"--reminder-scan-interval", "0s"}, nil, `invalid --reminder-scan-interval 0s`},
 		{[]string{"--order-call-timeout", "0s"}, nil, `invalid --order-call-timeout 0s`},
+		{[]string{"--cluster-addr", "0.0.0.0:7946"}, nil, `--cluster-addr 0.0.0.0:7946 is off loopback and the cluster links would be unauthenticated and unencrypted: give --certs-dir`},
+		{[]string{"--remote-addr", "10.1.2.3:8090"}, nil, `--remote-addr 10.1.2.3:8090 is off loopback`},
+		{[]string{"--join", "127.0.0.1:7946,node1.example:7946", "--journal", "postgres://db/p"}, nil, `--join seed node1.example:7946 is off loopback`},
+		{[]string{"--advertise-addr", "10.0.0.1"}, nil, `--advertise-addr 10.0.0.1 is off loopback`},
+		{[]string{"--advertise-addr", "10.0.0.1:7946", "--gossip-key", testGossipKeyA}, nil, `a gossip key (gossip.key in it, or --gossip-key), or --insecure`},
+		{nil, []string{"PLATTER_REMOTE_ADVERTISE_ADDR", "proxy.example:9000"}, `--remote-advertise-addr proxy.example:9000 is off loopback`},
+		{[]string{"--gossip-key", testGossipKeyA + ",AAAA"}, nil, `invalid --gossip-key: key 2: 3 bytes, want 16, 24 or 32`},
+		{[]string{"--gossip-key", " , "}, nil, `invalid --gossip-key: no key`},
+		{[]string{"--debug-addr", "0.0.0.0:6060"}, nil, `--debug-addr 0.0.0.0:6060 is off loopback: the profiles have no authentication`},
+		{[]string{"--debug-addr", ":6060", "--certs-dir", "/certs"}, nil, `bind it to 127.0.0.1, or give --insecure`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {

@@ -12,7 +12,8 @@ import (
 
 // debugServer serves Go's runtime profiles (net/http/pprof) on --debug-addr, so that an operator, or `make bench`,
 // can profile a node under load: `go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=30`. It has no
-// authentication and no TLS: bind it to loopback (a warning is logged otherwise).
+// authentication and no TLS, and /debug/pprof/cmdline shows the command line (a --gossip-key given there): a host
+// off loopback is refused unless --insecure (Config.validate), which logs a warning here.
 type debugServer struct {
 	srv *nethttp.Server
 	ln  net.Listener

@@ -59,11 +59,15 @@
 // /v1/admin/signing-keys/rotate ({"retire_previous":true} also revokes every previous key); a previous key keeps
 // verifying its tokens until they expire, and keys live in the journal, so they survive restarts. Between nodes,
 // --certs-dir gives the actor remote mutual TLS with the cluster CA (members are admitted only after a mutual TLS
-// handshake) and encrypts gossip with gossip.key (or --gossip-key); without them the node warns.
+// handshake) and encrypts gossip with gossip.key (or --gossip-key). gossip.key is a keyring, one key a line
+// (--gossip-key: comma-separated): the first encrypts, all decrypt, so the key rotates with rolling restarts.
+// A node refuses to start, as CockroachDB does, when its cluster links leave loopback (a non-loopback
+// --cluster-addr, --remote-addr, --join seed, --advertise-addr or --remote-advertise-addr) without --certs-dir and
+// a gossip key, unless --insecure (then it warns); loopback-only nodes without them start and warn.
 //
 // --debug-addr opens a separate plain-HTTP listener with Go's profiles (/debug/pprof/, debug.go) for profiling a
-// node under load; it has no authentication, so keep it on loopback. make bench uses it to profile the node while
-// the simulator drives it.
+// node under load; it has no authentication, so a host off loopback is refused unless --insecure. make bench uses
+// it to profile the node while the simulator drives it.
 //
 // # Lifecycle
 //

@@ -280,13 +280,24 @@ func (m *Main) clusterConfig() (cluster.Config, error) {
 	if err != nil {
 		return c, err
 	}
+	// Config.validate refused exposed links without --certs-dir; a certs dir without a gossip key shows only now.
+	exposedFlag, exposedAddr := cfg.exposedClusterAddr()
+	if exposedFlag != "" && len(sec.gossipKeys) == 0 && !cfg.Insecure {
+		return c, fmt.Errorf("%s %s is off loopback and gossip would be unencrypted: put a gossip.key in --certs-dir %s "+
+			"or give --gossip-key, or --insecure", exposedFlag, exposedAddr, cfg.CertsDir)
+	}
+	if exposedFlag != "" && (sec.cert == nil || len(sec.gossipKeys) == 0) {
+		m.Logger.Warn("cluster links reachable off loopback without security (--insecure)",
+			slog.String("flag", exposedFlag), slog.String("addr", exposedAddr))
+	}
 	if sec.cert != nil {
 		c.TLS = &tls.Config{Certificates: []tls.Certificate{*sec.cert}, RootCAs: sec.ca}
 	} else {
 		m.Logger.Warn("links between nodes are not authenticated or encrypted: give --certs-dir (platter cert create-ca, create-node)")
 	}
-	c.SecretKey = sec.gossipKey
-	if c.SecretKey == nil {
+	if len(sec.gossipKeys) > 0 {
+		c.SecretKey, c.SecondaryKeys = sec.gossipKeys[0], sec.gossipKeys[1:]
+	} else {
 		m.Logger.Warn("gossip is not encrypted: give --gossip-key or a gossip.key in --certs-dir")
 	}
 	if cfg.AdvertiseAddr != "" {
