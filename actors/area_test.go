@@ -242,6 +242,15 @@ func TestAreaWaveOneOffersTheNearestInTheCell(t *testing.T) {
 	if d := r.dispatch("o_1"); d.GetWave() != 1 || len(d.GetOpen()) != 3 {
 		t.Errorf("dispatch after wave 1: %v", d)
 	}
+	// A second OrderAccepted (a redelivery) while the dispatch is open is ignored: no event, send or timer, and
+	// the state, the offers' expiries included, stays as it was.
+	before, timer := proto.Clone(r.state), *r.timer
+	if o := r.accepted("o_1"); len(o.events)+len(o.sends)+len(o.timers) != 0 {
+		t.Errorf("duplicate OrderAccepted of an open dispatch: events %v, sends %v, timers %v", o.events, o.sends, o.timers)
+	}
+	if !proto.Equal(r.state, before) || r.timer == nil || !r.timer.Equal(timer) {
+		t.Errorf("duplicate OrderAccepted changed the state or the timer:\n%v\nwant\n%v", r.state, before)
+	}
 }
 
 // The opening wave's default is WaveSize (the nearest few), also when WaveSize is configured; a configured
