@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	nethttp "net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"sort"
@@ -161,12 +162,17 @@ func TestSystemFailoverKill(t *testing.T) {
 	t.Logf("killed %s (pid %d, %d active orders); survivors listed 2 members after %v", victim.name, pid, most, took)
 
 	// Every order the victim hosted answers again, through a survivor's edge, once a survivor has activated it.
-	hc := &nethttp.Client{Timeout: 5 * time.Second}
+	// The client waits longer than the edge's request timeout (5 s), so a slow cluster shows as the edge's 503.
+	hc := &nethttp.Client{Timeout: 15 * time.Second}
 	defer hc.CloseIdleConnections()
 	for i, o := range hosted {
 		n := survivors[i%len(survivors)]
 		waitFor(t, 60*time.Second, 50*time.Millisecond, "order "+o.id+" of the killed node to answer through "+n.name, func() bool {
-			return orderAnswers(hc, n, o.id, w.customerToken(o.customer))
+			ok, err := orderAnswers(hc, n, o.id, w.customerToken(o.customer))
+			if err != nil {
+				t.Fatalf("after the kill: %v", err)
+			}
+			return ok
 		})
 	}
 	took = time.Since(killedAt)
@@ -195,17 +201,99 @@ func TestSystemFailoverKill(t *testing.T) {
 	w.finish(t, fc.dsn)
 }
 
-// orderAnswers reports whether GET /v1/orders/{id}/status answers 200 through n's edge.
-func orderAnswers(hc *nethttp.Client, n *sysNode, id, token string) bool {
-	req, _ := nethttp.NewRequest("GET", n.url()+"/v1/orders/"+id+"/status", nil)
+// orderAnswers reports whether GET /v1/orders/{id}/status answers 200 through n's edge. Two other answers mean
+// "not yet" and are polled through: the 503 the edge gives while the cluster cannot reach the order (problem+json,
+// Retry-After, code UNAVAILABLE or NOT_READY: the only 503 codes of http/errors.go), and 404 NOT_FOUND, because an
+// acknowledged order exists only once its customer's outbox has delivered it and its authorisation succeeded
+// (docs/workflow.md, Payments), which a kill can delay. Every other answer, or none, is an error: the caller fails.
+// An order that never comes back is caught by the caller's deadline.
+func orderAnswers(hc *nethttp.Client, n *sysNode, id, token string) (bool, error) {
+	req, err := nethttp.NewRequest("GET", n.url()+"/v1/orders/"+id+"/status", nil)
+	if err != nil {
+		return false, err
+	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := hc.Do(req)
 	if err != nil {
-		return false
+		return false, fmt.Errorf("GET status of %s via %s: %w", id, n.name, err)
 	}
-	_, _ = io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	return res.StatusCode == 200
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		return false, fmt.Errorf("GET status of %s via %s: read the answer: %w", id, n.name, err)
+	}
+	if res.StatusCode == 200 {
+		return true, nil
+	}
+	var p struct {
+		Code string `json:"code"`
+	}
+	problem := strings.HasPrefix(res.Header.Get("Content-Type"), "application/problem+json") && json.Unmarshal(b, &p) == nil
+	retryAfter, raErr := strconv.Atoi(res.Header.Get("Retry-After"))
+	switch {
+	case res.StatusCode == 503 && problem && raErr == nil && retryAfter > 0 && (p.Code == "UNAVAILABLE" || p.Code == "NOT_READY"):
+		return false, nil
+	case res.StatusCode == 404 && problem && p.Code == "NOT_FOUND":
+		return false, nil
+	}
+	return false, fmt.Errorf("GET status of %s via %s: %d (Content-Type %q, Retry-After %q): %s", id, n.name,
+		res.StatusCode, res.Header.Get("Content-Type"), res.Header.Get("Retry-After"), truncateBytes(b, 200))
+}
+
+// TestOrderAnswers: orderAnswers polls through a 503 the edge gives while an order is unreachable and through a
+// 404 of an order not placed yet, and reports every other answer (or none) as an error.
+func TestOrderAnswers(t *testing.T) {
+	problem := func(status int, code, retryAfter string) nethttp.HandlerFunc {
+		return func(w nethttp.ResponseWriter, _ *nethttp.Request) {
+			w.Header().Set("Content-Type", "application/problem+json")
+			if retryAfter != "" {
+				w.Header().Set("Retry-After", retryAfter)
+			}
+			w.WriteHeader(status)
+			fmt.Fprintf(w, `{"type":"about:blank","status":%d,"code":%q}`, status, code)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		answer  nethttp.HandlerFunc
+		ok, bad bool
+	}{
+		{"200", func(w nethttp.ResponseWriter, _ *nethttp.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"id":"o_1","status":"PENDING_ACCEPTANCE"}`)
+		}, true, false},
+		{"503 UNAVAILABLE", problem(503, "UNAVAILABLE", "1"), false, false},
+		{"503 NOT_READY", problem(503, "NOT_READY", "1"), false, false},
+		{"404 NOT_FOUND", problem(404, "NOT_FOUND", ""), false, false},
+		{"503 without Retry-After", problem(503, "UNAVAILABLE", ""), false, true},
+		{"503 with a date as Retry-After", problem(503, "UNAVAILABLE", "Wed, 25 Nov 2026 21:00:00 GMT"), false, true},
+		{"503 INTERNAL", problem(503, "INTERNAL", "1"), false, true},
+		{"503 not problem+json", func(w nethttp.ResponseWriter, _ *nethttp.Request) {
+			w.Header().Set("Retry-After", "1")
+			nethttp.Error(w, "unavailable", 503)
+		}, false, true},
+		{"500 INTERNAL", problem(500, "INTERNAL", ""), false, true},
+		{"502", problem(502, "UNAVAILABLE", "1"), false, true},
+		{"401 UNAUTHENTICATED", problem(401, "UNAUTHENTICATED", ""), false, true},
+		{"403 PERMISSION_DENIED", problem(403, "PERMISSION_DENIED", ""), false, true},
+		{"404 not problem+json", func(w nethttp.ResponseWriter, _ *nethttp.Request) { nethttp.NotFound(w, nil) }, false, true},
+		{"no answer", nil, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.answer)
+			if tc.answer == nil {
+				srv.Close() // connection refused
+			} else {
+				defer srv.Close()
+			}
+			n := &sysNode{name: "n1", httpAddr: strings.TrimPrefix(srv.URL, "http://")}
+			hc := &nethttp.Client{Timeout: 5 * time.Second}
+			ok, err := orderAnswers(hc, n, "o_1", "token")
+			if ok != tc.ok || (err != nil) != tc.bad {
+				t.Fatalf("orderAnswers = %v, %v; want ok %v, error %v", ok, err, tc.ok, tc.bad)
+			}
+		})
+	}
 }
 
 // TestSystemDrain: a node is drained while orders flow, by POST /v1/admin/drain and by SIGTERM (both end in
@@ -610,7 +698,13 @@ func TestFailoverBenchmark(t *testing.T) {
 	}
 	hc := &nethttp.Client{Timeout: 10 * time.Second}
 	defer hc.CloseIdleConnections()
-	status := func(n *sysNode, o placed) bool { return orderAnswers(hc, n, o.id, o.token) }
+	status := func(n *sysNode, o placed) bool {
+		ok, err := orderAnswers(hc, n, o.id, o.token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
 
 	var samples []time.Duration
 	for k := range kills {
