@@ -397,13 +397,13 @@ func decideAddToCart(s *messages.CustomerState, c *messages.AddToCart, now time.
 		return nil, err
 	}
 	cart := s.GetCart()
-	if len(cart.GetLines()) > 0 && cart.GetRestaurantId() != c.GetRestaurantId() {
+	if len(cart.GetItems()) > 0 && cart.GetRestaurantId() != c.GetRestaurantId() {
 		return nil, refuse(messages.ErrorReason_CART_CONFLICT, "the cart holds items of restaurant %s; a cart holds items of one restaurant", cart.GetRestaurantId())
 	}
 	qty := c.GetQuantity()
 	if l := cartLine(cart, item.GetId()); l != nil {
 		qty += l.GetQuantity()
-	} else if len(cart.GetLines()) >= MaxCartLines {
+	} else if len(cart.GetItems()) >= MaxCartLines {
 		return nil, refuse(messages.ErrorReason_INVALID_ARGUMENT, "a cart holds at most %d lines", MaxCartLines)
 	}
 	if qty > MaxCartQuantity {
@@ -440,7 +440,7 @@ func decideOrderCart(id string, s *messages.CustomerState, c *messages.OrderCart
 	}
 	cart := s.GetCart()
 	switch {
-	case len(cart.GetLines()) == 0:
+	case len(cart.GetItems()) == 0:
 		return nil, refuse(messages.ErrorReason_FAILED_PRECONDITION, "the cart is empty")
 	case s.GetAddress() == nil:
 		return nil, refuse(messages.ErrorReason_FAILED_PRECONDITION, "set a delivery address first")
@@ -448,14 +448,14 @@ func decideOrderCart(id string, s *messages.CustomerState, c *messages.OrderCart
 		return nil, refuse(messages.ErrorReason_FAILED_PRECONDITION, "set a payment method first")
 	}
 	orderID := orderIDFor(id, c.GetCommandId())
-	lines := make([]*messages.OrderLine, len(cart.GetLines()))
-	for i, l := range cart.GetLines() {
+	lines := make([]*messages.OrderLine, len(cart.GetItems()))
+	for i, l := range cart.GetItems() {
 		lines[i] = proto.Clone(l).(*messages.OrderLine)
 	}
 	at := timestamppb.New(now)
 	requested := &messages.OrderRequested{Order: &messages.CustomerOrder{
 		OrderId: orderID, RestaurantId: cart.GetRestaurantId(), TotalCents: cartTotal(cart), Status: StatusPendingAcceptance,
-		PlacedAt: at, UpdatedAt: at, Lines: lines,
+		PlacedAt: at, UpdatedAt: at, Items: lines,
 	}, CartOrdered: true}
 	place, err := sendTo(KindOrder, orderID, &messages.PlaceOrder{
 		CommandId:    orderID,
@@ -528,7 +528,7 @@ func decideDeliverCustomer(s *messages.CustomerState, _ string, payload proto.Me
 		if findOrder(s, p.GetOrderId()) == nil {
 			events = append(events, &messages.OrderRequested{Order: &messages.CustomerOrder{
 				OrderId: p.GetOrderId(), RestaurantId: p.GetRestaurantId(), TotalCents: p.GetTotalCents(),
-				Status: StatusPendingAcceptance, PlacedAt: p.GetPlacedAt(), UpdatedAt: at, Lines: p.GetLines(),
+				Status: StatusPendingAcceptance, PlacedAt: p.GetPlacedAt(), UpdatedAt: at, Items: p.GetLines(),
 			}})
 		} else {
 			events = customerOrderUpdate(s, p.GetOrderId(), StatusPendingAcceptance, nil, at)
@@ -633,7 +633,7 @@ func checkPhone(phone string) *Error {
 }
 
 func cartLine(c *messages.Cart, menuItemID string) *messages.OrderLine {
-	for _, l := range c.GetLines() {
+	for _, l := range c.GetItems() {
 		if l.GetMenuItemId() == menuItemID {
 			return l
 		}
@@ -643,7 +643,7 @@ func cartLine(c *messages.Cart, menuItemID string) *messages.OrderLine {
 
 func cartTotal(c *messages.Cart) int64 {
 	var total int64
-	for _, l := range c.GetLines() {
+	for _, l := range c.GetItems() {
 		total += l.GetPriceCents() * int64(l.GetQuantity())
 	}
 	return total
@@ -678,23 +678,23 @@ func applyCustomer(s *messages.CustomerState, event proto.Message) error {
 	case *messages.PaymentMethodSet:
 		s.PaymentMethod = e.GetMethod()
 	case *messages.CartLineSet:
-		if s.Cart == nil || len(s.Cart.GetLines()) == 0 {
+		if s.Cart == nil || len(s.Cart.GetItems()) == 0 {
 			s.Cart = &messages.Cart{RestaurantId: e.GetRestaurantId(), RestaurantName: e.GetRestaurantName(), Pickup: e.GetPickup()}
 		}
 		if l := cartLine(s.Cart, e.GetLine().GetMenuItemId()); l != nil {
 			l.Quantity, l.PriceCents, l.Name = e.GetLine().GetQuantity(), e.GetLine().GetPriceCents(), e.GetLine().GetName()
 		} else {
-			s.Cart.Lines = append(s.Cart.Lines, e.GetLine())
+			s.Cart.Items = append(s.Cart.Items, e.GetLine())
 		}
 	case *messages.CartLineRemoved:
-		lines := s.GetCart().GetLines()
+		lines := s.GetCart().GetItems()
 		for i, l := range lines {
 			if l.GetMenuItemId() == e.GetMenuItemId() {
-				s.Cart.Lines = append(lines[:i:i], lines[i+1:]...)
+				s.Cart.Items = append(lines[:i:i], lines[i+1:]...)
 				break
 			}
 		}
-		if len(s.GetCart().GetLines()) == 0 {
+		if len(s.GetCart().GetItems()) == 0 {
 			s.Cart = nil
 		}
 	case *messages.OrderRequested:

@@ -119,11 +119,11 @@ func TestCustomerCartThroughTheGrain(t *testing.T) {
 	wantCode(t, "item of another restaurant", err, messages.ErrorReason_CART_CONFLICT)
 	view, err := c.AddToCart(&messages.AddToCart{CommandId: "more", RestaurantId: "r_1", RestaurantName: "Thai Corner",
 		Pickup: &messages.Position{Lat: 37.77, Lng: -122.41}, Quantity: 1, Item: &messages.MenuItem{Id: "m2", Name: "Spring rolls", PriceCents: 600}})
-	if err != nil || len(view.GetCart().GetLines()) != 2 || view.GetCart().GetTotalCents() != 2*1250+600 {
+	if err != nil || len(view.GetCart().GetItems()) != 2 || view.GetCart().GetTotalCents() != 2*1250+600 {
 		t.Fatalf("add: %v, %v", view, err)
 	}
 	view, err = c.RemoveFromCart(&messages.RemoveFromCart{CommandId: "rm", MenuItemId: "m2"})
-	if err != nil || len(view.GetCart().GetLines()) != 1 {
+	if err != nil || len(view.GetCart().GetItems()) != 1 {
 		t.Fatalf("remove: %v, %v", view, err)
 	}
 	_, err = c.RemoveFromCart(&messages.RemoveFromCart{CommandId: "rm-again", MenuItemId: "m2"})

@@ -25,7 +25,7 @@ func testAddress() *messages.Address {
 
 func withCart(s *messages.CustomerState) *messages.CustomerState {
 	s.Cart = &messages.Cart{RestaurantId: "r_1", RestaurantName: "Thai Corner", Pickup: &messages.Position{Lat: 37.77, Lng: -122.41},
-		Lines: []*messages.OrderLine{{MenuItemId: "m1", Name: "Pad thai", Quantity: 2, PriceCents: 1250}}}
+		Items: []*messages.OrderLine{{MenuItemId: "m1", Name: "Pad thai", Quantity: 2, PriceCents: 1250}}}
 	return s
 }
 
@@ -256,27 +256,27 @@ func TestDecideAddToCart(t *testing.T) {
 
 	// Empty cart: the cart takes the restaurant.
 	_, s, _ := runCustomer(t, createdCustomer(), func(s *messages.CustomerState) ([]proto.Message, error) { return decideAddToCart(s, other, testNow) })
-	if c := s.GetCart(); c.GetRestaurantId() != "r_2" || c.GetRestaurantName() != "Place r_2" || len(c.GetLines()) != 1 || c.GetLines()[0].GetQuantity() != 1 {
+	if c := s.GetCart(); c.GetRestaurantId() != "r_2" || c.GetRestaurantName() != "Place r_2" || len(c.GetItems()) != 1 || c.GetItems()[0].GetQuantity() != 1 {
 		t.Fatalf("cart %v", c)
 	}
 	// Same item: quantities add up; the line takes the item's current price and name.
 	repriced := addItem("r_1", "m1", 3)
 	repriced.Item.PriceCents = 1300
 	_, s, _ = runCustomer(t, withCart(createdCustomer()), func(s *messages.CustomerState) ([]proto.Message, error) { return decideAddToCart(s, repriced, testNow) })
-	if l := s.GetCart().GetLines(); len(l) != 1 || l[0].GetQuantity() != 5 || l[0].GetPriceCents() != 1300 || l[0].GetName() != "Dish m1" {
+	if l := s.GetCart().GetItems(); len(l) != 1 || l[0].GetQuantity() != 5 || l[0].GetPriceCents() != 1300 || l[0].GetName() != "Dish m1" {
 		t.Fatalf("lines %v", l)
 	}
 	// Another item of the same restaurant: a second line.
 	_, s, _ = runCustomer(t, withCart(createdCustomer()), func(s *messages.CustomerState) ([]proto.Message, error) {
 		return decideAddToCart(s, addItem("r_1", "m2", 1), testNow)
 	})
-	if l := s.GetCart().GetLines(); len(l) != 2 || l[1].GetMenuItemId() != "m2" {
+	if l := s.GetCart().GetItems(); len(l) != 2 || l[1].GetMenuItemId() != "m2" {
 		t.Fatalf("lines %v", l)
 	}
 	// Limits.
 	full := withCart(createdCustomer())
-	for i := len(full.Cart.Lines); i < MaxCartLines; i++ {
-		full.Cart.Lines = append(full.Cart.Lines, &messages.OrderLine{MenuItemId: fmt.Sprint("x", i), Quantity: 1, PriceCents: 1})
+	for i := len(full.Cart.Items); i < MaxCartLines; i++ {
+		full.Cart.Items = append(full.Cart.Items, &messages.OrderLine{MenuItemId: fmt.Sprint("x", i), Quantity: 1, PriceCents: 1})
 	}
 	if _, _, err := runCustomer(t, full, func(s *messages.CustomerState) ([]proto.Message, error) {
 		return decideAddToCart(s, addItem("r_1", "new", 1), testNow)
@@ -328,9 +328,9 @@ func TestDecideRemoveFromCart(t *testing.T) {
 		t.Fatalf("removing the last line left the cart %v", s.GetCart())
 	}
 	two := withCart(createdCustomer())
-	two.Cart.Lines = append(two.Cart.Lines, &messages.OrderLine{MenuItemId: "m2", Quantity: 1, PriceCents: 100})
+	two.Cart.Items = append(two.Cart.Items, &messages.OrderLine{MenuItemId: "m2", Quantity: 1, PriceCents: 100})
 	_, s, _ = runCustomer(t, two, func(s *messages.CustomerState) ([]proto.Message, error) { return decideRemoveFromCart(s, rm, testNow) })
-	if l := s.GetCart().GetLines(); len(l) != 1 || l[0].GetMenuItemId() != "m2" || s.GetCart().GetRestaurantId() != "r_1" {
+	if l := s.GetCart().GetItems(); len(l) != 1 || l[0].GetMenuItemId() != "m2" || s.GetCart().GetRestaurantId() != "r_1" {
 		t.Fatalf("cart %v", s.GetCart())
 	}
 	checkByState(t, func(s *messages.CustomerState) ([]proto.Message, error) {
@@ -368,7 +368,7 @@ func TestDecideOrderCart(t *testing.T) {
 		t.Fatalf("after ordering: cart %v, orders %v", s.GetCart(), s.GetOrders())
 	}
 	if o := s.GetOrders()[0]; o.GetOrderId() != orderID || o.GetStatus() != StatusPendingAcceptance || o.GetTotalCents() != 2500 ||
-		o.GetRestaurantId() != "r_1" || len(o.GetLines()) != 1 {
+		o.GetRestaurantId() != "r_1" || len(o.GetItems()) != 1 {
 		t.Fatalf("indexed order %v", o)
 	}
 	send, isSend := events[1].(*messages.OutboxAdded)
@@ -526,9 +526,9 @@ func TestCustomerViewHidesTheTokenAndIsACopy(t *testing.T) {
 	if v.GetCart().GetTotalCents() != 2500 {
 		t.Fatalf("cart total %d", v.GetCart().GetTotalCents())
 	}
-	v.Cart.Lines[0].Quantity = 9
+	v.Cart.Items[0].Quantity = 9
 	v.Address.City = "elsewhere"
-	if s.GetCart().GetLines()[0].GetQuantity() != 2 || s.GetAddress().GetCity() != "San Francisco" {
+	if s.GetCart().GetItems()[0].GetQuantity() != 2 || s.GetAddress().GetCity() != "San Francisco" {
 		t.Fatal("the view shares the state")
 	}
 }

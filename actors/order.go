@@ -1317,7 +1317,7 @@ func orderView(s *messages.OrderState, timers map[string]time.Time) *messages.Or
 		Id:             s.GetOrderId(),
 		CustomerId:     s.GetCustomerId(),
 		RestaurantId:   s.GetRestaurantId(),
-		Lines:          s.GetLines(),
+		Items:          s.GetLines(),
 		TotalCents:     s.GetTotalCents(),
 		Status:         StatusName(s.GetStatus()),
 		KitchenStatus:  strings.TrimPrefix(s.GetKitchen().String(), "KITCHEN_"),

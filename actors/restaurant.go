@@ -283,7 +283,7 @@ func decideDeliverRestaurant(s *messages.RestaurantState, _ string, payload prot
 		events = append(events, &messages.OpenOrderAdded{Order: &messages.OpenOrder{
 			OrderId:    p.GetOrderId(),
 			CustomerId: p.GetCustomerId(),
-			Lines:      p.GetLines(),
+			Items:      p.GetLines(),
 			TotalCents: p.GetTotalCents(),
 			Status:     StatusPendingAcceptance,
 			PlacedAt:   p.GetPlacedAt(),

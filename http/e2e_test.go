@@ -257,24 +257,33 @@ func TestEndToEndLifecycle(t *testing.T) {
 	})
 
 	// Cart and order.
+	// An order and a cart hold items (API.md): each answer names its lines `items`.
+	type item struct {
+		MenuItemID string `json:"menu_item_id"`
+		Quantity   int32  `json:"quantity"`
+		PriceCents int64  `json:"price_cents"`
+	}
+	padThai := []item{{MenuItemID: "pad-thai", Quantity: 2, PriceCents: 1250}}
 	var cart struct {
 		RestaurantID string `json:"restaurant_id"`
 		TotalCents   int64  `json:"total_cents"`
+		Items        []item `json:"items"`
 	}
 	n.send(t, cust, "POST", "/v1/cart/items", map[string]any{"restaurant_id": rest.ID, "menu_item_id": "pad-thai", "quantity": 2}, 200, &cart)
 	n.send(t, cust, "POST", "/v1/cart/items", map[string]any{"restaurant_id": rest.ID, "menu_item_id": "tea", "quantity": 1}, 200, nil)
 	n.send(t, cust, "DELETE", "/v1/cart/items/tea", nil, 200, &cart)
 	n.send(t, cust, "GET", "/v1/cart", nil, 200, &cart)
-	if cart.RestaurantID != rest.ID || cart.TotalCents != 2500 {
+	if cart.RestaurantID != rest.ID || cart.TotalCents != 2500 || !slices.Equal(cart.Items, padThai) {
 		t.Fatalf("cart %+v", cart)
 	}
 	var order struct {
 		ID         string `json:"id"`
 		Status     string `json:"status"`
 		TotalCents int64  `json:"total_cents"`
+		Items      []item `json:"items"`
 	}
 	first := n.send(t, cust, "POST", "/v1/orders", map[string]any{}, 201, &order, "Idempotency-Key", "order-1")
-	if order.Status != "PENDING_ACCEPTANCE" || order.TotalCents != 2500 {
+	if order.Status != "PENDING_ACCEPTANCE" || order.TotalCents != 2500 || !slices.Equal(order.Items, padThai) {
 		t.Fatalf("order %+v", order)
 	}
 	if again := n.send(t, cust, "POST", "/v1/orders", map[string]any{}, 201, nil, "Idempotency-Key", "order-1"); !bytes.Equal(again.body, first.body) {
@@ -290,10 +299,11 @@ func TestEndToEndLifecycle(t *testing.T) {
 	var open struct {
 		Orders []struct {
 			OrderID string `json:"order_id"`
+			Items   []item `json:"items"`
 		} `json:"orders"`
 	}
 	n.send(t, staffOf, "GET", "/v1/restaurants/"+rest.ID+"/orders?state=open", nil, 200, &open)
-	if len(open.Orders) != 1 || open.Orders[0].OrderID != order.ID {
+	if len(open.Orders) != 1 || open.Orders[0].OrderID != order.ID || !slices.Equal(open.Orders[0].Items, padThai) {
 		t.Fatalf("open orders %+v", open)
 	}
 	n.send(t, staffOf, "POST", "/v1/restaurants/"+rest.ID+"/orders/"+order.ID+"/accept", map[string]any{"prep_minutes": 10}, 200, nil)
@@ -409,14 +419,18 @@ func TestEndToEndLifecycle(t *testing.T) {
 
 	// The order, its status, the customer's orders.
 	var view struct {
-		Status   string `json:"status"`
-		DasherID string `json:"dasher_id"`
-		Timeline []struct {
+		Status       string `json:"status"`
+		RestaurantID string `json:"restaurant_id"`
+		DasherID     string `json:"dasher_id"`
+		TotalCents   int64  `json:"total_cents"`
+		Items        []item `json:"items"`
+		Timeline     []struct {
 			Type string `json:"type"`
 		} `json:"timeline"`
 	}
 	n.send(t, cust, "GET", "/v1/orders/"+order.ID, nil, 200, &view)
-	if view.Status != "DELIVERED" || view.DasherID != dasherID || len(view.Timeline) != 6 {
+	if view.Status != "DELIVERED" || view.RestaurantID != rest.ID || view.DasherID != dasherID || view.TotalCents != 2500 ||
+		!slices.Equal(view.Items, padThai) || len(view.Timeline) != 6 {
 		t.Fatalf("order view %+v", view)
 	}
 	n.send(t, dasherWho, "GET", "/v1/orders/"+order.ID+"/status", nil, 200, nil)

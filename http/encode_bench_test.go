@@ -367,7 +367,7 @@ func benchOrder() *messages.OrderView {
 		Area: "8928308280fffff", PlacedAt: at, UpdatedAt: at,
 	}
 	for i := range 3 {
-		o.Lines = append(o.Lines, &messages.OrderLine{MenuItemId: fmt.Sprintf("item-%d", i), Name: "Pad Thai", Quantity: 1, PriceCents: 1250})
+		o.Items = append(o.Items, &messages.OrderLine{MenuItemId: fmt.Sprintf("item-%d", i), Name: "Pad Thai", Quantity: 1, PriceCents: 1250})
 		o.Timeline = append(o.Timeline, &messages.TimelineEntry{At: at, Type: "ORDER_ACCEPTED"})
 	}
 	return o

@@ -29,7 +29,7 @@ type orderSummary struct {
 	Status       string      `json:"status"`
 	TotalCents   int64       `json:"total_cents"`
 	DasherID     string      `json:"dasher_id"`
-	Lines        []orderLine `json:"lines"`
+	Items        []orderLine `json:"items"` // the order's lines (API.md: "order with items")
 	PlacedAt     string      `json:"placed_at,omitempty"`
 	UpdatedAt    string      `json:"updated_at,omitempty"`
 }
@@ -44,10 +44,10 @@ type orderLine struct {
 func summarize(o *messages.CustomerOrder) orderSummary {
 	s := orderSummary{
 		ID: o.GetOrderId(), RestaurantID: o.GetRestaurantId(), Status: o.GetStatus(), TotalCents: o.GetTotalCents(),
-		DasherID: o.GetDasherId(), Lines: []orderLine{}, PlacedAt: rfc3339(o.GetPlacedAt()), UpdatedAt: rfc3339(o.GetUpdatedAt()),
+		DasherID: o.GetDasherId(), Items: []orderLine{}, PlacedAt: rfc3339(o.GetPlacedAt()), UpdatedAt: rfc3339(o.GetUpdatedAt()),
 	}
-	for _, l := range o.GetLines() {
-		s.Lines = append(s.Lines, orderLine{MenuItemID: l.GetMenuItemId(), Name: l.GetName(), Quantity: l.GetQuantity(), PriceCents: l.GetPriceCents()})
+	for _, l := range o.GetItems() {
+		s.Items = append(s.Items, orderLine{MenuItemID: l.GetMenuItemId(), Name: l.GetName(), Quantity: l.GetQuantity(), PriceCents: l.GetPriceCents()})
 	}
 	return s
 }

@@ -43,7 +43,7 @@ func TestRateLimitOrders(t *testing.T) {
 	h := newHarness(t, withConfig(func(c *http.Config) { c.OrderLimit = http.RateLimit{Rate: 0.25, Burst: 2} }))
 	h.actors.handle("Customer.OrderCart", func(id string, _ proto.Message) (proto.Message, error) {
 		return &messages.CustomerView{Id: id, LastOrder: &messages.CustomerOrder{OrderId: orderID, RestaurantId: restID, TotalCents: 2500,
-			Status: "PENDING_ACCEPTANCE", Lines: []*messages.OrderLine{{MenuItemId: "m1", Name: "Pad Thai", Quantity: 2, PriceCents: 1250}}}}, nil
+			Status: "PENDING_ACCEPTANCE", Items: []*messages.OrderLine{{MenuItemId: "m1", Name: "Pad Thai", Quantity: 2, PriceCents: 1250}}}}, nil
 	})
 	order := func(who string, key int) response {
 		t.Helper()

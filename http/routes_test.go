@@ -23,7 +23,7 @@ func TestRouteCommands(t *testing.T) {
 	})
 	h.actors.handle("Customer.OrderCart", func(id string, _ proto.Message) (proto.Message, error) {
 		return &messages.CustomerView{Id: id, LastOrder: &messages.CustomerOrder{OrderId: orderID, RestaurantId: restID, TotalCents: 2500,
-			Status: "PENDING_ACCEPTANCE", Lines: []*messages.OrderLine{{MenuItemId: "m1", Name: "Pad Thai", Quantity: 2, PriceCents: 1250}}}}, nil
+			Status: "PENDING_ACCEPTANCE", Items: []*messages.OrderLine{{MenuItemId: "m1", Name: "Pad Thai", Quantity: 2, PriceCents: 1250}}}}, nil
 	})
 	custID := strings.TrimPrefix(customer, "customer:")
 	dasherID := strings.TrimPrefix(dasher, "dasher:")

@@ -252,7 +252,7 @@ type Cart struct {
 	RestaurantId   string                 `protobuf:"bytes,1,opt,name=restaurant_id,json=restaurantId,proto3" json:"restaurant_id,omitempty"`
 	RestaurantName string                 `protobuf:"bytes,2,opt,name=restaurant_name,json=restaurantName,proto3" json:"restaurant_name,omitempty"`
 	Pickup         *Position              `protobuf:"bytes,3,opt,name=pickup,proto3" json:"pickup,omitempty"`                            // the restaurant's position
-	Lines          []*OrderLine           `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`                              // in the order they were added; one line per menu item
+	Items          []*OrderLine           `protobuf:"bytes,4,rep,name=items,proto3" json:"items,omitempty"`                              // in the order they were added; one line per menu item (API.md: "a cart holds items")
 	TotalCents     int64                  `protobuf:"varint,5,opt,name=total_cents,json=totalCents,proto3" json:"total_cents,omitempty"` // in views only (the sum of price × quantity)
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -309,9 +309,9 @@ func (x *Cart) GetPickup() *Position {
 	return nil
 }
 
-func (x *Cart) GetLines() []*OrderLine {
+func (x *Cart) GetItems() []*OrderLine {
 	if x != nil {
-		return x.Lines
+		return x.Items
 	}
 	return nil
 }
@@ -333,7 +333,7 @@ type CustomerOrder struct {
 	DasherId      string                 `protobuf:"bytes,5,opt,name=dasher_id,json=dasherId,proto3" json:"dasher_id,omitempty"`
 	PlacedAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=placed_at,json=placedAt,proto3" json:"placed_at,omitempty"`
 	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	Lines         []*OrderLine           `protobuf:"bytes,8,rep,name=lines,proto3" json:"lines,omitempty"`
+	Items         []*OrderLine           `protobuf:"bytes,8,rep,name=items,proto3" json:"items,omitempty"` // the order's lines, named as in the API
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -417,9 +417,9 @@ func (x *CustomerOrder) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *CustomerOrder) GetLines() []*OrderLine {
+func (x *CustomerOrder) GetItems() []*OrderLine {
 	if x != nil {
-		return x.Lines
+		return x.Items
 	}
 	return nil
 }
@@ -1727,7 +1727,7 @@ const file_customer_proto_rawDesc = "" +
 	"\rrestaurant_id\x18\x01 \x01(\tR\frestaurantId\x12'\n" +
 	"\x0frestaurant_name\x18\x02 \x01(\tR\x0erestaurantName\x12)\n" +
 	"\x06pickup\x18\x03 \x01(\v2\x11.platter.PositionR\x06pickup\x12(\n" +
-	"\x05lines\x18\x04 \x03(\v2\x12.platter.OrderLineR\x05lines\x12\x1f\n" +
+	"\x05items\x18\x04 \x03(\v2\x12.platter.OrderLineR\x05items\x12\x1f\n" +
 	"\vtotal_cents\x18\x05 \x01(\x03R\n" +
 	"totalCents\"\xc3\x02\n" +
 	"\rCustomerOrder\x12\x19\n" +
@@ -1740,7 +1740,7 @@ const file_customer_proto_rawDesc = "" +
 	"\tplaced_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bplacedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12(\n" +
-	"\x05lines\x18\b \x03(\v2\x12.platter.OrderLineR\x05lines\"o\n" +
+	"\x05items\x18\b \x03(\v2\x12.platter.OrderLineR\x05items\"o\n" +
 	"\x0eCreateCustomer\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x12\n" +
@@ -1913,10 +1913,10 @@ var file_customer_proto_depIdxs = []int32{
 	25, // 0: platter.Address.position:type_name -> platter.Position
 	26, // 1: platter.PaymentMethod.added_at:type_name -> google.protobuf.Timestamp
 	25, // 2: platter.Cart.pickup:type_name -> platter.Position
-	27, // 3: platter.Cart.lines:type_name -> platter.OrderLine
+	27, // 3: platter.Cart.items:type_name -> platter.OrderLine
 	26, // 4: platter.CustomerOrder.placed_at:type_name -> google.protobuf.Timestamp
 	26, // 5: platter.CustomerOrder.updated_at:type_name -> google.protobuf.Timestamp
-	27, // 6: platter.CustomerOrder.lines:type_name -> platter.OrderLine
+	27, // 6: platter.CustomerOrder.items:type_name -> platter.OrderLine
 	0,  // 7: platter.SetAddress.address:type_name -> platter.Address
 	25, // 8: platter.AddToCart.pickup:type_name -> platter.Position
 	28, // 9: platter.AddToCart.item:type_name -> platter.MenuItem

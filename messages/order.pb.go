@@ -1028,7 +1028,7 @@ type OrderView struct {
 	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	CustomerId     string                 `protobuf:"bytes,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	RestaurantId   string                 `protobuf:"bytes,3,opt,name=restaurant_id,json=restaurantId,proto3" json:"restaurant_id,omitempty"`
-	Lines          []*OrderLine           `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
+	Items          []*OrderLine           `protobuf:"bytes,4,rep,name=items,proto3" json:"items,omitempty"` // the order's lines (API.md: "order with items"); OrderState.lines
 	TotalCents     int64                  `protobuf:"varint,5,opt,name=total_cents,json=totalCents,proto3" json:"total_cents,omitempty"`
 	Status         string                 `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`                                       // PENDING_ACCEPTANCE, ACCEPTED, DASHER_ASSIGNED, READY_FOR_PICKUP, PICKED_UP, DELIVERED, CANCELLED, REJECTED
 	KitchenStatus  string                 `protobuf:"bytes,7,opt,name=kitchen_status,json=kitchenStatus,proto3" json:"kitchen_status,omitempty"`    // PENDING, PREPARING, READY, HANDED_OVER, CLOSED
@@ -1102,9 +1102,9 @@ func (x *OrderView) GetRestaurantId() string {
 	return ""
 }
 
-func (x *OrderView) GetLines() []*OrderLine {
+func (x *OrderView) GetItems() []*OrderLine {
 	if x != nil {
-		return x.Lines
+		return x.Items
 	}
 	return nil
 }
@@ -2096,7 +2096,7 @@ const file_order_proto_rawDesc = "" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
 	"customerId\x12#\n" +
 	"\rrestaurant_id\x18\x03 \x01(\tR\frestaurantId\x12(\n" +
-	"\x05lines\x18\x04 \x03(\v2\x12.platter.OrderLineR\x05lines\x12\x1f\n" +
+	"\x05items\x18\x04 \x03(\v2\x12.platter.OrderLineR\x05items\x12\x1f\n" +
 	"\vtotal_cents\x18\x05 \x01(\x03R\n" +
 	"totalCents\x12\x16\n" +
 	"\x06status\x18\x06 \x01(\tR\x06status\x12%\n" +
@@ -2294,7 +2294,7 @@ var file_order_proto_depIdxs = []int32{
 	28, // 2: platter.PlaceOrder.dropoff:type_name -> platter.Position
 	29, // 3: platter.CancelOrder.by:type_name -> platter.CancelledBy
 	30, // 4: platter.TimelineEntry.at:type_name -> google.protobuf.Timestamp
-	27, // 5: platter.OrderView.lines:type_name -> platter.OrderLine
+	27, // 5: platter.OrderView.items:type_name -> platter.OrderLine
 	28, // 6: platter.OrderView.pickup:type_name -> platter.Position
 	28, // 7: platter.OrderView.dropoff:type_name -> platter.Position
 	30, // 8: platter.OrderView.placed_at:type_name -> google.protobuf.Timestamp

@@ -348,7 +348,7 @@ type OpenOrder struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	CustomerId    string                 `protobuf:"bytes,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	Lines         []*OrderLine           `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`
+	Items         []*OrderLine           `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"` // the order's lines, named as in the API
 	TotalCents    int64                  `protobuf:"varint,4,opt,name=total_cents,json=totalCents,proto3" json:"total_cents,omitempty"`
 	Status        string                 `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"` // the API's order status names: PENDING_ACCEPTANCE, ACCEPTED, DASHER_ASSIGNED, ...
 	DasherId      string                 `protobuf:"bytes,6,opt,name=dasher_id,json=dasherId,proto3" json:"dasher_id,omitempty"`
@@ -403,9 +403,9 @@ func (x *OpenOrder) GetCustomerId() string {
 	return ""
 }
 
-func (x *OpenOrder) GetLines() []*OrderLine {
+func (x *OpenOrder) GetItems() []*OrderLine {
 	if x != nil {
-		return x.Lines
+		return x.Items
 	}
 	return nil
 }
@@ -958,7 +958,7 @@ const file_restaurant_proto_rawDesc = "" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
 	"customerId\x12(\n" +
-	"\x05lines\x18\x03 \x03(\v2\x12.platter.OrderLineR\x05lines\x12\x1f\n" +
+	"\x05items\x18\x03 \x03(\v2\x12.platter.OrderLineR\x05items\x12\x1f\n" +
 	"\vtotal_cents\x18\x04 \x01(\x03R\n" +
 	"totalCents\x12\x16\n" +
 	"\x06status\x18\x05 \x01(\tR\x06status\x12\x1b\n" +
@@ -1063,7 +1063,7 @@ var file_restaurant_proto_depIdxs = []int32{
 	15, // 0: platter.CreateRestaurant.position:type_name -> platter.Position
 	0,  // 1: platter.UpdateMenu.items:type_name -> platter.MenuItem
 	6,  // 2: platter.RestaurantOrders.orders:type_name -> platter.OpenOrder
-	16, // 3: platter.OpenOrder.lines:type_name -> platter.OrderLine
+	16, // 3: platter.OpenOrder.items:type_name -> platter.OrderLine
 	17, // 4: platter.OpenOrder.placed_at:type_name -> google.protobuf.Timestamp
 	17, // 5: platter.OpenOrder.accept_by:type_name -> google.protobuf.Timestamp
 	17, // 6: platter.OpenOrder.updated_at:type_name -> google.protobuf.Timestamp

@@ -509,14 +509,14 @@ func (c *Client) ClearCart(ctx context.Context, base string, tok TokenSource) er
 		return err
 	}
 	cart, err := decode[struct {
-		Lines []struct {
+		Items []struct {
 			MenuItemID string `json:"menu_item_id"`
-		} `json:"lines"`
+		} `json:"items"`
 	}](step, res)
 	if err != nil {
 		return err
 	}
-	for _, l := range cart.Lines {
+	for _, l := range cart.Items {
 		if _, err := c.do(ctx, request{step: "cart.remove", method: "DELETE", url: base + "/v1/cart/items/" + neturl.PathEscape(l.MenuItemID),
 			token: tok, idemKey: newKey()}); err != nil && !hasCode(err, "NOT_FOUND") {
 			return err

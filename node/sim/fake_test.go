@@ -250,7 +250,7 @@ func (f *fakeAPI) api(w nethttp.ResponseWriter, r *nethttp.Request) {
 				lines = append(lines, map[string]any{"menu_item_id": it})
 			}
 		}
-		writeJSON(w, 200, map[string]any{"lines": lines})
+		writeJSON(w, 200, map[string]any{"items": lines})
 	case route == "POST /v1/cart/items":
 		rid := body["restaurant_id"].(string)
 		cart := f.carts[who.id]
