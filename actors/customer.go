@@ -480,6 +480,13 @@ func orderIDFor(customer, commandID string) string {
 }
 
 func listCustomerOrders(s *messages.CustomerState, q *messages.ListCustomerOrders) (*messages.CustomerOrders, *Error) {
+	if id := q.GetOrderId(); id != "" {
+		page := &messages.CustomerOrders{}
+		if o := findOrder(s, id); o != nil {
+			page.Orders = append(page.Orders, proto.Clone(o).(*messages.CustomerOrder))
+		}
+		return page, nil
+	}
 	limit := int(q.GetLimit())
 	switch {
 	case limit == 0:

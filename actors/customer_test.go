@@ -417,6 +417,10 @@ func TestListCustomerOrders(t *testing.T) {
 		{&messages.ListCustomerOrders{After: "o_x"}, "", messages.ErrorReason_INVALID_ARGUMENT},
 		{&messages.ListCustomerOrders{Limit: -1}, "", messages.ErrorReason_INVALID_ARGUMENT},
 		{&messages.ListCustomerOrders{Limit: MaxOrdersPage + 1}, "", messages.ErrorReason_INVALID_ARGUMENT},
+		// order_id: only that order, limit and after ignored; an empty page for an id the customer lacks.
+		{&messages.ListCustomerOrders{OrderId: "o_3"}, "o_3|", accepted},
+		{&messages.ListCustomerOrders{OrderId: "o_3", Limit: -1, After: "o_x"}, "o_3|", accepted},
+		{&messages.ListCustomerOrders{OrderId: "o_x"}, "|", accepted},
 	}
 	for _, c := range cases {
 		page, err := listCustomerOrders(s, c.q)

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"errors"
 	nethttp "net/http"
 	"time"
 
@@ -206,12 +207,61 @@ func (s *Server) readOrder(c *call) (*messages.OrderView, error) {
 	defer cancel()
 	o, err := callActor[*messages.OrderView](ctx, s.backend.Actors, kindOrder, id, "Get", &messages.GetOrder{})
 	if err != nil {
-		return nil, err
+		placing, perr := s.placingOrder(c, id, err)
+		if perr != nil {
+			return nil, perr
+		}
+		return placingView(c.who.ID, placing), nil
 	}
 	if err := authorizeOrder(c.who, id, orderParties{customer: o.GetCustomerId(), restaurant: o.GetRestaurantId(), dasher: o.GetDasherId()}); err != nil {
 		return nil, err
 	}
 	return o, nil
+}
+
+// placingOrder answers order id as the calling customer's own orders index holds it when the Order answered
+// err, NOT_FOUND: POST /v1/orders answers 201 once the Customer has recorded the order and queued PlaceOrder, but
+// the Order is created only when its placement has the payment processor's answer, so until then it does not
+// exist. Only the customer who placed it sees it this way (the lookup is in the caller's own index); anyone else,
+// an id the index lacks, and every other error answer err itself.
+func (s *Server) placingOrder(c *call, id string, err error) (*messages.CustomerOrder, error) {
+	var e *Error
+	if c.who.Role != RoleCustomer || !errors.As(err, &e) || e.Code != CodeNotFound {
+		return nil, err
+	}
+	ctx, cancel := s.deadline()
+	defer cancel()
+	// Limit: a node that predates order_id answers the newest page, which the order just placed is in.
+	page, lerr := callActor[*messages.CustomerOrders](ctx, s.backend.Actors, kindCustomer, c.who.ID, "ListOrders",
+		&messages.ListCustomerOrders{OrderId: id, Limit: actors.MaxOrdersPage})
+	if lerr != nil {
+		var le *Error
+		if errors.As(lerr, &le) && le.Code == CodeNotFound {
+			return nil, err
+		}
+		return nil, lerr
+	}
+	for _, o := range page.GetOrders() {
+		if o.GetOrderId() == id {
+			return o, nil
+		}
+	}
+	return nil, err
+}
+
+// placingView is the order view of an order known only to its customer's index (placingOrder): what the index
+// holds (items, total, status, times), the kitchen and delivery not started (PENDING, WAITING) while the status
+// is PENDING_ACCEPTANCE, no timeline and no payment yet.
+func placingView(customerID string, o *messages.CustomerOrder) *messages.OrderView {
+	v := &messages.OrderView{
+		Id: o.GetOrderId(), CustomerId: customerID, RestaurantId: o.GetRestaurantId(), Items: o.GetItems(),
+		TotalCents: o.GetTotalCents(), Status: o.GetStatus(), DasherId: o.GetDasherId(), PlacedAt: o.GetPlacedAt(),
+		UpdatedAt: o.GetUpdatedAt(),
+	}
+	if o.GetStatus() == actors.StatusPendingAcceptance {
+		v.KitchenStatus, v.DeliveryStatus = "PENDING", "WAITING"
+	}
+	return v
 }
 
 func (s *Server) handleGetOrder(c *call) error {
@@ -254,7 +304,12 @@ func (s *Server) readStatus(c *call) (*messages.OrderStatusView, error) {
 	defer cancel()
 	v, err := callActor[*messages.OrderStatusView](ctx, s.backend.Actors, kindOrder, id, "Status", &messages.GetOrderStatus{})
 	if err != nil {
-		return nil, err
+		placing, perr := s.placingOrder(c, id, err)
+		if perr != nil {
+			return nil, perr
+		}
+		return &messages.OrderStatusView{Id: id, Status: placing.GetStatus(), UpdatedAt: placing.GetUpdatedAt(),
+			CustomerId: c.who.ID, RestaurantId: placing.GetRestaurantId(), DasherId: placing.GetDasherId()}, nil
 	}
 	if v.GetCustomerId() == "" {
 		// Every placed order has a customer: an answer without one comes from a node that does not send the

@@ -910,11 +910,14 @@ func (*GetCustomer) Descriptor() ([]byte, []int) {
 }
 
 // ListCustomerOrders lists the customer's orders, newest first: up to limit (1-100, default 20) placed before the
-// order `after` (an order id from a previous page; empty: from the newest).
+// order `after` (an order id from a previous page; empty: from the newest). With order_id: only that order (an
+// empty page when the customer has none of that id); limit and after are then ignored. A node that predates
+// order_id answers the newest page: the caller looks for the id in the page.
 type ListCustomerOrders struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Limit         int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
 	After         string                 `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	OrderId       string                 `protobuf:"bytes,3,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -959,6 +962,13 @@ func (x *ListCustomerOrders) GetLimit() int32 {
 func (x *ListCustomerOrders) GetAfter() string {
 	if x != nil {
 		return x.After
+	}
+	return ""
+}
+
+func (x *ListCustomerOrders) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
 	}
 	return ""
 }
@@ -1781,10 +1791,11 @@ const file_customer_proto_rawDesc = "" +
 	"\tOrderCart\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\"\r\n" +
-	"\vGetCustomer\"@\n" +
+	"\vGetCustomer\"[\n" +
 	"\x12ListCustomerOrders\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x14\n" +
-	"\x05after\x18\x02 \x01(\tR\x05after\"_\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x19\n" +
+	"\border_id\x18\x03 \x01(\tR\aorderId\"_\n" +
 	"\x0eCustomerOrders\x12.\n" +
 	"\x06orders\x18\x01 \x03(\v2\x16.platter.CustomerOrderR\x06orders\x12\x1d\n" +
 	"\n" +
