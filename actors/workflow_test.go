@@ -539,36 +539,48 @@ func TestWorkflowAcceptTimeout(t *testing.T) {
 }
 
 // TestWorkflowDispatchTimeout: no dasher for DispatchSLA after acceptance → the system cancels with a full
-// refund; the area ends the dispatch. The SLA passes while the node is down.
+// refund; the area ends the dispatch. The SLA passes while the node is down: stopped, or killed (the journal
+// closed under the running actors, as if the process died), so the timer is found only in the journal.
 func TestWorkflowDispatchTimeout(t *testing.T) {
-	w := newWorld(t, wfOptions{noDasher: true})
-	w.place()
-	w.must("accept", func() error {
-		_, err := w.order().Accept(&messages.AcceptOrder{CommandId: "r-accept", RestaurantId: wfRestaurant, PrepMinutes: 12})
-		return err
-	})
-	waitFor(t, "the area to open the dispatch", 10*time.Second, func() bool {
-		v, err := w.area().Get(&messages.GetArea{})
-		return err == nil && len(v.GetDispatches()) == 1
-	})
-	if v := w.view(); v.GetDispatchBy() == nil || !v.GetDispatchBy().AsTime().Equal(w.clock.Now().Add(actors.DefaultDispatchSLA)) {
-		t.Fatalf("dispatch_by %v", v.GetDispatchBy())
+	for _, kill := range []bool{false, true} {
+		t.Run(fmt.Sprintf("kill %v", kill), func(t *testing.T) {
+			w := newWorld(t, wfOptions{noDasher: true})
+			w.place()
+			w.must("accept", func() error {
+				_, err := w.order().Accept(&messages.AcceptOrder{CommandId: "r-accept", RestaurantId: wfRestaurant, PrepMinutes: 12})
+				return err
+			})
+			waitFor(t, "the area to open the dispatch", 10*time.Second, func() bool {
+				v, err := w.area().Get(&messages.GetArea{})
+				return err == nil && len(v.GetDispatches()) == 1
+			})
+			if v := w.view(); v.GetDispatchBy() == nil || !v.GetDispatchBy().AsTime().Equal(w.clock.Now().Add(actors.DefaultDispatchSLA)) {
+				t.Fatalf("dispatch_by %v", v.GetDispatchBy())
+			}
+			if kill {
+				_ = w.n.journal.Close()
+				w.n.leave()
+			} else {
+				w.n.stop()
+			}
+			w.clock.Advance(actors.DefaultDispatchSLA + time.Second)
+			w.n = startNode(t, w.path, w.opts)
+			// The area learns of the cancellation before anything calls the Order: only its reminder in the
+			// journal can wake it (a call would activate it, and an activation fires its overdue timers).
+			waitFor(t, "the area to end the dispatch", 10*time.Second, func() bool {
+				a, err := w.area().Get(&messages.GetArea{})
+				return err == nil && len(a.GetDispatches()) == 0
+			})
+			v := w.waitStatus("CANCELLED")
+			if v.GetCancelledBy() != messages.CancelledBy_CANCELLED_BY_SYSTEM || v.GetRefundCents() != wfTotal || v.GetDispatchBy() != nil {
+				t.Fatalf("cancelled: %v", v)
+			}
+			w.waitPayment("VOIDED")
+			w.quiesce()
+			w.checkFeeds([]string{"ORDER_PLACED", "ORDER_ACCEPTED", "ORDER_CANCELLED"}, []string{"ORDER_PLACED", "ORDER_CANCELLED"}, nil)
+			w.checkInvariants()
+		})
 	}
-	w.n.stop()
-	w.clock.Advance(actors.DefaultDispatchSLA + time.Second)
-	w.n = startNode(t, w.path, w.opts)
-	v := w.waitStatus("CANCELLED")
-	if v.GetCancelledBy() != messages.CancelledBy_CANCELLED_BY_SYSTEM || v.GetRefundCents() != wfTotal || v.GetDispatchBy() != nil {
-		t.Fatalf("cancelled: %v", v)
-	}
-	w.waitPayment("VOIDED")
-	waitFor(t, "the area to end the dispatch", 10*time.Second, func() bool {
-		a, err := w.area().Get(&messages.GetArea{})
-		return err == nil && len(a.GetDispatches()) == 0
-	})
-	w.quiesce()
-	w.checkFeeds([]string{"ORDER_PLACED", "ORDER_ACCEPTED", "ORDER_CANCELLED"}, []string{"ORDER_PLACED", "ORDER_CANCELLED"}, nil)
-	w.checkInvariants()
 }
 
 // TestWorkflowCancellations: cancellations through the actors follow the matrix, move the money accordingly and
