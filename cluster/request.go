@@ -125,10 +125,14 @@ func (cc *clusterContext) Request(identity, kind string, msg any, opts ...pclust
 	return cc.inc.request(ctx, cfg.Context, identity, kind, msg)
 }
 
-// RequestFuture resolves the activation (retrying like Request) and returns the future of one call to it.
+// RequestFuture resolves the activation (retrying with back-off like Request) and returns the future of one call
+// to it. The deadline covers both: each resolution attempt is bounded by the time left, and the future gets only
+// what resolution left of it, so a call never outlasts its deadline (it took up to twice as long when the future
+// got a fresh full timeout).
 func (cc *clusterContext) RequestFuture(identity, kind string, msg any, opts ...pcluster.GrainCallOption) (*actor.Future, error) {
 	cfg := cc.callConfig(opts)
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	deadline := time.Now().Add(cfg.Timeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	ci := pcluster.NewClusterIdentity(identity, kind)
 	var lastErr error
@@ -136,15 +140,27 @@ func (cc *clusterContext) RequestFuture(identity, kind string, msg any, opts ...
 		if !cc.inc.serving.Load() {
 			return nil, ErrNotReady
 		}
-		pid, err := cc.inc.resolve(ci, cc.inc.cfg.ActivationTimeout)
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		pid, err := cc.inc.resolve(ci, min(left, cc.inc.cfg.ActivationTimeout))
 		if err == nil {
-			return cfg.Context.RequestFuture(pid, msg, cfg.Timeout), nil
+			// A future with a timeout of zero or less would never time out: at the deadline, fail instead.
+			if left = time.Until(deadline); left > 0 {
+				return cfg.Context.RequestFuture(pid, msg, left), nil
+			}
+			err = fmt.Errorf("resolved %s at the deadline", pid)
 		}
 		lastErr = err
 		if cc.inc.retry.wait(ctx, attempt) != nil {
-			return nil, fmt.Errorf("cluster: request %s/%s: %w (last attempt: %w)", kind, identity, context.DeadlineExceeded, lastErr)
+			break
 		}
 	}
+	if lastErr == nil {
+		lastErr = errors.New("no attempt made")
+	}
+	return nil, fmt.Errorf("cluster: request %s/%s: %w (last attempt: %w)", kind, identity, context.DeadlineExceeded, lastErr)
 }
 
 // identityLookup is the protoactor IdentityLookup of an incarnation. Everything protoactor needs from it is a
