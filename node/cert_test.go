@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -244,4 +245,86 @@ func mustKey(t *testing.T, s string) []byte {
 		t.Fatalf("gossip key %q: %v", s, err)
 	}
 	return k[0]
+}
+
+// stopNode stops a system node gracefully (SIGTERM), as a rolling restart does.
+func stopNode(t *testing.T, n *sysNode) {
+	t.Helper()
+	if err := n.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := n.proc.wait(30 * time.Second); code != 0 {
+		t.Fatalf("%s: exit code %d after SIGTERM", n.name, code)
+	}
+}
+
+// TestSystemGossipKeyRotation rotates the gossip key of a running cluster with rolling restarts (README): every
+// node first gets the new key as a secondary, then as its primary, then the old key goes. Two nodes that share a
+// key of their keyrings gossip; a node whose primary key is not in a member's keyring cannot join it, since the
+// primary is the key that encrypts.
+func TestSystemGossipKeyRotation(t *testing.T) {
+	ca := t.TempDir()
+	certCmd(t, "create-ca", "--certs-dir", ca)
+	b, err := os.ReadFile(filepath.Join(ca, gossipKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKey, newKey := strings.TrimSpace(string(b)), testGossipKeyB
+	ready := func(n *sysNode) {
+		t.Helper()
+		waitFor(t, 60*time.Second, 50*time.Millisecond, n.name+" ready", func() bool {
+			status, _, err := tryCall("GET", n.url()+"/readyz", "")
+			return err == nil && status == 200
+		})
+	}
+
+	// n1 has only the old key (gossip.key in its certs dir).
+	n1 := secureNode(t, "n1", "127.0.0.1", "", nodeCerts(t, ca, "127.0.0.1"))
+	n1.start(t)
+	ready(n1)
+
+	// A node that encrypts with the new key cannot join it, although it also holds the old one.
+	early := secureNode(t, "n3", "127.0.0.3", n1.clusterAddr, nodeCerts(t, ca, "127.0.0.3"), "--gossip-key", newKey+","+oldKey)
+	early.joinTimeout = "5s"
+	early.start(t)
+	if code := early.proc.wait(30 * time.Second); code == 0 {
+		t.Fatal("a node whose primary gossip key the seed lacks joined")
+	}
+
+	// Step 1: n2 has the new key as a secondary: it encrypts with the old one, and joins.
+	n2certs := nodeCerts(t, ca, "127.0.0.2")
+	n2 := secureNode(t, "n2", "127.0.0.2", n1.clusterAddr, n2certs, "--gossip-key", oldKey+","+newKey)
+	n2.start(t)
+	ready(n2)
+	operatorForCluster(t, []*sysNode{n1, n2})
+	waitMembers(t, []*sysNode{n1, n2}, 2, 30*time.Second)
+
+	// n1 restarts with both keys, the new one primary, and rejoins through n2 (old primary, new secondary).
+	stopNode(t, n1)
+	waitMembers(t, []*sysNode{n2}, 1, 30*time.Second)
+	n1.join, n1.extra = n2.clusterAddr, append(n1.extra, "--gossip-key", newKey+","+oldKey)
+	n1.start(t)
+	ready(n1)
+	waitMembers(t, []*sysNode{n1, n2}, 2, 30*time.Second)
+
+	// Step 2: n2 makes the new key primary too.
+	stopNode(t, n2)
+	waitMembers(t, []*sysNode{n1}, 1, 30*time.Second)
+	n2.extra = []string{"--certs-dir", n2certs, "--gossip-key", newKey + "," + oldKey}
+	n2.start(t)
+	ready(n2)
+	waitMembers(t, []*sysNode{n1, n2}, 2, 30*time.Second)
+
+	// Step 3: n2 drops the old key.
+	stopNode(t, n2)
+	waitMembers(t, []*sysNode{n1}, 1, 30*time.Second)
+	n2.extra = []string{"--certs-dir", n2certs, "--gossip-key", newKey}
+	n2.start(t)
+	ready(n2)
+	waitMembers(t, []*sysNode{n1, n2}, 2, 30*time.Second)
+	for _, n := range []*sysNode{n1, n2} {
+		if out := n.proc.output(); strings.Contains(out, "gossip is not encrypted") {
+			t.Fatalf("%s gossips in clear", n.name)
+		}
+	}
 }

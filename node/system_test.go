@@ -530,6 +530,12 @@ func TestSystemBadConfiguration(t *testing.T) {
 			"--cluster-addr 127.0.0.1:"},
 		{"remote port in use", func(t *testing.T) []string { return []string{"--remote-addr", busyTCP(t)} },
 			"--remote-addr 127.0.0.1:"},
+		// The rows run with --insecure; --insecure=false takes it back.
+		{"cluster links off loopback without security", func(*testing.T) []string {
+			return []string{"--insecure=false", "--cluster-addr", "0.0.0.0:0"}
+		}, "--cluster-addr 0.0.0.0:0 is off loopback and the cluster links would be unauthenticated and unencrypted: give --certs-dir"},
+		{"debug listener off loopback", func(*testing.T) []string { return []string{"--insecure=false", "--debug-addr", "0.0.0.0:0"} },
+			"--debug-addr 0.0.0.0:0 is off loopback: the profiles have no authentication"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
