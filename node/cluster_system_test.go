@@ -201,12 +201,11 @@ func TestSystemFailoverKill(t *testing.T) {
 	w.finish(t, fc.dsn)
 }
 
-// orderAnswers reports whether GET /v1/orders/{id}/status answers 200 through n's edge. Two other answers mean
-// "not yet" and are polled through: the 503 the edge gives while the cluster cannot reach the order (problem+json,
-// Retry-After, code UNAVAILABLE or NOT_READY: the only 503 codes of http/errors.go), and 404 NOT_FOUND, because an
-// acknowledged order exists only once its customer's outbox has delivered it and its authorisation succeeded
-// (docs/workflow.md, Payments), which a kill can delay. Every other answer, or none, is an error: the caller fails.
-// An order that never comes back is caught by the caller's deadline.
+// orderAnswers reports whether GET /v1/orders/{id}/status answers 200 through n's edge. The 503 the edge gives
+// while the cluster cannot reach the order (problem+json, Retry-After, code UNAVAILABLE or NOT_READY: the only 503
+// codes of http/errors.go) means "not yet" and is polled through; an order whose placement is still waiting
+// answers its customer 200 from the orders index. Every other answer, or none, is an error: the caller fails. An
+// order that never comes back is caught by the caller's deadline.
 func orderAnswers(hc *nethttp.Client, n *sysNode, id, token string) (bool, error) {
 	req, err := nethttp.NewRequest("GET", n.url()+"/v1/orders/"+id+"/status", nil)
 	if err != nil {
@@ -230,18 +229,15 @@ func orderAnswers(hc *nethttp.Client, n *sysNode, id, token string) (bool, error
 	}
 	problem := strings.HasPrefix(res.Header.Get("Content-Type"), "application/problem+json") && json.Unmarshal(b, &p) == nil
 	retryAfter, raErr := strconv.Atoi(res.Header.Get("Retry-After"))
-	switch {
-	case res.StatusCode == 503 && problem && raErr == nil && retryAfter > 0 && (p.Code == "UNAVAILABLE" || p.Code == "NOT_READY"):
-		return false, nil
-	case res.StatusCode == 404 && problem && p.Code == "NOT_FOUND":
+	if res.StatusCode == 503 && problem && raErr == nil && retryAfter > 0 && (p.Code == "UNAVAILABLE" || p.Code == "NOT_READY") {
 		return false, nil
 	}
 	return false, fmt.Errorf("GET status of %s via %s: %d (Content-Type %q, Retry-After %q): %s", id, n.name,
 		res.StatusCode, res.Header.Get("Content-Type"), res.Header.Get("Retry-After"), truncateBytes(b, 200))
 }
 
-// TestOrderAnswers: orderAnswers polls through a 503 the edge gives while an order is unreachable and through a
-// 404 of an order not placed yet, and reports every other answer (or none) as an error.
+// TestOrderAnswers: orderAnswers polls through the 503 the edge gives while an order is unreachable and reports
+// every other answer but 200 (or none) as an error.
 func TestOrderAnswers(t *testing.T) {
 	problem := func(status int, code, retryAfter string) nethttp.HandlerFunc {
 		return func(w nethttp.ResponseWriter, _ *nethttp.Request) {
@@ -264,7 +260,7 @@ func TestOrderAnswers(t *testing.T) {
 		}, true, false},
 		{"503 UNAVAILABLE", problem(503, "UNAVAILABLE", "1"), false, false},
 		{"503 NOT_READY", problem(503, "NOT_READY", "1"), false, false},
-		{"404 NOT_FOUND", problem(404, "NOT_FOUND", ""), false, false},
+		{"404 NOT_FOUND", problem(404, "NOT_FOUND", ""), false, true},
 		{"503 without Retry-After", problem(503, "UNAVAILABLE", ""), false, true},
 		{"503 with a date as Retry-After", problem(503, "UNAVAILABLE", "Wed, 25 Nov 2026 21:00:00 GMT"), false, true},
 		{"503 INTERNAL", problem(503, "INTERNAL", "1"), false, true},
