@@ -266,7 +266,7 @@ func TestOrderAnswers(t *testing.T) {
 		{"503 INTERNAL", problem(503, "INTERNAL", "1"), false, true},
 		{"503 not problem+json", func(w nethttp.ResponseWriter, _ *nethttp.Request) {
 			w.Header().Set("Retry-After", "1")
-			nethttp.Error(w, "unavailable", 503)
+			nethttp.Error(w, "unavailable", nethttp.StatusServiceUnavailable)
 		}, false, true},
 		{"500 INTERNAL", problem(500, "INTERNAL", ""), false, true},
 		{"502", problem(502, "UNAVAILABLE", "1"), false, true},
