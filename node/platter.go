@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"syscall"
@@ -42,6 +43,7 @@ type Main struct {
 
 	journal   journal.Journal
 	journalID string // "<kind>:<id>", announced to the cluster (journal.go)
+	edgeCA    string // the development certificate clients pin (edgeTLS), empty for an operator's or --insecure
 	stop      stopSignals
 	node      *cluster.Node
 	http      *http.Server
@@ -227,7 +229,26 @@ func (m *Main) Run(ctx context.Context) error {
 		slog.String("data_dir", cfg.DataDir), slog.String("journal", m.journalID))
 	fmt.Fprintf(m.Stdout, "platter: node %s serving %s (cluster %s, remote %s, data %s, journal %s)\n",
 		self.Name, srv.URL(), self.GossipAddr, self.RemoteAddr, cfg.DataDir, m.journalName())
+	m.printTokenHint(srv.URL())
 	return nil
+}
+
+// printTokenHint prints how to get an operator access token from this node: the client_credentials request with
+// the bootstrap credentials in the data directory, or, on a node whose data directory has none (it joined a
+// cluster another node bootstrapped), where they are.
+func (m *Main) printTokenHint(url string) {
+	creds := filepath.Join(m.Config.DataDir, oauth.OperatorCredentialsFile)
+	if _, err := os.Stat(creds); err != nil {
+		fmt.Fprintf(m.Stdout, "platter: operator token: POST %s/oauth2/token grant_type=client_credentials with the "+
+			"client in %s of the node that started the cluster\n", url, oauth.OperatorCredentialsFile)
+		return
+	}
+	curl := "curl -s"
+	if m.edgeCA != "" {
+		curl += " --cacert " + m.edgeCA
+	}
+	fmt.Fprintf(m.Stdout, "platter: get an operator token: %s %s/oauth2/token -d grant_type=client_credentials "+
+		"-u \"$(jq -r '.client_id + \":\" + .client_secret' %s)\" | jq -r .access_token\n", curl, url, creds)
 }
 
 // errInterrupted is Run's answer to a stop requested (a signal) before the node had joined: not a failure.

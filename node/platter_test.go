@@ -249,6 +249,14 @@ func TestRunCreateRestartRead(t *testing.T) {
 	if !strings.Contains(out.String(), "serving "+m.URL()) {
 		t.Fatalf("no listening line naming %s in:\n%s", m.URL(), out.String())
 	}
+	// make run's promise: it prints how to get a token, with this data dir's bootstrap credentials.
+	creds := filepath.Join(dir, "operator-credentials.json")
+	if want := "get an operator token: curl -s " + m.URL() + "/oauth2/token -d grant_type=client_credentials -u \"$(jq -r '.client_id + \":\" + .client_secret' " + creds + ")\""; !strings.Contains(out.String(), want) {
+		t.Fatalf("no token hint %q in:\n%s", want, out.String())
+	}
+	if _, err := os.Stat(creds); err != nil {
+		t.Fatalf("the token hint names %s: %v", creds, err)
+	}
 	if status := call(t, "GET", m.URL()+"/readyz", "", nil); status != 200 {
 		t.Fatalf("readyz after Run: %d", status)
 	}

@@ -239,5 +239,8 @@ func (m *Main) edgeTLS() (*tls.Config, error) {
 	m.Logger.Info("edge TLS certificate", slog.String("path", c.path), slog.String("sha256", c.fingerprint),
 		slog.Bool("development", c.dev))
 	fmt.Fprintf(m.Stdout, "platter: HTTPS with %s %s (SHA-256 %s)\n", what, c.path, c.fingerprint)
+	if c.dev {
+		m.edgeCA = c.path
+	}
 	return edgeTLSConfig(c), nil
 }

@@ -50,6 +50,10 @@ func TestEdgeTLSByDefault(t *testing.T) {
 	if want := "new self-signed development certificate " + certFile + " (SHA-256 " + fingerprint(der) + ")"; !strings.Contains(out.String(), want) {
 		t.Fatalf("start-up output lacks %q:\n%s", want, out.String())
 	}
+	// The token hint pins the development certificate.
+	if want := "get an operator token: curl -s --cacert " + certFile + " " + m.URL() + "/oauth2/token"; !strings.Contains(out.String(), want) {
+		t.Fatalf("start-up output lacks %q:\n%s", want, out.String())
+	}
 	if fi, err := os.Stat(filepath.Join(dir, devKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("development key: %v, mode %v; want 0600", err, fi.Mode().Perm())
 	}
@@ -113,6 +117,10 @@ func TestEdgeOperatorCertificate(t *testing.T) {
 	m, out := newTestMainTLS(t, t.TempDir(), "--tls-cert", certFile, "--tls-key", keyFile)
 	runMain(t, m)
 	if want := "HTTPS with certificate " + certFile; !strings.Contains(out.String(), want) {
+		t.Fatalf("output lacks %q:\n%s", want, out.String())
+	}
+	// An operator's certificate is trusted by the system: the token hint pins nothing.
+	if want := "get an operator token: curl -s " + m.URL() + "/oauth2/token"; !strings.Contains(out.String(), want) {
 		t.Fatalf("output lacks %q:\n%s", want, out.String())
 	}
 	res, err := tlsClient(t, certFile, tls.VersionTLS12, tls.VersionTLS13).Get(m.URL() + "/healthz")
