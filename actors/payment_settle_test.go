@@ -63,20 +63,7 @@ func (g *captureGateway) checkCalls(t *testing.T, orderID string) {
 // Status, Get and a replayed MarkDelivered; its lease running out starts no second call; once the gateway answers,
 // the capture is recorded once.
 func TestSettlementDoesNotBlockTheOrder(t *testing.T) {
-	gw := &captureGateway{hold: make(chan struct{})}
-	released := false
-	defer func() {
-		if !released {
-			close(gw.hold)
-		}
-	}()
-	w := newWorld(t, wfOptions{gateway: gw.wrap, workflow: func(wf *actors.WorkflowConfig) {
-		wf.PaymentTimeout = time.Minute
-	}})
-	for _, s := range wfSteps {
-		s.run(w)
-	}
-	waitFor(t, "the capture to start", 10*time.Second, func() bool { return gw.captureCalls() == 1 })
+	w, gw, release := heldCapture(t)
 
 	asked := time.Now()
 	st, err := w.order().Status(&messages.GetOrderStatus{})
@@ -104,8 +91,7 @@ func TestSettlementDoesNotBlockTheOrder(t *testing.T) {
 		t.Fatalf("%d Capture calls once the lease ran out with the first in flight, want 1", got)
 	}
 
-	close(gw.hold)
-	released = true
+	release()
 	w.waitPayment("CAPTURED")
 	w.quiesce()
 	w.checkInvariants()
@@ -125,20 +111,7 @@ func TestSettlementDoesNotBlockTheOrder(t *testing.T) {
 // captures again under the same idempotency key once the lease is over; the held call, released, gets the same
 // answer from the gateway. The order ends CAPTURED with one PaymentSettled and the money captured once.
 func TestSettlementHeldAcrossAKill(t *testing.T) {
-	gw := &captureGateway{hold: make(chan struct{})}
-	released := false
-	defer func() {
-		if !released {
-			close(gw.hold)
-		}
-	}()
-	w := newWorld(t, wfOptions{gateway: gw.wrap, workflow: func(wf *actors.WorkflowConfig) {
-		wf.PaymentTimeout = time.Minute
-	}})
-	for _, s := range wfSteps {
-		s.run(w)
-	}
-	waitFor(t, "the capture to start", 10*time.Second, func() bool { return gw.captureCalls() == 1 })
+	w, gw, release := heldCapture(t)
 
 	w.restart(true)
 	w.clock.Advance(2 * time.Minute) // past the lease of the held call
@@ -146,8 +119,7 @@ func TestSettlementHeldAcrossAKill(t *testing.T) {
 	if got := gw.captureCalls(); got != 2 {
 		t.Fatalf("%d Capture calls, want 2 (the held one, and one after the restart)", got)
 	}
-	close(gw.hold)
-	released = true
+	release()
 	waitFor(t, "the held call to return", 10*time.Second, func() bool { return gw.returned.Load() == 2 })
 	w.quiesce()
 	w.checkInvariants()
@@ -158,4 +130,23 @@ func TestSettlementHeldAcrossAKill(t *testing.T) {
 	if a := w.auth(); a.CapturedCents != wfTotal {
 		t.Errorf("ledger: %+v, want %d captured once", a, wfTotal)
 	}
+}
+
+// heldCapture runs an order to delivery with a gateway that holds its Capture calls (PaymentTimeout a minute) and
+// waits for the first capture to start. release lets the held calls answer; the test's cleanup releases them too,
+// before the node stops.
+func heldCapture(t *testing.T) (*wfWorld, *captureGateway, func()) {
+	t.Helper()
+	gw := &captureGateway{hold: make(chan struct{})}
+	w := newWorld(t, wfOptions{gateway: gw.wrap, workflow: func(wf *actors.WorkflowConfig) {
+		wf.PaymentTimeout = time.Minute
+	}})
+	var once sync.Once
+	release := func() { once.Do(func() { close(gw.hold) }) }
+	t.Cleanup(release) // registered after newWorld's, so it runs before them
+	for _, st := range wfSteps {
+		st.run(w)
+	}
+	waitFor(t, "the capture to start", 10*time.Second, func() bool { return gw.captureCalls() == 1 })
+	return w, gw, release
 }
