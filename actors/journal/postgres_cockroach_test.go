@@ -7,9 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -70,37 +68,8 @@ func TestCockroachConformance(t *testing.T) {
 	})
 	t.Run("concurrent opens", func(t *testing.T) {
 		dsn := newDatabase(t)
-		const openers = 4
-		var wg sync.WaitGroup
-		journals := make([]*journal.Postgres, openers)
-		errs := make([]error, openers)
-		for i := range openers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				journals[i], errs[i] = journal.OpenPostgres(context.Background(), dsn,
-					journal.PostgresOptions{MigrationLockPoll: 5 * time.Millisecond, Logger: quiet})
-			}()
-		}
-		wg.Wait()
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("opener %d: %v", i, err)
-			}
-			defer journals[i].Close()
-		}
-		if got := schemaVersions(t, dsn); !slices.Equal(got, allVersions()) {
-			t.Fatalf("schema versions %v, want %v", got, allVersions())
-		}
-		conn, err := pgx.Connect(context.Background(), dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(context.Background())
-		var held int
-		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM journal_schema_lock").Scan(&held); err != nil || held != 0 {
-			t.Fatalf("lock rows left behind (the lock row is CockroachDB's migration lock): %d, %v", held, err)
-		}
+		openConcurrently(t, dsn, 4, journal.PostgresOptions{MigrationLockPoll: 5 * time.Millisecond, Logger: quiet})
+		checkNoLockRows(t, dsn) // the lock row is CockroachDB's migration lock
 	})
 }
 

@@ -135,50 +135,63 @@ func TestPostgresConcurrentOpens(t *testing.T) {
 	for _, lock := range []journal.MigrationLock{journal.MigrationLockAuto, journal.MigrationLockRow} {
 		t.Run(fmt.Sprintf("lock%d", lock), func(t *testing.T) {
 			dsn := pgtest.NewDatabase(t)
-			const openers = 6
-			var (
-				wg       sync.WaitGroup
-				journals = make([]*journal.Postgres, openers)
-				errs     = make([]error, openers)
-				start    = make(chan struct{})
-			)
-			for i := range openers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					journals[i], errs[i] = journal.OpenPostgres(context.Background(), dsn,
-						journal.PostgresOptions{MigrationLock: lock, MigrationLockPoll: 5 * time.Millisecond, Logger: quiet})
-				}()
-			}
-			close(start)
-			wg.Wait()
-			for i, err := range errs {
-				if err != nil {
-					t.Fatalf("opener %d: %v", i, err)
-				}
-				defer journals[i].Close()
-			}
-			if got := schemaVersions(t, dsn); !slices.Equal(got, allVersions()) {
-				t.Fatalf("schema versions %v, want %v", got, allVersions())
-			}
+			journals := openConcurrently(t, dsn, 6, journal.PostgresOptions{MigrationLock: lock, MigrationLockPoll: 5 * time.Millisecond, Logger: quiet})
 			for i, j := range journals {
 				if _, err := j.Append(context.Background(), fmt.Sprintf("order/%d", i), 0, []journal.Event{{Type: "E"}}); err != nil {
 					t.Fatalf("append through opener %d: %v", i, err)
 				}
 			}
 			if lock == journal.MigrationLockRow {
-				conn, err := pgx.Connect(context.Background(), dsn)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer conn.Close(context.Background())
-				var held int
-				if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM journal_schema_lock").Scan(&held); err != nil || held != 0 {
-					t.Fatalf("lock rows left behind: %d, %v", held, err)
-				}
+				checkNoLockRows(t, dsn)
 			}
 		})
+	}
+}
+
+// openConcurrently opens n journals on dsn at the same moment (a node cluster starting together on an empty
+// database), fails the test if any open fails, closes them when the test ends, and checks the schema was migrated
+// exactly once to the latest version.
+func openConcurrently(t *testing.T, dsn string, n int, opts journal.PostgresOptions) []*journal.Postgres {
+	t.Helper()
+	var (
+		wg       sync.WaitGroup
+		journals = make([]*journal.Postgres, n)
+		errs     = make([]error, n)
+		start    = make(chan struct{})
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			journals[i], errs[i] = journal.OpenPostgres(context.Background(), dsn, opts)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("opener %d: %v", i, err)
+		}
+		t.Cleanup(func() { journals[i].Close() })
+	}
+	if got := schemaVersions(t, dsn); !slices.Equal(got, allVersions()) {
+		t.Fatalf("schema versions %v, want %v", got, allVersions())
+	}
+	return journals
+}
+
+// checkNoLockRows fails the test if a migration left its lock row (the row lock, CockroachDB's migration lock).
+func checkNoLockRows(t *testing.T, dsn string) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var held int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM journal_schema_lock").Scan(&held); err != nil || held != 0 {
+		t.Fatalf("lock rows left behind: %d, %v", held, err)
 	}
 }
 
