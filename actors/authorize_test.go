@@ -7,6 +7,7 @@ package actors_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +24,14 @@ type authGateway struct {
 	down    atomic.Bool
 	lose    atomic.Bool   // the gateway authorises but the answer is lost: the client times out
 	release chan struct{} // nil: calls are not held
+	once    sync.Once
+}
+
+// heldAuthGateway returns a gateway that holds Authorize calls until its release (safe to call again; defer it, so
+// the held calls return before the test's node stops).
+func heldAuthGateway() (*authGateway, func()) {
+	g := &authGateway{release: make(chan struct{})}
+	return g, func() { g.once.Do(func() { close(g.release) }) }
 }
 
 func (g *authGateway) wrap(sim *actors.PaymentSim) actors.PaymentGateway {
@@ -56,13 +65,8 @@ func (g *authGateway) Authorize(ctx context.Context, token string, amountCents i
 // outbox times out and redelivers without a second gateway call, and once the gateway answers the order is placed
 // once.
 func TestAuthorisationDoesNotBlockTheOrder(t *testing.T) {
-	gw := &authGateway{release: make(chan struct{})}
-	released := false
-	defer func() {
-		if !released {
-			close(gw.release)
-		}
-	}()
+	gw, release := heldAuthGateway()
+	defer release()
 	w := newWorld(t, wfOptions{noDasher: true, gateway: gw.wrap, workflow: func(wf *actors.WorkflowConfig) {
 		wf.DeliverTimeout = 200 * time.Millisecond // the customer's delivery times out while the call is held
 		wf.PaymentTimeout = time.Minute
@@ -90,8 +94,7 @@ func TestAuthorisationDoesNotBlockTheOrder(t *testing.T) {
 		t.Fatalf("%d Authorize calls while the first is held, want 1", got)
 	}
 
-	close(gw.release)
-	released = true
+	release()
 	w.waitStatus("PENDING_ACCEPTANCE")
 	w.quiesce()
 	if got := gw.authorizeCalls(); got != 1 {

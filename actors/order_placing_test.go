@@ -150,13 +150,8 @@ func TestCancelAfterALostAuthorisation(t *testing.T) {
 // the authorisation succeeds afterwards; the order is placed and cancelled by its customer (full refund) and the
 // authorisation is voided: nothing charged.
 func TestCancelWhileAuthorising(t *testing.T) {
-	gw := &authGateway{release: make(chan struct{})}
-	released := false
-	defer func() {
-		if !released {
-			close(gw.release)
-		}
-	}()
+	gw, release := heldAuthGateway()
+	defer release()
 	w := newWorld(t, wfOptions{noDasher: true, gateway: gw.wrap, workflow: func(wf *actors.WorkflowConfig) {
 		wf.PaymentTimeout = time.Minute
 	}})
@@ -187,8 +182,7 @@ func TestCancelWhileAuthorising(t *testing.T) {
 		t.Fatalf("the cancel answered before the authorisation: %v, %v", a.v, a.err)
 	default:
 	}
-	close(gw.release)
-	released = true
+	release()
 	a := <-answered
 	if a.err != nil || a.v.GetStatus() != "CANCELLED" || a.v.GetRefundCents() != wfTotal {
 		t.Fatalf("cancel after the authorisation: %v, %v", a.v, a.err)
