@@ -811,31 +811,13 @@ func TestSigningKeyRotation(t *testing.T) {
 	}
 }
 
-// testClock is a clock a test moves by hand.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // TestSigningKeyRotationByAge: with Config.KeyRotateAfter 5 min and a clock moved by hand, the node replaces the
 // key once it is 5 min old: new tokens carry a new kid, the old key's token still works and JWKS lists both. The old
 // key stays published until AccessTokenTTL plus twice ClockSkew after its retirement, then is gone and its token
 // refused.
 func TestSigningKeyRotationByAge(t *testing.T) {
 	// The clock starts at the real time: fosite stamps a token's expiry with the real clock (issue caps it).
-	clock := &testClock{t: time.Now()}
+	clock := oauth.NewManualClock(time.Now())
 	const rotateAfter, ttl, skew = 5 * time.Minute, 10 * time.Minute, 30 * time.Second
 	n := startNode(t, oauth.Config{Now: clock.Now, KeyRotateAfter: rotateAfter, AccessTokenTTL: ttl, ClockSkew: skew})
 	first := n.operatorToken(t)

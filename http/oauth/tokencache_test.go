@@ -92,33 +92,15 @@ func (a *keyActors) setFail(err error) {
 	a.fail = err
 }
 
-// fakeClock is a settable clock for Config.Now.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type cacheFixture struct {
 	s      *Server
-	clock  *fakeClock
+	clock  *ManualClock
 	actors *keyActors
 }
 
 func newCacheFixture(tb testing.TB, cfg Config) *cacheFixture {
 	tb.Helper()
-	f := &cacheFixture{clock: &fakeClock{t: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}}
+	f := &cacheFixture{clock: NewManualClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))}
 	f.actors = &keyActors{now: f.clock.Now}
 	cfg.Now = f.clock.Now
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
