@@ -310,17 +310,22 @@ func (w *wfWorld) quiesce() {
 	}
 }
 
-// restart stops the node (kill: closes the journal under the running actors first, so nothing more is written,
-// as if the process died) and starts a new one on the same file. The clock moves past DeliverTimeout so that the
-// reminders of outboxes left pending fall due.
-func (w *wfWorld) restart(kill bool) {
-	w.t.Helper()
+// down stops the node (kill: closes the journal under the running actors first, so nothing more is written, as if
+// the process died).
+func (w *wfWorld) down(kill bool) {
 	if kill {
 		_ = w.n.journal.Close()
 		w.n.leave()
 	} else {
 		w.n.stop()
 	}
+}
+
+// restart takes the node down (see down) and starts a new one on the same file. The clock moves past
+// DeliverTimeout so that the reminders of outboxes left pending fall due.
+func (w *wfWorld) restart(kill bool) {
+	w.t.Helper()
+	w.down(kill)
 	w.n = startNode(w.t, w.path, w.opts)
 	w.clock.Advance(3 * time.Second)
 }
@@ -557,12 +562,7 @@ func TestWorkflowDispatchTimeout(t *testing.T) {
 			if v := w.view(); v.GetDispatchBy() == nil || !v.GetDispatchBy().AsTime().Equal(w.clock.Now().Add(actors.DefaultDispatchSLA)) {
 				t.Fatalf("dispatch_by %v", v.GetDispatchBy())
 			}
-			if kill {
-				_ = w.n.journal.Close()
-				w.n.leave()
-			} else {
-				w.n.stop()
-			}
+			w.down(kill)
 			w.clock.Advance(actors.DefaultDispatchSLA + time.Second)
 			w.n = startNode(t, w.path, w.opts)
 			// The area learns of the cancellation before anything calls the Order: only its reminder in the
