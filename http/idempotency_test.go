@@ -362,15 +362,23 @@ func TestIdempotencyFingerprintKeepsNoPassword(t *testing.T) {
 	}
 }
 
-// idempotencyFingerprints returns the fingerprints of the journal's idempotency records.
-func idempotencyFingerprints(t *testing.T, j *journal.Bolt) map[string]bool {
+// idempotencyRecord is what the tests read of an idempotency record in the journal.
+type idempotencyRecord struct {
+	Fingerprint string `json:"fingerprint"`
+	Response    *struct {
+		Body []byte `json:"body"`
+	} `json:"response"`
+}
+
+// eachIdempotencyRecord calls fn with every event of the journal's idempotency streams: its data and the record
+// it holds. It returns the number of streams.
+func eachIdempotencyRecord(t *testing.T, j *journal.Bolt, fn func(data []byte, rec idempotencyRecord)) int {
 	t.Helper()
 	ctx := context.Background()
 	streams, err := j.Streams(ctx, http.IdempotencyStreamPrefix, "", 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fps := make(map[string]bool)
 	for _, s := range streams {
 		events, err := j.Events(ctx, s, 0, 1000)
 		if err != nil {
@@ -378,20 +386,28 @@ func idempotencyFingerprints(t *testing.T, j *journal.Bolt) map[string]bool {
 		}
 		for _, e := range events {
 			var raw wrapperspb.BytesValue
-			var rec struct {
-				Fingerprint string `json:"fingerprint"`
-			}
 			if err := proto.Unmarshal(e.Data, &raw); err != nil {
 				t.Fatalf("idempotency record %s: %v", s, err)
 			}
+			var rec idempotencyRecord
 			if err := json.Unmarshal(raw.GetValue(), &rec); err != nil {
 				t.Fatalf("idempotency record %s: %v", s, err)
 			}
-			if rec.Fingerprint != "" {
-				fps[rec.Fingerprint] = true
-			}
+			fn(e.Data, rec)
 		}
 	}
+	return len(streams)
+}
+
+// idempotencyFingerprints returns the fingerprints of the journal's idempotency records.
+func idempotencyFingerprints(t *testing.T, j *journal.Bolt) map[string]bool {
+	t.Helper()
+	fps := make(map[string]bool)
+	eachIdempotencyRecord(t, j, func(_ []byte, rec idempotencyRecord) {
+		if rec.Fingerprint != "" {
+			fps[rec.Fingerprint] = true
+		}
+	})
 	return fps
 }
 
@@ -399,38 +415,15 @@ func idempotencyFingerprints(t *testing.T, j *journal.Bolt) map[string]bool {
 // (base64) body of every stored response, concatenated.
 func idempotencyRecords(t *testing.T, j *journal.Bolt) []byte {
 	t.Helper()
-	ctx := context.Background()
-	streams, err := j.Streams(ctx, http.IdempotencyStreamPrefix, "", 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(streams) == 0 {
-		t.Fatal("no idempotency records in the journal")
-	}
 	var all []byte
-	for _, s := range streams {
-		events, err := j.Events(ctx, s, 0, 1000)
-		if err != nil {
-			t.Fatal(err)
+	n := eachIdempotencyRecord(t, j, func(data []byte, rec idempotencyRecord) {
+		all = append(all, data...)
+		if rec.Response != nil {
+			all = append(all, rec.Response.Body...)
 		}
-		for _, e := range events {
-			all = append(all, e.Data...)
-			var raw wrapperspb.BytesValue
-			if err := proto.Unmarshal(e.Data, &raw); err != nil {
-				t.Fatalf("idempotency record %s: %v", s, err)
-			}
-			var rec struct {
-				Response *struct {
-					Body []byte `json:"body"`
-				} `json:"response"`
-			}
-			if err := json.Unmarshal(raw.GetValue(), &rec); err != nil {
-				t.Fatalf("idempotency record %s: %v", s, err)
-			}
-			if rec.Response != nil {
-				all = append(all, rec.Response.Body...)
-			}
-		}
+	})
+	if n == 0 {
+		t.Fatal("no idempotency records in the journal")
 	}
 	return all
 }
