@@ -24,14 +24,20 @@ type authGateway struct {
 	down    atomic.Bool
 	lose    atomic.Bool   // the gateway authorises but the answer is lost: the client times out
 	release chan struct{} // nil: calls are not held
-	once    sync.Once
 }
 
 // heldAuthGateway returns a gateway that holds Authorize calls until its release (safe to call again; defer it, so
 // the held calls return before the test's node stops).
 func heldAuthGateway() (*authGateway, func()) {
 	g := &authGateway{release: make(chan struct{})}
-	return g, func() { g.once.Do(func() { close(g.release) }) }
+	return g, closeOnce(g.release)
+}
+
+// closeOnce returns a func that closes ch, safe to call again (a held gateway's release, deferred or registered as
+// a cleanup as well as called by the test).
+func closeOnce(ch chan struct{}) func() {
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
 }
 
 func (g *authGateway) wrap(sim *actors.PaymentSim) actors.PaymentGateway {

@@ -141,8 +141,7 @@ func heldCapture(t *testing.T) (*wfWorld, *captureGateway, func()) {
 	w := newWorld(t, wfOptions{gateway: gw.wrap, workflow: func(wf *actors.WorkflowConfig) {
 		wf.PaymentTimeout = time.Minute
 	}})
-	var once sync.Once
-	release := func() { once.Do(func() { close(gw.hold) }) }
+	release := closeOnce(gw.hold)
 	t.Cleanup(release) // registered after newWorld's, so it runs before them
 	for _, st := range wfSteps {
 		st.run(w)
