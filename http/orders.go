@@ -308,8 +308,7 @@ func (s *Server) readStatus(c *call) (*messages.OrderStatusView, error) {
 		if perr != nil {
 			return nil, perr
 		}
-		return &messages.OrderStatusView{Id: id, Status: placing.GetStatus(), UpdatedAt: placing.GetUpdatedAt(),
-			CustomerId: c.who.ID, RestaurantId: placing.GetRestaurantId(), DasherId: placing.GetDasherId()}, nil
+		return statusOf(placingView(c.who.ID, placing)), nil
 	}
 	if v.GetCustomerId() == "" {
 		// Every placed order has a customer: an answer without one comes from a node that does not send the
@@ -318,13 +317,18 @@ func (s *Server) readStatus(c *call) (*messages.OrderStatusView, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &messages.OrderStatusView{Id: o.GetId(), Status: o.GetStatus(), UpdatedAt: o.GetUpdatedAt(),
-			CustomerId: o.GetCustomerId(), RestaurantId: o.GetRestaurantId(), DasherId: o.GetDasherId()}, nil
+		return statusOf(o), nil
 	}
 	if err := authorizeOrder(c.who, id, orderParties{customer: v.GetCustomerId(), restaurant: v.GetRestaurantId(), dasher: v.GetDasherId()}); err != nil {
 		return nil, err
 	}
 	return v, nil
+}
+
+// statusOf is the status and parties of a whole order view, as the Order's Status rpc answers them.
+func statusOf(o *messages.OrderView) *messages.OrderStatusView {
+	return &messages.OrderStatusView{Id: o.GetId(), Status: o.GetStatus(), UpdatedAt: o.GetUpdatedAt(),
+		CustomerId: o.GetCustomerId(), RestaurantId: o.GetRestaurantId(), DasherId: o.GetDasherId()}
 }
 
 // handleOrderStatus answers an order's status with one call (readStatus); the document leaves the parties out.
