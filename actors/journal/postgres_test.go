@@ -169,11 +169,15 @@ func openConcurrently(t *testing.T, dsn string, n int, opts journal.PostgresOpti
 	}
 	close(start)
 	wg.Wait()
+	for _, j := range journals {
+		if j != nil {
+			t.Cleanup(func() { j.Close() }) // also when another opener failed
+		}
+	}
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("opener %d: %v", i, err)
 		}
-		t.Cleanup(func() { journals[i].Close() })
 	}
 	if got := schemaVersions(t, dsn); !slices.Equal(got, allVersions()) {
 		t.Fatalf("schema versions %v, want %v", got, allVersions())
