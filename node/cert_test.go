@@ -290,6 +290,9 @@ func TestSystemGossipKeyRotation(t *testing.T) {
 	if code := early.proc.wait(30 * time.Second); code == 0 {
 		t.Fatal("a node whose primary gossip key the seed lacks joined")
 	}
+	if out := early.proc.output(); !strings.Contains(out, "no installed keys could decrypt") {
+		t.Fatalf("%s's log does not say why it could not join:\n%s", early.name, out)
+	}
 
 	// Step 1: n2 has the new key as a secondary: it encrypts with the old one, and joins.
 	n2certs := nodeCerts(t, ca, "127.0.0.2")
