@@ -23,7 +23,9 @@
 //     METHOD_NOT_ALLOWED with Allow.
 //  2. Authorise (auth.go, the one hook): Backend.Auth finds the Principal; the route's access (public, customer,
 //     dasher, restaurant staff of {id}, operator, order party) is checked. Order routes check ownership once the
-//     order is read (authorizeOrder: others get 404); staff of another restaurant get 404 too. Backend.Auth is
+//     order is read (authorizeOrder: others get 404); staff of another restaurant get 404 too. An order whose
+//     Order does not exist yet (its placement waits for the payment processor) answers only its customer, from
+//     that customer's own orders index (orders.go, placingOrder); anyone else gets 404. Backend.Auth is
 //     http/oauth (bearer JWTs); its endpoints (/oauth2/..., /.well-known/jwks.json) are routes served by
 //     Backend.OAuth and ignore Idempotency-Key (their answers are never kept for replay). POST
 //     /v1/restaurants/{id}/staff-clients honours it: its stored answer is sealed with a key derived from the
