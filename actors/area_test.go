@@ -237,7 +237,7 @@ func TestAreaWaveOneOffersTheNearestInTheCell(t *testing.T) {
 		t.Errorf("distances not increasing d1 < d2 < d3: %v %v %v", offered["d1"].GetDistanceM(), offered["d2"].GetDistanceM(), offered["d3"].GetDistanceM())
 	}
 	if r.timer == nil || !r.timer.Equal(testNow.Add(DefaultOfferTTL)) {
-		t.Errorf("offers timer %v, want %v", r.timer, testNow.Add(DefaultOfferTTL))
+		t.Fatalf("offers timer %v, want %v", r.timer, testNow.Add(DefaultOfferTTL))
 	}
 	if d := r.dispatch("o_1"); d.GetWave() != 1 || len(d.GetOpen()) != 3 {
 		t.Errorf("dispatch after wave 1: %v", d)
