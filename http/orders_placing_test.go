@@ -91,6 +91,7 @@ func TestOrderWhilePlacing(t *testing.T) {
 	// An Order that does not answer is not hidden behind the index.
 	orderFails(http.Errorf(http.CodeUnavailable, "the cluster did not answer in time"))
 	wantProblem(t, h.do(t, "GET", "/v1/orders/"+orderID, "", nil, as(customer)...), 503, http.CodeUnavailable)
+	wantProblem(t, h.do(t, "GET", "/v1/orders/"+orderID+"/status", "", nil, as(customer)...), 503, http.CodeUnavailable)
 	if n := h.actors.callCount("Customer", "ListOrders"); n != reads+3 {
 		t.Fatalf("%d index reads, want %d: an unavailable Order must not be answered from the index", n, reads+3)
 	}
