@@ -321,6 +321,17 @@ func freePort(t *testing.T, ip string) int {
 	return 0
 }
 
+// TestTokenHintOnAJoinedNode: a node whose data directory holds no operator credentials (it joined a cluster
+// another node bootstrapped) prints where they are instead of a command naming a file it lacks.
+func TestTokenHintOnAJoinedNode(t *testing.T) {
+	var out bytes.Buffer
+	m := &Main{Config: Config{DataDir: t.TempDir()}, Stdout: &out}
+	m.printTokenHint("https://127.0.0.1:8443")
+	if want := "platter: operator token: POST https://127.0.0.1:8443/oauth2/token grant_type=client_credentials with the client in operator-credentials.json of the node that started the cluster\n"; out.String() != want {
+		t.Fatalf("token hint %q, want %q", out.String(), want)
+	}
+}
+
 // TestReadyWhileJoining starts a node whose seed is not up yet: its edge answers /healthz, /readyz says 503
 // NOT_READY and actor calls are refused; once the seed starts, the node joins and /readyz flips to 200.
 func TestReadyWhileJoining(t *testing.T) {
