@@ -33,6 +33,12 @@ func TestConfigValidate(t *testing.T) {
 		{"seed port 0", func(c *Config) { c.Seeds = []string{"10.0.0.1:0"} }, `cluster: --join "10.0.0.1:0": seed needs a host and a non-zero port`},
 		{"seed no host", func(c *Config) { c.Seeds = []string{":7946"} }, `seed needs a host`},
 		{"key length", func(c *Config) { c.SecretKey = []byte("short") }, "cluster: SecretKey: 5 bytes, want 16, 24 or 32"},
+		{"secondary keys without a primary", func(c *Config) { c.SecondaryKeys = [][]byte{make([]byte, 32)} },
+			"cluster: SecondaryKeys need a SecretKey (the primary key)"},
+		{"secondary key length", func(c *Config) {
+			c.SecretKey, c.SecondaryKeys = make([]byte, 32), [][]byte{make([]byte, 16), []byte("short")}
+		},
+			"cluster: SecondaryKeys[1]: 5 bytes, want 16, 24 or 32"},
 		{"zero timing", func(c *Config) { c.RequestTimeout = 0 }, "cluster: RequestTimeout is 0s, want a positive duration"},
 		{"negative settle", func(c *Config) { c.TopologySettle = -time.Second }, "cluster: TopologySettle is -1s"},
 		{"probe timeout", func(c *Config) { c.ProbeTimeout = 2 * c.ProbeInterval }, "ProbeTimeout 2s must be shorter than ProbeInterval 1s"},
