@@ -124,7 +124,7 @@ const paymentMethodPattern = "/v1/customers/me/payment-method"
 // secretMAC returns the function that stands for a secret in a fingerprint: HMAC-SHA256 under a key derived from
 // the caller's scope and the raw Idempotency-Key (as sealCipher derives its key, with another label).
 func secretMAC(scope, key string) func(secret string) string {
-	k := sha256.Sum256([]byte("platter idempotency fingerprint\x00" + scope + "\x00" + key))
+	k := keyFor("platter idempotency fingerprint", scope, key)
 	return func(secret string) string {
 		m := hmac.New(sha256.New, k[:])
 		m.Write([]byte(secret))
@@ -315,10 +315,16 @@ func openResponse(scope, key, stored string, sealed []byte) ([]byte, error) {
 }
 
 func sealCipher(scope, key string) (cipher.AEAD, error) {
-	k := sha256.Sum256([]byte("platter idempotency seal\x00" + scope + "\x00" + key))
+	k := keyFor("platter idempotency seal", scope, key)
 	block, err := aes.NewCipher(k[:])
 	if err != nil {
 		return nil, fmt.Errorf("seal cipher: %w", err)
 	}
 	return cipher.NewGCM(block)
+}
+
+// keyFor derives a 256-bit key for one use (label) from the caller's scope and the raw Idempotency-Key, which the
+// store never holds: what it protects can be read back only by a caller presenting the same key.
+func keyFor(label, scope, key string) [32]byte {
+	return sha256.Sum256([]byte(label + "\x00" + scope + "\x00" + key))
 }
