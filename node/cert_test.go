@@ -325,6 +325,16 @@ func TestSystemGossipKeyRotation(t *testing.T) {
 	n2.start(t)
 	ready(n2)
 	waitMembers(t, []*sysNode{n1, n2}, 2, 30*time.Second)
+	// The old key is gone from n2: a node that encrypts with it (and reads the new key) cannot join through n2.
+	late := secureNode(t, "n4", "127.0.0.4", n2.clusterAddr, nodeCerts(t, ca, "127.0.0.4"), "--gossip-key", oldKey+","+newKey)
+	late.joinTimeout = "5s"
+	late.start(t)
+	if code := late.proc.wait(30 * time.Second); code == 0 {
+		t.Fatal("a node encrypting with the dropped gossip key joined")
+	}
+	if out := late.proc.output(); !strings.Contains(out, "no installed keys could decrypt") {
+		t.Fatalf("%s's log does not say why it could not join:\n%s", late.name, out)
+	}
 	for _, n := range []*sysNode{n1, n2} {
 		if out := n.proc.output(); strings.Contains(out, "gossip is not encrypted") {
 			t.Fatalf("%s gossips in clear", n.name)
